@@ -1,0 +1,21 @@
+// ballisticsctl subcommands. Each stage's commands live in their own file and
+// register themselves on the CLI11 app; main.cc only wires them together.
+// A command reports failure by throwing CLI::RuntimeError(exit_code) after
+// printing a clear message to stderr (exit code != 0 on any error).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ballistics::cli {
+
+void RegisterIoCommands(CLI::App& app);        // inspect, normalize     (cmd_io.cc)
+void RegisterStoreCommands(CLI::App& app);     // ingest, db ...         (cmd_store.cc)
+void RegisterCorrelateCommands(CLI::App& app); // compare, score-pairs   (cmd_correlate.cc)
+
+// Exit codes shared by all commands.
+inline constexpr int kExitUsage = 2;        // bad flags (CLI11's own)
+inline constexpr int kExitInputError = 3;   // the input file/data was rejected
+inline constexpr int kExitDatabaseError = 4;
+inline constexpr int kExitInternal = 5;
+
+}  // namespace ballistics::cli
