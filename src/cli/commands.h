@@ -8,7 +8,8 @@
 
 namespace ballistics::cli {
 
-void RegisterIoCommands(CLI::App& app);        // inspect, normalize     (cmd_io.cc)
+void RegisterIoCommands(CLI::App& app);         // inspect                (cmd_io.cc)
+void RegisterPreprocessCommands(CLI::App& app); // normalize              (cmd_preprocess.cc)
 void RegisterStoreCommands(CLI::App& app);     // ingest, db ...         (cmd_store.cc)
 void RegisterCorrelateCommands(CLI::App& app); // compare, score-pairs   (cmd_correlate.cc)
 

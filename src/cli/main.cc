@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("ballisticsctl ") + BALLISTICS_VERSION);
   ballistics::cli::RegisterIoCommands(app);
+  ballistics::cli::RegisterPreprocessCommands(app);
   ballistics::cli::RegisterStoreCommands(app);
   ballistics::cli::RegisterCorrelateCommands(app);
   try {
