@@ -1,0 +1,162 @@
+// correlate stage: two Signatures -> how strongly their marks agree, and where.
+//
+// Pipeline of one comparison (reference R against target T, see
+// docs/accuracy.md for the literature and the reasoning behind every default):
+//   1. Orientation candidates: masked normalized cross-correlation (Padfield
+//      2012) of the whole signatures on a coarse grid for every angle of the
+//      allowed range (full 360 degrees when the orientation is unknown), and
+//      the best local maxima of that angle profile are kept.
+//   2. For each candidate angle the reference is cut into cells (8 x 8 grid),
+//      every cell is registered in a search region of the target (masked NCC,
+//      region = cell +- one cell) and the cells vote for a rigid transform; the
+//      candidate with the most congruent cells wins (the CMC count decides,
+//      not the global CCF, which is easily fooled by 180-degree symmetric
+//      machining marks).
+//   3. Around the winner the cells are registered again at a few angles,
+//      the consensus transform is refined by a least-squares rigid fit of the
+//      congruent cells' positions, and cells are counted as congruent matching
+//      cells (Song 2013): CCF >= threshold, angle and position agreeing with
+//      the consensus. Both directions (R->T and T->R); the pair score is the
+//      smaller count.
+//
+// Geometry convention (all lengths in µm): coordinates are relative to the
+// image centre of each signature, x to the right, y down (image rows). The
+// result transform maps reference points p to target points q:
+//   q = Rot(theta) p + (dx, dy),  Rot(theta) = [[cos, sin], [-sin, cos]],
+// i.e. the target looks like the reference turned by theta degrees
+// counter-clockwise as displayed (OpenCV's getRotationMatrix2D convention)
+// and then shifted by (dx, dy).
+//
+// Thread safety: a Correlator and PreparedSignatures are immutable after
+// creation; Prepare and Compare may be called from any number of threads.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ballistics/status.h"
+#include "ballistics/surface.h"
+
+namespace ballistics {
+
+// Every parameter of the comparison. Defaults come from the literature and
+// the physics of the marks (docs/accuracy.md), never from the test data.
+struct CorrelationConfig {
+  // --- grids ---
+  // CMC cells are registered on this grid (cmcR: the 6.25 µm Fadul scans
+  // downsampled x2). Signatures coarser than this are used as they are.
+  double cell_pixel_um = 12.5;
+  // The orientation search runs on this coarser grid.
+  double coarse_pixel_um = 50.0;
+  // The reference is split into cell_grid x cell_grid square cells (NIST, cmcR: 8 x 8).
+  int cell_grid = 8;
+  // Cells with a smaller share of valid points are not used.
+  double min_cell_valid_fraction = 0.5;
+  // Search region of a cell in the target: the cell grown by this many cell
+  // sides on every side (cmcR: region 3 x the cell, i.e. 1.0).
+  double search_margin_cells = 1.0;
+  // A displacement counts only where the valid overlap of cell and target is
+  // at least this share of the cell's valid points.
+  double min_overlap_fraction = 0.5;
+
+  // --- rotation search ---
+  double coarse_angle_step_deg = 3.0;   // angle grid of the orientation search
+  int max_candidates = 6;               // orientation candidates checked by cell voting
+  double candidate_separation_deg = 9;  // candidate maxima closer than this are merged
+  double cell_angle_step_deg = 3.0;     // cells are registered at consensus +- k * step
+  int cell_angle_steps = 2;             // k = -steps..steps (2: +- 6 degrees)
+
+  // --- congruency (CMC) thresholds ---
+  double ccf_threshold = 0.5;           // cmcR / NIST
+  double angle_threshold_deg = 6.0;     // cmcR / NIST
+  // A cell is congruent when the position where it was found lies within this
+  // distance of where the consensus transform puts it.
+  double translation_threshold_um = 50.0;
+  // Identification threshold on the pair score (NIST: C >= 6).
+  int cmc_threshold = 6;
+
+  // Sub-pixel peak location by a parabola through the 3 x 3 neighbourhood.
+  bool subpixel = true;
+
+  // Defaults for firing-pin signatures (smaller: finer cells).
+  static CorrelationConfig FiringPin();
+  // INVALID_ARGUMENT naming the field when a value is out of range.
+  Status Validate() const;
+};
+
+struct CompareOptions {
+  // Unknown orientation (database search): all angles. Set to search only
+  // |theta| <= max_rotation_deg (scans roughly aligned by the technician).
+  std::optional<double> max_rotation_deg;
+};
+
+// One reference cell and where it was found in the target.
+struct CellResult {
+  int row = 0, col = 0;             // position in the cell grid
+  double x_um = 0, y_um = 0;        // cell centre in the reference
+  double size_um = 0;               // cell side
+  double valid_fraction = 0;
+  double theta_deg = 0;             // angle at which the cell correlated best
+  double dx_um = 0, dy_um = 0;      // the cell's own translation: found centre - Rot(theta) * centre
+  double target_x_um = 0, target_y_um = 0;  // where the cell's centre was found in the target
+  double ccf = 0;                   // masked NCC at that angle and position
+  bool congruent = false;
+};
+
+// One direction: reference cells registered in the target.
+struct DirectionResult {
+  int cmc = 0;                      // congruent matching cells
+  int cells = 0;                    // cells used
+  double theta_deg = 0, dx_um = 0, dy_um = 0;  // consensus transform (reference -> target)
+  std::vector<CellResult> cell_results;
+};
+
+struct ComparisonResult {
+  SignatureKind kind = SignatureKind::kBreechFace;
+  int cmc = 0;                      // min(forward.cmc, backward.cmc): the pair score
+  int cells = 0;                    // cells of the direction that gave `cmc`
+  double ccf = 0;                   // masked NCC of the whole signatures at the consensus transform
+  double theta_deg = 0, dx_um = 0, dy_um = 0;  // consensus transform (reference -> target)
+  bool identification = false;      // cmc >= config.cmc_threshold
+  DirectionResult forward;          // reference -> target
+  DirectionResult backward;         // target -> reference (its transform is the inverse one)
+  std::vector<double> candidate_angles_deg;  // orientation candidates that were checked
+};
+
+// Per-signature data computed once (downsampled grids, cell spectra) and
+// reused across many comparisons. Immutable; share freely between threads.
+class PreparedSignature;
+
+class Correlator {
+ public:
+  // INVALID_ARGUMENT when the config is out of range.
+  static StatusOr<Correlator> Create(const CorrelationConfig& config = {});
+
+  const CorrelationConfig& config() const { return config_; }
+
+  // INVALID_ARGUMENT for an empty signature, a bad pixel size, or one with
+  // too little valid data to be compared.
+  StatusOr<std::shared_ptr<const PreparedSignature>> Prepare(const Signature& signature) const;
+
+  // Both must be of the same kind and modality (INVALID_ARGUMENT otherwise).
+  StatusOr<ComparisonResult> Compare(const PreparedSignature& reference, const PreparedSignature& target,
+                                     const CompareOptions& options = {}) const;
+  StatusOr<ComparisonResult> Compare(const Signature& reference, const Signature& target,
+                                     const CompareOptions& options = {}) const;
+
+ private:
+  explicit Correlator(const CorrelationConfig& config) : config_(config) {}
+  CorrelationConfig config_;
+};
+
+// Masked normalized cross-correlation (Padfield 2012) of `tmpl` against
+// `image` (NaN = invalid) at integer displacements: result(y, x) is the NCC of
+// the template placed with its top-left corner at image (y - tmpl.rows + 1,
+// x - tmpl.cols + 1), i.e. the "full" output of size (image + tmpl - 1);
+// displacements where the valid overlap is below min_overlap points are 0.
+// For tests and tools; the engine uses the same code on precomputed spectra.
+cv::Mat1f MaskedNcc(const cv::Mat1f& tmpl, const cv::Mat1f& image, int min_overlap);
+
+}  // namespace ballistics

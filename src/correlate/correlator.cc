@@ -1,0 +1,754 @@
+// Correlation engine: orientation search, cell registration, congruent
+// matching cells. The pipeline and the geometry convention are described in
+// include/ballistics/correlate.h; the reasoning behind the defaults in
+// docs/accuracy.md.
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <limits>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <opencv2/imgproc.hpp>
+
+#include "ballistics/correlate.h"
+#include "fft.h"
+
+namespace ballistics {
+
+using correlate_internal::ComputeSpectra;
+using correlate_internal::FastFftSize;
+using correlate_internal::MaskedNccMaps;
+using correlate_internal::MaskedSpectra;
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+constexpr int kMaxSignatureSide = 20000;
+// Interpolated mask values at least this large count as valid: with bilinear
+// interpolation only points whose four neighbours are all valid reach 1.
+constexpr float kMaskValid = 0.999f;
+
+double Rad(double deg) { return deg * kPi / 180.0; }
+
+// Angle in (-180, 180].
+double WrapDeg(double d) {
+  d = std::fmod(d, 360.0);
+  if (d > 180.0) d -= 360.0;
+  if (d <= -180.0) d += 360.0;
+  return d;
+}
+
+double AngleDiffDeg(double a, double b) { return std::abs(WrapDeg(a - b)); }
+
+// q = Rot(theta) p + t, Rot(theta) = [[c, s], [-s, c]] (OpenCV's convention:
+// positive theta turns the image counter-clockwise as displayed, y down).
+struct Rigid {
+  double theta_deg = 0, tx = 0, ty = 0;
+  cv::Point2d Rotate(cv::Point2d p) const {
+    const double c = std::cos(Rad(theta_deg)), s = std::sin(Rad(theta_deg));
+    return {c * p.x + s * p.y, -s * p.x + c * p.y};
+  }
+  cv::Point2d Apply(cv::Point2d p) const { return Rotate(p) + cv::Point2d(tx, ty); }
+  Rigid Inverse() const {
+    Rigid inv{-theta_deg, 0, 0};
+    const cv::Point2d t = inv.Rotate({-tx, -ty});
+    inv.tx = t.x;
+    inv.ty = t.y;
+    return inv;
+  }
+};
+
+// One resolution of a signature: values normalized to zero mean and unit
+// variance over the valid points (keeps float FFT sums well conditioned),
+// 0 where invalid; mask 1/0.
+struct Level {
+  double pixel_um = 0;
+  cv::Mat1f v, m;
+  double cx = 0, cy = 0;  // image centre in pixels
+  double valid = 0;
+  cv::Point2d ToPixel(cv::Point2d p_um) const { return {p_um.x / pixel_um + cx, p_um.y / pixel_um + cy}; }
+};
+
+// NaN-aware area resampling to (about) target_pixel_um; never upsamples.
+Level MakeLevel(const cv::Mat1f& values, double pixel_um, double target_pixel_um) {
+  cv::Mat1f v(values.size()), m(values.size());
+  for (int y = 0; y < values.rows; ++y) {
+    for (int x = 0; x < values.cols; ++x) {
+      const float z = values(y, x);
+      const bool ok = std::isfinite(z);
+      v(y, x) = ok ? z : 0.0f;
+      m(y, x) = ok ? 1.0f : 0.0f;
+    }
+  }
+  Level level;
+  level.pixel_um = pixel_um;
+  if (target_pixel_um > pixel_um * 1.01) {
+    const double f = pixel_um / target_pixel_um;
+    const cv::Size size(std::max(1, static_cast<int>(std::lround(values.cols * f))),
+                        std::max(1, static_cast<int>(std::lround(values.rows * f))));
+    cv::Mat1f vs, ms;
+    cv::resize(v, vs, size, 0, 0, cv::INTER_AREA);
+    cv::resize(m, ms, size, 0, 0, cv::INTER_AREA);
+    // A coarse point is valid when at least half of its footprint was.
+    for (int y = 0; y < size.height; ++y) {
+      for (int x = 0; x < size.width; ++x) {
+        const float w = ms(y, x);
+        if (w >= 0.5f) {
+          vs(y, x) /= w;
+          ms(y, x) = 1.0f;
+        } else {
+          vs(y, x) = 0.0f;
+          ms(y, x) = 0.0f;
+        }
+      }
+    }
+    v = vs;
+    m = ms;
+    level.pixel_um = pixel_um * 0.5 *
+                     (static_cast<double>(values.cols) / size.width + static_cast<double>(values.rows) / size.height);
+  }
+  double n = 0, sum = 0, sum2 = 0;
+  for (int y = 0; y < v.rows; ++y) {
+    for (int x = 0; x < v.cols; ++x) {
+      if (m(y, x) > 0) {
+        n += 1;
+        sum += v(y, x);
+        sum2 += static_cast<double>(v(y, x)) * v(y, x);
+      }
+    }
+  }
+  const double mean = n > 0 ? sum / n : 0.0;
+  const double var = n > 1 ? std::max(0.0, sum2 / n - mean * mean) : 0.0;
+  const double inv_sd = var > 0 ? 1.0 / std::sqrt(var) : 0.0;
+  for (int y = 0; y < v.rows; ++y) {
+    for (int x = 0; x < v.cols; ++x) {
+      v(y, x) = m(y, x) > 0 ? static_cast<float>((v(y, x) - mean) * inv_sd) : 0.0f;
+    }
+  }
+  level.v = v;
+  level.m = m;
+  level.cx = (v.cols - 1) / 2.0;
+  level.cy = (v.rows - 1) / 2.0;
+  level.valid = n;
+  return level;
+}
+
+struct Cell {
+  int row = 0, col = 0;
+  cv::Point2d center_um;  // relative to the image centre
+  double valid_fraction = 0;
+  double valid = 0;
+  MaskedSpectra spectra;  // template spectra at the region FFT size
+};
+
+// Warps the region of `level` seen through the affine map `m` (destination
+// pixel -> source pixel) into v/mask, mask 1 only where fully valid.
+void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask) {
+  cv::warpAffine(level.v, *v, cv::Mat(m), size, cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT, 0);
+  cv::warpAffine(level.m, *mask, cv::Mat(m), size, cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT,
+                 0);
+  for (int y = 0; y < size.height; ++y) {
+    float* pv = (*v)[y];
+    float* pm = (*mask)[y];
+    for (int x = 0; x < size.width; ++x) {
+      if (pm[x] >= kMaskValid) {
+        pm[x] = 1.0f;
+      } else {
+        pm[x] = 0.0f;
+        pv[x] = 0.0f;
+      }
+    }
+  }
+}
+
+// Sub-pixel offset of a peak from a parabola through three samples.
+double ParabolaOffset(float a, float b, float c) {
+  if (a < -1.5f || c < -1.5f) return 0.0;
+  const double d = static_cast<double>(a) - 2.0 * b + c;
+  if (d >= 0) return 0.0;
+  return std::clamp(0.5 * (a - c) / d, -0.5, 0.5);
+}
+
+}  // namespace
+
+class PreparedSignature {
+ public:
+  SignatureKind kind = SignatureKind::kBreechFace;
+  Modality modality = Modality::kTopography3d;
+  Level coarse;
+  Level fine;
+  int cell_side = 0;    // pixels of the fine level
+  int margin = 0;       // search margin around a cell, pixels
+  int region_side = 0;  // cell_side + 2 * margin
+  int fft_side = 0;
+  std::vector<Cell> cells;
+};
+
+namespace {
+
+// A reference cell registered in the target at one angle.
+struct Hit {
+  bool found = false;
+  double theta_deg = 0;
+  double ccf = -1;
+  cv::Point2d q;  // where the cell centre was found in the target (µm from the target centre)
+};
+
+// Registers every cell of `ref` in `tgt` at angle theta_deg. The search
+// region of a cell is centred where `center` maps the cell, and turned about
+// that point, so the region stays centred for every angle tried.
+void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
+                   double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits) {
+  const Level& rf = ref.fine;
+  const Level& tf = tgt.fine;
+  const int s = ref.cell_side, margin = ref.margin, side = ref.region_side;
+  const double c = std::cos(Rad(theta_deg)), sn = std::sin(Rad(theta_deg));
+  const double k = rf.pixel_um / tf.pixel_um;
+  hits->assign(ref.cells.size(), Hit{});
+  cv::Mat1f rv, rm, ncc;
+  MaskedSpectra region;
+  const Rigid rot{theta_deg, 0, 0};
+  for (std::size_t i = 0; i < ref.cells.size(); ++i) {
+    const Cell& cell = ref.cells[i];
+    const cv::Point2d q_pred = center.Apply(cell.center_um);
+    // Region pixel r <-> reference-frame point p_c + (r - o) * pixel, o = margin + (s - 1) / 2,
+    // target point q = Rot(theta) (p - p_c) + q_pred, target pixel = q / pixel_t + centre_t.
+    const double o = margin + (s - 1) / 2.0;
+    const cv::Point2d q0 = rot.Rotate({-o * rf.pixel_um, -o * rf.pixel_um}) + q_pred;
+    const cv::Point2d px0 = tf.ToPixel(q0);
+    const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
+    WarpMasked(tf, m, cv::Size(side, side), &rv, &rm);
+    ComputeSpectra(rv, rm, ref.fft_side, ref.fft_side, &region);
+    if (region.valid < config.min_overlap_fraction * cell.valid) continue;
+    MaskedNccMaps(cell.spectra, region, config.min_overlap_fraction * cell.valid, &ncc, nullptr);
+    // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
+    // cell inside the region; no wrap since fft_side >= side).
+    float best = -2.0f;
+    int bx = -1, by = -1;
+    for (int y = 0; y <= 2 * margin; ++y) {
+      const float* row = ncc[y];
+      for (int x = 0; x <= 2 * margin; ++x) {
+        if (row[x] > best) {
+          best = row[x];
+          bx = x;
+          by = y;
+        }
+      }
+    }
+    if (bx < 0 || best < -1.5f) continue;
+    double fx = bx, fy = by;
+    if (config.subpixel) {
+      if (bx > 0 && bx < 2 * margin) fx += ParabolaOffset(ncc(by, bx - 1), best, ncc(by, bx + 1));
+      if (by > 0 && by < 2 * margin) fy += ParabolaOffset(ncc(by - 1, bx), best, ncc(by + 1, bx));
+    }
+    Hit& h = (*hits)[i];
+    h.found = true;
+    h.theta_deg = theta_deg;
+    h.ccf = best;
+    h.q = rot.Rotate({(fx - margin) * rf.pixel_um, (fy - margin) * rf.pixel_um}) + q_pred;
+  }
+}
+
+struct Consensus {
+  Rigid transform;
+  std::vector<bool> congruent;
+  int count = 0;
+  double ccf_sum = 0;
+};
+
+// Cells agreeing with transform t: CCF, angle and found position.
+int CountInliers(const PreparedSignature& ref, const std::vector<Hit>& hits, const Rigid& t,
+                 const CorrelationConfig& config, std::vector<bool>* flags, double* ccf_sum) {
+  int n = 0;
+  double sum = 0;
+  flags->assign(hits.size(), false);
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const Hit& h = hits[i];
+    if (!h.found || h.ccf < config.ccf_threshold) continue;
+    if (AngleDiffDeg(h.theta_deg, t.theta_deg) > config.angle_threshold_deg) continue;
+    const cv::Point2d e = h.q - t.Apply(ref.cells[i].center_um);
+    if (std::hypot(e.x, e.y) > config.translation_threshold_um) continue;
+    (*flags)[i] = true;
+    ++n;
+    sum += h.ccf;
+  }
+  *ccf_sum = sum;
+  return n;
+}
+
+// Least-squares rigid transform (2D Procrustes, weights = CCF) of the cell
+// centres onto the positions where they were found.
+Rigid FitRigid(const PreparedSignature& ref, const std::vector<Hit>& hits, const std::vector<bool>& flags) {
+  double w = 0;
+  cv::Point2d pm(0, 0), qm(0, 0);
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    if (!flags[i]) continue;
+    w += hits[i].ccf;
+    pm += hits[i].ccf * ref.cells[i].center_um;
+    qm += hits[i].ccf * hits[i].q;
+  }
+  pm *= 1.0 / w;
+  qm *= 1.0 / w;
+  double a = 0, b = 0;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    if (!flags[i]) continue;
+    const cv::Point2d p = ref.cells[i].center_um - pm, q = hits[i].q - qm;
+    a += hits[i].ccf * (p.x * q.x + p.y * q.y);
+    b += hits[i].ccf * (p.y * q.x - p.x * q.y);
+  }
+  Rigid r{std::atan2(b, a) * 180.0 / kPi, 0, 0};
+  const cv::Point2d t = qm - r.Rotate(pm);
+  r.tx = t.x;
+  r.ty = t.y;
+  return r;
+}
+
+// The rigid transform most cells agree with: every cell above the CCF
+// threshold proposes its own (angle, translation); the proposal with the most
+// inliers wins and is refined by a least-squares fit of its inliers (a
+// deterministic, exhaustive RANSAC over the few dozen cells).
+Consensus FindConsensus(const PreparedSignature& ref, const std::vector<Hit>& hits, const Rigid& fallback,
+                        const CorrelationConfig& config) {
+  Consensus best;
+  best.transform = fallback;
+  best.congruent.assign(hits.size(), false);
+  std::vector<bool> flags;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    const Hit& h = hits[i];
+    if (!h.found || h.ccf < config.ccf_threshold) continue;
+    Rigid seed{h.theta_deg, 0, 0};
+    const cv::Point2d t = h.q - seed.Rotate(ref.cells[i].center_um);
+    seed.tx = t.x;
+    seed.ty = t.y;
+    double sum = 0;
+    const int n = CountInliers(ref, hits, seed, config, &flags, &sum);
+    if (n > best.count || (n == best.count && sum > best.ccf_sum)) {
+      best.transform = seed;
+      best.count = n;
+      best.ccf_sum = sum;
+      best.congruent = flags;
+    }
+  }
+  for (int iter = 0; iter < 3 && best.count >= 2; ++iter) {
+    Rigid fit = FitRigid(ref, hits, best.congruent);
+    // Keep the cells' own angle grid in play: the fit only moves the consensus within it.
+    double sum = 0;
+    const int n = CountInliers(ref, hits, fit, config, &flags, &sum);
+    if (n < best.count) break;
+    const bool same = flags == best.congruent;
+    best.transform = fit;
+    best.count = n;
+    best.ccf_sum = sum;
+    best.congruent = flags;
+    if (same) break;
+  }
+  return best;
+}
+
+struct DirectionRun {
+  DirectionResult result;
+  Rigid transform;
+  double ccf_sum = 0;
+};
+
+// Registers all cells at center.theta + k * step (k = -steps..steps), keeps
+// each cell's best angle, and finds the congruent cells.
+DirectionRun RunDirection(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
+                          int steps, const CorrelationConfig& config) {
+  std::vector<Hit> best(ref.cells.size()), hits;
+  for (int k = -steps; k <= steps; ++k) {
+    const double theta = WrapDeg(center.theta_deg + k * config.cell_angle_step_deg);
+    RegisterCells(ref, tgt, center, theta, config, &hits);
+    for (std::size_t i = 0; i < hits.size(); ++i) {
+      if (hits[i].found && (!best[i].found || hits[i].ccf > best[i].ccf)) best[i] = hits[i];
+    }
+  }
+  const Consensus cons = FindConsensus(ref, best, center, config);
+  DirectionRun run;
+  run.transform = cons.transform;
+  run.ccf_sum = cons.ccf_sum;
+  DirectionResult& r = run.result;
+  r.cmc = cons.count;
+  r.cells = static_cast<int>(ref.cells.size());
+  r.theta_deg = WrapDeg(cons.transform.theta_deg);
+  r.dx_um = cons.transform.tx;
+  r.dy_um = cons.transform.ty;
+  for (std::size_t i = 0; i < ref.cells.size(); ++i) {
+    const Cell& cell = ref.cells[i];
+    CellResult cr;
+    cr.row = cell.row;
+    cr.col = cell.col;
+    cr.x_um = cell.center_um.x;
+    cr.y_um = cell.center_um.y;
+    cr.size_um = ref.cell_side * ref.fine.pixel_um;
+    cr.valid_fraction = cell.valid_fraction;
+    if (best[i].found) {
+      const Rigid own{best[i].theta_deg, 0, 0};
+      const cv::Point2d t = best[i].q - own.Rotate(cell.center_um);
+      cr.theta_deg = WrapDeg(best[i].theta_deg);
+      cr.dx_um = t.x;
+      cr.dy_um = t.y;
+      cr.target_x_um = best[i].q.x;
+      cr.target_y_um = best[i].q.y;
+      cr.ccf = best[i].ccf;
+    }
+    cr.congruent = cons.congruent[i];
+    r.cell_results.push_back(cr);
+  }
+  return run;
+}
+
+struct Candidate {
+  Rigid transform;
+  double score = -2;
+};
+
+// Masked NCC of the whole coarse signatures for every angle of the list;
+// returns, per angle, the best translation and its NCC.
+std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const std::vector<double>& angles) {
+  const double k = ref.pixel_um / tgt.pixel_um;
+  // A canvas in the reference frame large enough for the target at any angle.
+  const int side = static_cast<int>(std::ceil(std::hypot(tgt.v.cols, tgt.v.rows) / k)) + 2;
+  const double cc = (side - 1) / 2.0;
+  const int nr = FastFftSize(ref.v.rows + side - 1), nc = FastFftSize(ref.v.cols + side - 1);
+  MaskedSpectra ref_spec, canvas_spec;
+  ComputeSpectra(ref.v, ref.m, nr, nc, &ref_spec);
+  cv::Mat1f cv_v, cv_m, ncc;
+  std::vector<Candidate> out;
+  out.reserve(angles.size());
+  for (double theta : angles) {
+    const Rigid rot{theta, 0, 0};
+    const double c = std::cos(Rad(theta)), s = std::sin(Rad(theta));
+    // canvas pixel x -> reference-frame point (x - cc) * pixel -> target point Rot p.
+    const cv::Point2d q0 = rot.Rotate({-cc * ref.pixel_um, -cc * ref.pixel_um});
+    const cv::Point2d px0 = tgt.ToPixel(q0);
+    const cv::Matx23d m(c * k, s * k, px0.x, -s * k, c * k, px0.y);
+    WarpMasked(tgt, m, cv::Size(side, side), &cv_v, &cv_m);
+    ComputeSpectra(cv_v, cv_m, nr, nc, &canvas_spec);
+    const double min_overlap = 0.5 * std::min(ref.valid, canvas_spec.valid);
+    MaskedNccMaps(ref_spec, canvas_spec, min_overlap, &ncc, nullptr);
+    cv::Point loc;
+    double best = 0;
+    cv::minMaxLoc(ncc, nullptr, &best, nullptr, &loc);
+    // Map index -> displacement u of the reference inside the canvas (wraps for u < 0).
+    const int ux = loc.x > side - 1 ? loc.x - nc : loc.x;
+    const int uy = loc.y > side - 1 ? loc.y - nr : loc.y;
+    const cv::Point2d w((ux + ref.cx - cc) * ref.pixel_um, (uy + ref.cy - cc) * ref.pixel_um);
+    const cv::Point2d t = rot.Rotate(w);
+    out.push_back({Rigid{theta, t.x, t.y}, best});
+  }
+  return out;
+}
+
+// Local maxima of the angle profile, best first, at least `separation` apart.
+std::vector<Candidate> PickCandidates(const std::vector<Candidate>& profile, bool circular, int max_count,
+                                      double separation_deg) {
+  const int n = static_cast<int>(profile.size());
+  std::vector<Candidate> maxima;
+  for (int i = 0; i < n; ++i) {
+    const bool has_l = circular || i > 0, has_r = circular || i + 1 < n;
+    const double l = has_l ? profile[(i - 1 + n) % n].score : -3;
+    const double r = has_r ? profile[(i + 1) % n].score : -3;
+    if (profile[i].score >= l && profile[i].score >= r && profile[i].score > -1.5) maxima.push_back(profile[i]);
+  }
+  std::sort(maxima.begin(), maxima.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+  std::vector<Candidate> picked;
+  for (const Candidate& c : maxima) {
+    bool near = false;
+    for (const Candidate& p : picked) {
+      near = near || AngleDiffDeg(c.transform.theta_deg, p.transform.theta_deg) < separation_deg;
+    }
+    if (!near) picked.push_back(c);
+    if (static_cast<int>(picked.size()) >= max_count) break;
+  }
+  return picked;
+}
+
+// NCC of the whole fine signatures over their common valid points at t.
+double GlobalCcf(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& t) {
+  const Level& rf = ref.fine;
+  const Level& tf = tgt.fine;
+  const double k = rf.pixel_um / tf.pixel_um;
+  const double c = std::cos(Rad(t.theta_deg)), s = std::sin(Rad(t.theta_deg));
+  const cv::Point2d px0 = tf.ToPixel(t.Apply({-rf.cx * rf.pixel_um, -rf.cy * rf.pixel_um}));
+  const cv::Matx23d m(c * k, s * k, px0.x, -s * k, c * k, px0.y);
+  cv::Mat1f v, mask;
+  WarpMasked(tf, m, rf.v.size(), &v, &mask);
+  double n = 0, sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+  for (int y = 0; y < v.rows; ++y) {
+    for (int x = 0; x < v.cols; ++x) {
+      if (mask(y, x) <= 0 || rf.m(y, x) <= 0) continue;
+      const double a = rf.v(y, x), b = v(y, x);
+      n += 1;
+      sa += a;
+      sb += b;
+      saa += a * a;
+      sbb += b * b;
+      sab += a * b;
+    }
+  }
+  if (n < 16) return 0.0;
+  const double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+  if (va <= 0 || vb <= 0) return 0.0;
+  return cov / std::sqrt(va * vb);
+}
+
+std::string Fmt(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+}  // namespace
+
+CorrelationConfig CorrelationConfig::FiringPin() {
+  CorrelationConfig c;
+  // Firing-pin impressions are 0.5-2 mm across, a quarter of the breech-face
+  // area or less: the grids are halved so that cells still hold a few
+  // hundred points.
+  c.cell_pixel_um = 6.25;
+  c.coarse_pixel_um = 25.0;
+  return c;
+}
+
+Status CorrelationConfig::Validate() const {
+  auto bad = [](const std::string& field, double v, const std::string& why) {
+    return InvalidArgument("correlate: config " + field + "=" + Fmt(v) + " " + why);
+  };
+  if (!(cell_pixel_um > 0) || !std::isfinite(cell_pixel_um)) return bad("cell_pixel_um", cell_pixel_um, "is not positive");
+  if (!(coarse_pixel_um >= cell_pixel_um) || !std::isfinite(coarse_pixel_um)) {
+    return bad("coarse_pixel_um", coarse_pixel_um, "must be finite and >= cell_pixel_um");
+  }
+  if (cell_grid < 2 || cell_grid > 32) return bad("cell_grid", cell_grid, "is outside [2, 32]");
+  if (!(min_cell_valid_fraction > 0 && min_cell_valid_fraction <= 1)) {
+    return bad("min_cell_valid_fraction", min_cell_valid_fraction, "is outside (0, 1]");
+  }
+  if (!(search_margin_cells > 0 && search_margin_cells <= 4)) {
+    return bad("search_margin_cells", search_margin_cells, "is outside (0, 4]");
+  }
+  if (!(min_overlap_fraction > 0 && min_overlap_fraction <= 1)) {
+    return bad("min_overlap_fraction", min_overlap_fraction, "is outside (0, 1]");
+  }
+  if (!(coarse_angle_step_deg >= 0.1 && coarse_angle_step_deg <= 30)) {
+    return bad("coarse_angle_step_deg", coarse_angle_step_deg, "is outside [0.1, 30]");
+  }
+  if (max_candidates < 1 || max_candidates > 64) return bad("max_candidates", max_candidates, "is outside [1, 64]");
+  if (!(candidate_separation_deg >= 0 && candidate_separation_deg <= 180)) {
+    return bad("candidate_separation_deg", candidate_separation_deg, "is outside [0, 180]");
+  }
+  if (!(cell_angle_step_deg > 0 && cell_angle_step_deg <= 30)) {
+    return bad("cell_angle_step_deg", cell_angle_step_deg, "is outside (0, 30]");
+  }
+  if (cell_angle_steps < 0 || cell_angle_steps > 20) return bad("cell_angle_steps", cell_angle_steps, "is outside [0, 20]");
+  if (!(ccf_threshold > -1 && ccf_threshold < 1)) return bad("ccf_threshold", ccf_threshold, "is outside (-1, 1)");
+  if (!(angle_threshold_deg >= 0 && angle_threshold_deg <= 180)) {
+    return bad("angle_threshold_deg", angle_threshold_deg, "is outside [0, 180]");
+  }
+  if (!(translation_threshold_um > 0) || !std::isfinite(translation_threshold_um)) {
+    return bad("translation_threshold_um", translation_threshold_um, "is not positive");
+  }
+  if (cmc_threshold < 1) return bad("cmc_threshold", cmc_threshold, "is below 1");
+  return Status::Ok();
+}
+
+StatusOr<Correlator> Correlator::Create(const CorrelationConfig& config) {
+  BALLISTICS_RETURN_IF_ERROR(config.Validate());
+  return Correlator(config);
+}
+
+StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Signature& sig) const {
+  const std::string who = std::string("correlate: ") + std::string(SignatureKindName(sig.kind)) + " signature: ";
+  if (!(sig.pixel_um > 0) || !std::isfinite(sig.pixel_um)) {
+    return InvalidArgument(who + "pixel_um=" + Fmt(sig.pixel_um) + " is not positive");
+  }
+  if (sig.values.empty()) return InvalidArgument(who + "values are empty");
+  if (sig.values.rows > kMaxSignatureSide || sig.values.cols > kMaxSignatureSide) {
+    return InvalidArgument(who + "size " + std::to_string(sig.values.cols) + "x" + std::to_string(sig.values.rows) +
+                           " exceeds " + std::to_string(kMaxSignatureSide));
+  }
+  try {
+    auto prep = std::make_shared<PreparedSignature>();
+    prep->kind = sig.kind;
+    prep->modality = sig.modality;
+    prep->fine = MakeLevel(sig.values, sig.pixel_um, config_.cell_pixel_um);
+    prep->coarse = MakeLevel(sig.values, sig.pixel_um, config_.coarse_pixel_um);
+    if (prep->coarse.valid < 16) {
+      return InvalidArgument(who + "only " + Fmt(prep->coarse.valid) + " valid points at " +
+                             Fmt(prep->coarse.pixel_um) + " um; at least 16 are needed");
+    }
+    const Level& f = prep->fine;
+    const int s = std::max(4, static_cast<int>(std::lround(std::max(f.v.cols, f.v.rows) /
+                                                           static_cast<double>(config_.cell_grid))));
+    prep->cell_side = s;
+    prep->margin = std::max(1, static_cast<int>(std::lround(config_.search_margin_cells * s)));
+    prep->region_side = s + 2 * prep->margin;
+    prep->fft_side = FastFftSize(prep->region_side);
+    const int nx = std::max(1, static_cast<int>(std::lround(f.v.cols / static_cast<double>(s))));
+    const int ny = std::max(1, static_cast<int>(std::lround(f.v.rows / static_cast<double>(s))));
+    const int x0 = (f.v.cols - nx * s) / 2, y0 = (f.v.rows - ny * s) / 2;
+    const cv::Rect image(0, 0, f.v.cols, f.v.rows);
+    for (int r = 0; r < ny; ++r) {
+      for (int col = 0; col < nx; ++col) {
+        const cv::Rect rect(x0 + col * s, y0 + r * s, s, s);
+        const cv::Rect inside = rect & image;
+        cv::Mat1f cv_v = cv::Mat1f::zeros(s, s), cv_m = cv::Mat1f::zeros(s, s);
+        if (inside.area() > 0) {
+          const cv::Rect local(inside.x - rect.x, inside.y - rect.y, inside.width, inside.height);
+          f.v(inside).copyTo(cv_v(local));
+          f.m(inside).copyTo(cv_m(local));
+        }
+        const double valid = cv::sum(cv_m)[0];
+        const double frac = valid / (static_cast<double>(s) * s);
+        if (frac < config_.min_cell_valid_fraction) continue;
+        // A cell without texture cannot be registered (NCC undefined).
+        cv::Scalar mean, sd;
+        cv::meanStdDev(cv_v, mean, sd, cv_m > 0);
+        if (sd[0] < 1e-3) continue;
+        Cell cell;
+        cell.row = r;
+        cell.col = col;
+        cell.valid = valid;
+        cell.valid_fraction = frac;
+        cell.center_um = {(rect.x + (s - 1) / 2.0 - f.cx) * f.pixel_um, (rect.y + (s - 1) / 2.0 - f.cy) * f.pixel_um};
+        ComputeSpectra(cv_v, cv_m, prep->fft_side, prep->fft_side, &cell.spectra);
+        prep->cells.push_back(std::move(cell));
+      }
+    }
+    if (prep->cells.empty()) {
+      return InvalidArgument(who + "no cell of the " + std::to_string(nx) + "x" + std::to_string(ny) +
+                             " grid has min_cell_valid_fraction=" + Fmt(config_.min_cell_valid_fraction) +
+                             " valid points");
+    }
+    return std::shared_ptr<const PreparedSignature>(std::move(prep));
+  } catch (const std::exception& e) {
+    return Internal(who + "prepare failed: " + e.what());
+  }
+}
+
+StatusOr<ComparisonResult> Correlator::Compare(const Signature& reference, const Signature& target,
+                                               const CompareOptions& options) const {
+  BALLISTICS_ASSIGN_OR_RETURN(auto r, Prepare(reference));
+  BALLISTICS_ASSIGN_OR_RETURN(auto t, Prepare(target));
+  return Compare(*r, *t, options);
+}
+
+StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, const PreparedSignature& tgt,
+                                               const CompareOptions& options) const {
+  if (ref.kind != tgt.kind) {
+    return InvalidArgument("correlate: cannot compare a " + std::string(SignatureKindName(ref.kind)) +
+                           " signature with a " + std::string(SignatureKindName(tgt.kind)) + " signature");
+  }
+  if (ref.modality != tgt.modality) {
+    return InvalidArgument("correlate: cannot compare a " + std::string(ModalityName(ref.modality)) +
+                           " signature with a " + std::string(ModalityName(tgt.modality)) + " signature");
+  }
+  const CorrelationConfig& cfg = config_;
+  std::vector<double> angles;
+  bool circular = true;
+  if (options.max_rotation_deg.has_value()) {
+    const double max_rot = *options.max_rotation_deg;
+    if (!(max_rot >= 0) || !std::isfinite(max_rot)) {
+      return InvalidArgument("correlate: max_rotation_deg=" + Fmt(max_rot) + " is not a non-negative number");
+    }
+    if (max_rot < 180.0) {
+      circular = false;
+      const int n = static_cast<int>(std::floor(max_rot / cfg.coarse_angle_step_deg + 1e-9));
+      for (int i = -n; i <= n; ++i) angles.push_back(i * cfg.coarse_angle_step_deg);
+      if (n * cfg.coarse_angle_step_deg < max_rot - 1e-9) {
+        angles.insert(angles.begin(), -max_rot);
+        angles.push_back(max_rot);
+      }
+    }
+  }
+  if (circular) {
+    const int n = std::max(1, static_cast<int>(std::lround(360.0 / cfg.coarse_angle_step_deg)));
+    for (int i = 0; i < n; ++i) angles.push_back(WrapDeg(i * 360.0 / n));
+  }
+  try {
+    ComparisonResult result;
+    result.kind = ref.kind;
+    const std::vector<Candidate> profile = AngleProfile(ref.coarse, tgt.coarse, angles);
+    const std::vector<Candidate> candidates =
+        PickCandidates(profile, circular, cfg.max_candidates, cfg.candidate_separation_deg);
+    // Let the cells decide between the orientation candidates (one angle each).
+    Rigid center = candidates.empty() ? Rigid{} : candidates.front().transform;
+    int best_count = -1;
+    double best_sum = -1;
+    std::vector<Hit> hits;
+    for (const Candidate& cand : candidates) {
+      result.candidate_angles_deg.push_back(cand.transform.theta_deg);
+      RegisterCells(ref, tgt, cand.transform, cand.transform.theta_deg, cfg, &hits);
+      const Consensus cons = FindConsensus(ref, hits, cand.transform, cfg);
+      if (cons.count > best_count || (cons.count == best_count && cons.ccf_sum > best_sum)) {
+        best_count = cons.count;
+        best_sum = cons.ccf_sum;
+        center = cons.count > 0 ? cons.transform : cand.transform;
+      }
+    }
+    DirectionRun fwd = RunDirection(ref, tgt, center, cfg.cell_angle_steps, cfg);
+    DirectionRun bwd = RunDirection(tgt, ref, fwd.transform.Inverse(), cfg.cell_angle_steps, cfg);
+    result.forward = std::move(fwd.result);
+    result.backward = std::move(bwd.result);
+    const bool use_fwd = result.forward.cmc <= result.backward.cmc;
+    result.cmc = std::min(result.forward.cmc, result.backward.cmc);
+    result.cells = use_fwd ? result.forward.cells : result.backward.cells;
+    result.theta_deg = result.forward.theta_deg;
+    result.dx_um = result.forward.dx_um;
+    result.dy_um = result.forward.dy_um;
+    result.ccf = GlobalCcf(ref, tgt, fwd.transform);
+    result.identification = result.cmc >= cfg.cmc_threshold;
+    return result;
+  } catch (const std::exception& e) {
+    return Internal(std::string("correlate: comparison failed: ") + e.what());
+  }
+}
+
+cv::Mat1f MaskedNcc(const cv::Mat1f& tmpl, const cv::Mat1f& image, int min_overlap) {
+  auto split = [](const cv::Mat1f& in, cv::Mat1f* v, cv::Mat1f* m) {
+    v->create(in.size());
+    m->create(in.size());
+    for (int y = 0; y < in.rows; ++y) {
+      for (int x = 0; x < in.cols; ++x) {
+        const bool ok = std::isfinite(in(y, x));
+        (*v)(y, x) = ok ? in(y, x) : 0.0f;
+        (*m)(y, x) = ok ? 1.0f : 0.0f;
+      }
+    }
+    // Centre and scale (the NCC does not change) to keep the float sums well conditioned.
+    cv::Scalar mean, sd;
+    cv::meanStdDev(*v, mean, sd, *m > 0);
+    const double inv = sd[0] > 0 ? 1.0 / sd[0] : 1.0;
+    for (int y = 0; y < in.rows; ++y) {
+      for (int x = 0; x < in.cols; ++x) {
+        if ((*m)(y, x) > 0) (*v)(y, x) = static_cast<float>(((*v)(y, x) - mean[0]) * inv);
+      }
+    }
+  };
+  cv::Mat1f tv, tm, iv, im;
+  split(tmpl, &tv, &tm);
+  split(image, &iv, &im);
+  const int rows = tmpl.rows + image.rows - 1, cols = tmpl.cols + image.cols - 1;
+  const int nr = FastFftSize(rows), nc = FastFftSize(cols);
+  MaskedSpectra ts, is;
+  ComputeSpectra(tv, tm, nr, nc, &ts);
+  ComputeSpectra(iv, im, nr, nc, &is);
+  cv::Mat1f ncc;
+  MaskedNccMaps(ts, is, min_overlap, &ncc, nullptr);
+  // Circular index u (template shifted by u) -> "full" output index u + tmpl - 1.
+  cv::Mat1f out(rows, cols);
+  for (int y = 0; y < rows; ++y) {
+    const int uy = (y - (tmpl.rows - 1) + nr) % nr;
+    for (int x = 0; x < cols; ++x) {
+      const int ux = (x - (tmpl.cols - 1) + nc) % nc;
+      const float v = ncc(uy, ux);
+      out(y, x) = v < -1.5f ? 0.0f : v;
+    }
+  }
+  return out;
+}
+
+}  // namespace ballistics

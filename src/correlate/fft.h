@@ -1,0 +1,73 @@
+// FFT plumbing of the correlate stage: a process-wide cache of FFTW float
+// plans (one per size, created under a mutex because FFTW's planner is not
+// thread-safe, executed from any thread with the new-array API), the spectra
+// of masked images and the masked normalized cross-correlation of
+// Padfield (2012), "Masked object registration in the Fourier domain",
+// IEEE Trans. Image Processing 21(5).
+#pragma once
+
+#include <complex>
+#include <cstddef>
+#include <vector>
+
+#include <fftw3.h>
+#include <opencv2/core.hpp>
+
+namespace ballistics::correlate_internal {
+
+// Allocator handing out FFTW-aligned memory, so that every buffer has the
+// alignment the plans were made for (a requirement of fftwf_execute_dft_*).
+template <typename T>
+struct FftwAllocator {
+  using value_type = T;
+  FftwAllocator() = default;
+  template <typename U>
+  FftwAllocator(const FftwAllocator<U>&) {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) {
+    void* p = fftwf_malloc(n * sizeof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) { fftwf_free(p); }
+  template <typename U>
+  bool operator==(const FftwAllocator<U>&) const { return true; }
+};
+
+using RealBuffer = std::vector<float, FftwAllocator<float>>;
+using ComplexBuffer = std::vector<std::complex<float>, FftwAllocator<std::complex<float>>>;
+
+// Smallest n' >= n of the form 2^a 3^b 5^c (sizes FFTW handles fastest).
+int FastFftSize(int n);
+
+// Forward (r2c) and inverse (c2r) plans for a rows x cols real array. Created
+// once per size and kept for the life of the process.
+struct FftPlan {
+  int rows = 0, cols = 0;
+  fftwf_plan r2c = nullptr;
+  fftwf_plan c2r = nullptr;
+  int ComplexCols() const { return cols / 2 + 1; }
+  std::size_t RealSize() const { return static_cast<std::size_t>(rows) * cols; }
+  std::size_t ComplexSize() const { return static_cast<std::size_t>(rows) * ComplexCols(); }
+};
+const FftPlan& GetPlan(int rows, int cols);
+
+// Spectra of a masked image placed at the top-left of a zero-padded
+// rows x cols array: F(f*m), F(m), F(f^2*m). `valid` = sum of m.
+struct MaskedSpectra {
+  int rows = 0, cols = 0;
+  ComplexBuffer fm, m, f2m;
+  double valid = 0;
+};
+
+// `values` must be 0 where `mask` is 0; mask is 0/1. Both at most rows x cols.
+void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, int cols,
+                    MaskedSpectra* out);
+
+// Circular masked NCC maps of template t against image i (same FFT size):
+// ncc(y, x) = NCC of the template shifted by (y, x) (mod size) over the
+// overlap of both masks; overlap(y, x) = number of overlapping valid points.
+// Points whose overlap is below min_overlap get ncc = -2 (never a peak).
+void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap,
+                   cv::Mat1f* ncc, cv::Mat1f* overlap);
+
+}  // namespace ballistics::correlate_internal
