@@ -21,9 +21,19 @@ std::uint64_t ReadBigEndian(const char* p, int n) {
   return v;
 }
 
+// libpq messages span lines ("...failed: Connection refused\n\tIs the server
+// running..."); one line reads better in logs and CLI errors.
 std::string TrimmedMessage(const char* m) {
-  std::string s = m ? m : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  std::string s;
+  for (const char* p = m ? m : ""; *p; ++p) {
+    const bool space = *p == '\n' || *p == '\t' || *p == '\r' || *p == ' ';
+    if (space) {
+      if (!s.empty() && s.back() != ' ') s += ' ';
+    } else {
+      s += *p;
+    }
+  }
+  while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
 }
 
