@@ -1,0 +1,403 @@
+// Segmentation: where are the breech face (BF) and the firing-pin impression (FP)?
+//
+// 3D raw scans follow the CSAFE pipeline (Zemmels et al. 2022, cmcR
+// preProcess_ransac / preProcess_removeFPCircle, after Tai's cartridges3D):
+// the breech-face marks lie on one plane; a RANSAC plane with a narrow
+// inlier band finds it, points far below it near the centre are the FP
+// crater, and a circle is fitted to each region. 2D ring-light images follow
+// Tai & Eddy (2018, "A fully automatic method for comparing cartridge case
+// images", J. Forensic Sci. 63(2)): heavy blur, threshold at the median to find
+// the bright primer disk, then the dark ring of the FP aperture inside it.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numbers>
+#include <vector>
+
+#include <opencv2/imgproc.hpp>
+
+#include "ballistics/preprocess.h"
+#include "internal.h"
+
+namespace ballistics::preprocess_internal {
+namespace {
+
+std::string Fmt(const char* format, double a, double b = 0, double c = 0, double d = 0) {
+  char buf[320];
+  std::snprintf(buf, sizeof buf, format, a, b, c, d);
+  return buf;
+}
+
+// Holes (background regions not connected to the image border) filled in.
+cv::Mat1b FillHoles(const cv::Mat1b& mask) {
+  cv::Mat1b padded;
+  cv::copyMakeBorder(mask, padded, 1, 1, 1, 1, cv::BORDER_CONSTANT, 0);
+  cv::Mat1b flood = padded.clone();
+  cv::floodFill(flood, cv::Point(0, 0), cv::Scalar(255));
+  cv::Mat1b holes;
+  cv::bitwise_not(flood, holes);
+  cv::Mat1b out;
+  cv::bitwise_or(padded, holes, out);
+  return out(cv::Rect(1, 1, mask.cols, mask.rows)).clone();
+}
+
+// Convex hull of a mask, filled.
+cv::Mat1b HullMask(const cv::Mat1b& mask) {
+  std::vector<cv::Point> pts;
+  cv::findNonZero(mask, pts);
+  cv::Mat1b out(mask.size(), std::uint8_t{0});
+  if (pts.size() < 3) return out;
+  std::vector<cv::Point> hull;
+  cv::convexHull(pts, hull);
+  cv::fillConvexPoly(out, hull, cv::Scalar(255));
+  return out;
+}
+
+// Centroid and equal-area radius of a region: robust to ragged edges, unlike
+// a minimum enclosing circle.
+Circle CircleOfRegion(const cv::Mat1b& mask) {
+  const cv::Moments m = cv::moments(mask, true);
+  Circle c;
+  if (m.m00 <= 0) return c;
+  c.center = {m.m10 / m.m00, m.m01 / m.m00};
+  c.radius = std::sqrt(m.m00 / std::numbers::pi);
+  return c;
+}
+
+// The connected components of `mask` (8-connected) as separate masks, with areas.
+struct Component {
+  cv::Mat1b mask;
+  int area = 0;
+  cv::Point2d centroid;
+};
+std::vector<Component> Components(const cv::Mat1b& mask, int min_area) {
+  cv::Mat1i labels;
+  cv::Mat stats, centroids;
+  const int n = cv::connectedComponentsWithStats(mask, labels, stats, centroids, 8, CV_32S);
+  std::vector<Component> out;
+  for (int i = 1; i < n; ++i) {
+    const int area = stats.at<int>(i, cv::CC_STAT_AREA);
+    if (area < min_area) continue;
+    Component c;
+    c.mask = labels == i;
+    c.area = area;
+    c.centroid = {centroids.at<double>(i, 0), centroids.at<double>(i, 1)};
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+cv::Mat1b Open(const cv::Mat1b& mask, int radius_px) {
+  if (radius_px < 1) return mask.clone();
+  const cv::Mat se = cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(2 * radius_px + 1, 2 * radius_px + 1));
+  cv::Mat1b out;
+  cv::morphologyEx(mask, out, cv::MORPH_OPEN, se);
+  return out;
+}
+
+// Coarse-grid coordinates <-> input-scan pixel coordinates.
+struct GridMap {
+  double sx = 1, sy = 1;  // coarse pixels per input pixel
+  cv::Point2d ToInput(cv::Point2d p) const { return {(p.x + 0.5) / sx - 0.5, (p.y + 0.5) / sy - 0.5}; }
+  double RadiusToInput(double r) const { return r / std::sqrt(sx * sy); }
+};
+
+Circle ToInput(const GridMap& g, const Circle& c) { return {g.ToInput(c.center), g.RadiusToInput(c.radius)}; }
+
+// A disk mask on the input grid, for a circle given in input pixels; with
+// anisotropic pixels the circle in µm is an ellipse in pixels.
+cv::Mat1b DiskMaskInput(cv::Size size, const Circle& c, double pixel_um_x, double pixel_um_y) {
+  cv::Mat1b mask(size, std::uint8_t{0});
+  const double r_um = c.radius * std::sqrt(pixel_um_x * pixel_um_y);
+  cv::ellipse(mask, cv::Point(cvRound(c.center.x * 16), cvRound(c.center.y * 16)),
+              cv::Size(cvRound(r_um / pixel_um_x * 16), cvRound(r_um / pixel_um_y * 16)), 0, 0, 360,
+              cv::Scalar(255), cv::FILLED, cv::LINE_8, 4);
+  return mask;
+}
+
+}  // namespace
+
+bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config, Segmentation* seg) {
+  if (cv::countNonZero(valid) == 0) return false;
+  const cv::Rect bbox = cv::boundingRect(valid);
+  if (bbox.width < 8 || bbox.height < 8) return false;
+  const double cx = bbox.x + (bbox.width - 1) / 2.0, cy = bbox.y + (bbox.height - 1) / 2.0;
+  const double a = bbox.width / 2.0, b = bbox.height / 2.0;
+  const double probe2 = config.cropped_hole_probe_fraction * config.cropped_hole_probe_fraction;
+  std::size_t hole_total = 0, hole_valid = 0, out_total = 0, out_valid = 0;
+  for (int y = bbox.y; y < bbox.y + bbox.height; ++y) {
+    const std::uint8_t* m = valid[y];
+    const double dy = (y - cy) / b;
+    for (int x = bbox.x; x < bbox.x + bbox.width; ++x) {
+      const double dx = (x - cx) / a;
+      const double q2 = dx * dx + dy * dy;
+      if (q2 < probe2) {
+        ++hole_total;
+        hole_valid += m[x] != 0;
+      } else if (q2 > 1.02 * 1.02) {
+        ++out_total;
+        out_valid += m[x] != 0;
+      }
+    }
+  }
+  if (hole_total == 0 || out_total == 0) return false;
+  const bool cropped =
+      static_cast<double>(hole_valid) / hole_total <= config.cropped_max_valid_in_hole &&
+      static_cast<double>(out_valid) / out_total <= config.cropped_max_valid_outside;
+  if (!cropped) return false;
+
+  seg->already_cropped = true;
+  seg->primer_center_px = {cx, cy};
+  seg->primer_radius_px = (a + b) / 2.0;
+  // The central hole (where the FP impression was cut out), for display only.
+  cv::Mat1b inside(valid.size(), std::uint8_t{0});
+  cv::ellipse(inside, cv::Point(cvRound(cx), cvRound(cy)), cv::Size(cvRound(a), cvRound(b)), 0, 0, 360,
+              cv::Scalar(255), cv::FILLED);
+  cv::Mat1b hole;
+  cv::bitwise_and(inside, ~valid, hole);
+  // Only the component under the centre matters; label once, mask that one
+  // (the annulus may hold hundreds of dropout specks).
+  const cv::Point centre(cvRound(cx), cvRound(cy));
+  if (hole(centre)) {
+    cv::Mat1i labels;
+    cv::connectedComponents(hole, labels, 8, CV_32S);
+    const Circle h = CircleOfRegion(labels == labels(centre));
+    seg->firing_pin_center_px = h.center;
+    seg->firing_pin_radius_px = h.radius;
+  }
+  seg->firing_pin_found = false;
+  return true;
+}
+
+StatusOr<RegionMasks> SegmentRaw3d(const Scan& scan, const NormalizeConfig& config) {
+  const double seg_px = std::max({config.segmentation_pixel_um, scan.pixel_um_x, scan.pixel_um_y});
+  const cv::Mat1f coarse = ResampleNaN(scan.values, scan.pixel_um_x, scan.pixel_um_y, seg_px, 0.5);
+  GridMap grid{static_cast<double>(coarse.cols) / scan.width(), static_cast<double>(coarse.rows) / scan.height()};
+  const cv::Point2d image_center((coarse.cols - 1) / 2.0, (coarse.rows - 1) / 2.0);
+  const double half_side = std::min(coarse.cols, coarse.rows) / 2.0;
+
+  // 1. RANSAC plane of the breech face, drawn from the centre of the field
+  //    (an operator centres the primer; the case head around it is another
+  //    plane that must not win).
+  const double sample_radius = std::min(config.primer_radius_min_um / seg_px, 0.9 * half_side);
+  const cv::Mat1b sample_disk = DiskMask(coarse.size(), {image_center, sample_radius});
+  const cv::Vec3d plane = RansacPlane(coarse, sample_disk, config.ransac_iterations,
+                                      config.ransac_inlier_threshold_um, config.ransac_seed);
+  const cv::Mat1f resid = SubtractPlane(coarse, plane);
+
+  cv::Mat1b inlier(coarse.size()), deep(coarse.size());
+  for (int y = 0; y < coarse.rows; ++y) {
+    for (int x = 0; x < coarse.cols; ++x) {
+      const float r = resid(y, x);
+      inlier(y, x) = std::isfinite(r) && std::abs(r) < config.ransac_select_threshold_um ? 255 : 0;
+      // Missing points count as deep: scanners drop out on the steep walls and
+      // the bottom of the firing-pin crater.
+      deep(y, x) = !std::isfinite(r) || r < -config.firing_pin_depth_um ? 255 : 0;
+    }
+  }
+
+  // 2. The breech-face region: the largest plane component touching the
+  //    sampling disk; its convex hull (an annulus may be open on one side) is the primer disk.
+  const int open_px = std::max(1, cvRound(40.0 / seg_px));
+  const cv::Mat1b inlier_open = Open(inlier, open_px);
+  const Component* best = nullptr;
+  std::vector<Component> comps = Components(inlier_open, 16);
+  for (const Component& c : comps) {
+    if (cv::countNonZero(c.mask & sample_disk) == 0) continue;
+    if (best == nullptr || c.area > best->area) best = &c;
+  }
+  if (best == nullptr) {
+    return InvalidArgument("preprocess: no primer found: no breech-face plane in the centre of the scan");
+  }
+  const cv::Mat1b hull = HullMask(best->mask);
+  const Circle primer = CircleOfRegion(hull);
+  const double primer_r_um = primer.radius * seg_px;
+  if (primer_r_um < config.primer_radius_min_um || primer_r_um > config.primer_radius_max_um) {
+    return InvalidArgument(Fmt("preprocess: no primer found: the breech-face plane region has radius %.0f um, "
+                               "outside the primer range %.0f..%.0f um",
+                               primer_r_um, config.primer_radius_min_um, config.primer_radius_max_um));
+  }
+
+  RegionMasks out;
+  out.segmentation.primer_center_px = grid.ToInput(primer.center);
+  out.segmentation.primer_radius_px = grid.RadiusToInput(primer.radius);
+
+  // 3. The firing-pin crater: the largest deep component near the primer centre.
+  const cv::Mat1b fp_search = DiskMask(coarse.size(), {primer.center,
+      config.firing_pin_max_offset_fraction * primer.radius + config.firing_pin_radius_max_um / seg_px});
+  const cv::Mat1b deep_near = Open(deep & fp_search & hull, open_px);
+  std::optional<Circle> crater;
+  std::optional<cv::Mat1b> crater_mask;
+  int crater_area = 0;
+  for (const Component& c : Components(deep_near, 4)) {
+    const cv::Mat1b filled = FillHoles(c.mask);
+    const Circle circ = CircleOfRegion(filled);
+    const double r_um = circ.radius * seg_px;
+    if (cv::norm(circ.center - primer.center) > config.firing_pin_max_offset_fraction * primer.radius) continue;
+    if (r_um < config.firing_pin_radius_min_um || r_um > config.firing_pin_radius_max_um) continue;
+    if (c.area > crater_area) {
+      crater_area = c.area;
+      crater = circ;
+      crater_mask = filled;
+    }
+  }
+
+  double exclusion_radius = 0;  // coarse px, around the crater centre
+  if (crater) {
+    // The aperture ring (shear, flowback) around the crater is off the BF
+    // plane too: the off-plane region connected to the crater, capped at the
+    // largest FP radius, sets the hole cut out of the breech face.
+    const cv::Mat1b cap = DiskMask(coarse.size(), {crater->center, config.firing_pin_radius_max_um / seg_px});
+    const cv::Mat1b off_plane = (~inlier_open) & cap & hull;
+    double aperture_radius = crater->radius;
+    for (const Component& c : Components(off_plane, 1)) {
+      if (cv::countNonZero(c.mask & *crater_mask) == 0) continue;
+      aperture_radius = std::max(aperture_radius, CircleOfRegion(FillHoles(c.mask)).radius);
+    }
+    exclusion_radius = aperture_radius * config.firing_pin_dilation;
+    out.segmentation.firing_pin_found = true;
+    out.segmentation.firing_pin_center_px = grid.ToInput(crater->center);
+    out.segmentation.firing_pin_radius_px = grid.RadiusToInput(crater->radius);
+  } else {
+    out.warnings.push_back("no firing-pin impression found: only the breech-face signature is made");
+  }
+
+  // 4. Masks at input resolution. The BF keeps, as cmcR does, only the points
+  //    within the select band of the plane (rounded primer edge, flowback and
+  //    debris fall out), inside the primer disk and outside the FP hole.
+  const cv::Vec3d plane_in(plane[0] * grid.sx, plane[1] * grid.sy,
+                           plane[2] + plane[0] * (0.5 * grid.sx - 0.5) + plane[1] * (0.5 * grid.sy - 0.5));
+  const cv::Mat1f resid_in = SubtractPlane(scan.values, plane_in);
+  const cv::Size size = scan.values.size();
+  cv::Mat1b bf = DiskMaskInput(size, {out.segmentation.primer_center_px,
+                                      out.segmentation.primer_radius_px * config.primer_shrink},
+                               scan.pixel_um_x, scan.pixel_um_y);
+  for (int y = 0; y < size.height; ++y) {
+    for (int x = 0; x < size.width; ++x) {
+      const float r = resid_in(y, x);
+      if (!(std::isfinite(r) && std::abs(r) < config.ransac_select_threshold_um)) bf(y, x) = 0;
+    }
+  }
+  if (crater) {
+    const Circle hole_in = ToInput(grid, {crater->center, exclusion_radius});
+    bf &= ~DiskMaskInput(size, hole_in, scan.pixel_um_x, scan.pixel_um_y);
+    const cv::Mat1b fp = DiskMaskInput(size, ToInput(grid, *crater), scan.pixel_um_x, scan.pixel_um_y) &
+                         FiniteMask(scan.values);
+    out.firing_pin = fp;
+  }
+  out.breech_face = bf;
+  return out;
+}
+
+StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& config) {
+  const double seg_px = std::max({config.segmentation_pixel_um, scan.pixel_um_x, scan.pixel_um_y});
+  const cv::Mat1f coarse = ResampleNaN(scan.values, scan.pixel_um_x, scan.pixel_um_y, seg_px, 0.5);
+  GridMap grid{static_cast<double>(coarse.cols) / scan.width(), static_cast<double>(coarse.rows) / scan.height()};
+  const cv::Point2d image_center((coarse.cols - 1) / 2.0, (coarse.rows - 1) / 2.0);
+  const double half_side = std::min(coarse.cols, coarse.rows) / 2.0;
+  const cv::Mat1f smooth = GaussianLowPassNaN(coarse, config.segmentation_smoothing_um / seg_px);
+  const cv::Mat1b valid = FiniteMask(smooth);
+
+  // 1. Primer: bright after heavy blur (the flat primer face reflects the
+  //    ring light; its rounded edge and the case chamfer around it are dark).
+  //    Threshold at the median (Tai & Eddy 2018, findPrimer).
+  std::vector<float> vals;
+  vals.reserve(smooth.total());
+  for (int y = 0; y < smooth.rows; ++y)
+    for (int x = 0; x < smooth.cols; ++x)
+      if (valid(y, x)) vals.push_back(smooth(y, x));
+  if (vals.empty()) return InvalidArgument("preprocess: no primer found: the image has no valid pixel");
+  std::nth_element(vals.begin(), vals.begin() + vals.size() / 2, vals.end());
+  const float median = vals[vals.size() / 2];
+  cv::Mat1b bright = (smooth > median) & valid;
+  const int open_px = std::max(1, cvRound(60.0 / seg_px));
+  bright = Open(bright, open_px);
+
+  std::optional<Circle> primer;
+  cv::Mat1b primer_hull;
+  double best_score = 0;
+  for (const Component& c : Components(bright, 16)) {
+    const cv::Mat1b hull = HullMask(c.mask);
+    const Circle circ = CircleOfRegion(hull);
+    const double r_um = circ.radius * seg_px;
+    if (r_um < config.primer_radius_min_um || r_um > config.primer_radius_max_um) continue;
+    if (cv::norm(circ.center - image_center) > 0.6 * half_side) continue;
+    // Prefer filled, round regions: component area / hull area (the headstamp
+    // letters form ragged, hollow regions).
+    const double solidity = static_cast<double>(c.area) / std::max(1, cv::countNonZero(hull));
+    const double score = solidity * c.area;
+    if (score > best_score) {
+      best_score = score;
+      primer = circ;
+      primer_hull = hull;
+    }
+  }
+  if (!primer) {
+    return InvalidArgument(Fmt("preprocess: no primer found: no bright round region of radius %.0f..%.0f um "
+                               "near the image centre",
+                               config.primer_radius_min_um, config.primer_radius_max_um));
+  }
+
+  RegionMasks out;
+  out.segmentation.primer_center_px = grid.ToInput(primer->center);
+  out.segmentation.primer_radius_px = grid.RadiusToInput(primer->radius);
+
+  // 2. FP aperture: the dark ring around the firing-pin impression inside the
+  //    primer disk (Otsu threshold of the smoothed primer pixels), filled.
+  std::vector<std::uint8_t> inside;
+  double lo = 1e30, hi = -1e30;
+  for (int y = 0; y < smooth.rows; ++y)
+    for (int x = 0; x < smooth.cols; ++x)
+      if (primer_hull(y, x) && valid(y, x)) {
+        lo = std::min<double>(lo, smooth(y, x));
+        hi = std::max<double>(hi, smooth(y, x));
+      }
+  cv::Mat1b smooth8;
+  smooth.convertTo(smooth8, CV_8U, hi > lo ? 255.0 / (hi - lo) : 1.0, hi > lo ? -lo * 255.0 / (hi - lo) : 0.0);
+  cv::Mat1b primer_pixels;
+  cv::Mat1b tmp;
+  {
+    std::vector<std::uint8_t> px;
+    for (int y = 0; y < smooth8.rows; ++y)
+      for (int x = 0; x < smooth8.cols; ++x)
+        if (primer_hull(y, x)) px.push_back(smooth8(y, x));
+    cv::Mat1b row(1, static_cast<int>(px.size()), px.data());
+    const double otsu = cv::threshold(row, tmp, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
+    cv::Mat1b dark = (smooth8 <= otsu) & primer_hull;
+    primer_pixels = Open(dark, 1);
+  }
+  std::optional<Circle> fp;
+  int fp_area = 0;
+  for (const Component& c : Components(primer_pixels, 4)) {
+    const cv::Mat1b filled = FillHoles(c.mask);
+    const Circle circ = CircleOfRegion(filled);
+    const double r_um = circ.radius * seg_px;
+    if (r_um < config.firing_pin_radius_min_um || r_um > config.firing_pin_radius_max_um) continue;
+    if (cv::norm(circ.center - primer->center) > config.firing_pin_max_offset_fraction * primer->radius) continue;
+    const int area = cv::countNonZero(filled);
+    if (area > fp_area) {
+      fp_area = area;
+      fp = circ;
+    }
+  }
+
+  const cv::Size size = scan.values.size();
+  const cv::Mat1b valid_in = FiniteMask(scan.values);
+  cv::Mat1b bf = DiskMaskInput(size, {out.segmentation.primer_center_px,
+                                      out.segmentation.primer_radius_px * config.primer_shrink},
+                               scan.pixel_um_x, scan.pixel_um_y) & valid_in;
+  if (fp) {
+    out.segmentation.firing_pin_found = true;
+    out.segmentation.firing_pin_center_px = grid.ToInput(fp->center);
+    out.segmentation.firing_pin_radius_px = grid.RadiusToInput(fp->radius);
+    bf &= ~DiskMaskInput(size, ToInput(grid, {fp->center, fp->radius * config.firing_pin_dilation}),
+                         scan.pixel_um_x, scan.pixel_um_y);
+    out.firing_pin = DiskMaskInput(size, ToInput(grid, *fp), scan.pixel_um_x, scan.pixel_um_y) & valid_in;
+  } else {
+    out.warnings.push_back("no firing-pin impression found: only the breech-face signature is made");
+  }
+  out.breech_face = bf;
+  return out;
+}
+
+}  // namespace ballistics::preprocess_internal

@@ -1,0 +1,165 @@
+// Normalize() on synthetic casings with known geometry.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "ballistics/preprocess.h"
+#include "preprocess/synthetic.h"
+
+namespace ballistics {
+namespace {
+
+using testing::kNaN;
+
+int CountValid(const cv::Mat1f& v) {
+  int n = 0;
+  for (int y = 0; y < v.rows; ++y)
+    for (int x = 0; x < v.cols; ++x) n += std::isfinite(v(y, x));
+  return n;
+}
+
+TEST(Normalize, CroppedAnnulusIsDetectedAndKeptWhole) {
+  const Scan scan = testing::CroppedAnnulusScan(301, 6.25, 150, 90);
+  const auto result = Normalize(scan);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const NormalizedCasing& c = *result;
+  EXPECT_TRUE(c.segmentation.already_cropped);
+  EXPECT_FALSE(c.segmentation.firing_pin_found);
+  EXPECT_FALSE(c.firing_pin.has_value());
+  EXPECT_NEAR(c.segmentation.primer_center_px.x, 150, 1.0);
+  EXPECT_NEAR(c.segmentation.primer_radius_px, 150, 2.0);
+  EXPECT_NEAR(c.segmentation.firing_pin_radius_px, 90, 2.0);  // the hole, for display
+  const Signature& bf = c.breech_face;
+  EXPECT_EQ(bf.pipeline_version, kPipelineVersion);
+  EXPECT_EQ(bf.kind, SignatureKind::kBreechFace);
+  EXPECT_DOUBLE_EQ(bf.pixel_um, 6.25);
+  EXPECT_NEAR(bf.width(), 301, 2);
+  // Same grid: validity is exactly the input's.
+  EXPECT_EQ(CountValid(bf.values), CountValid(scan.values));
+  EXPECT_NEAR(bf.quality.valid_fraction, CountValid(bf.values) / double(bf.values.total()), 1e-12);
+  EXPECT_NEAR(bf.quality.valid_area_mm2, CountValid(bf.values) * 6.25 * 6.25 * 1e-6, 1e-9);
+  EXPECT_GT(bf.quality.rms_height, 0.2);  // marks (1 µm RMS, ~20 µm scale) survive the band-pass
+  EXPECT_LT(bf.quality.rms_height, 1.2);
+}
+
+TEST(Normalize, CroppedAnnulusIsResampledToTarget) {
+  // DFSC-like 7.37 µm grid -> 6.25 µm.
+  const Scan scan = testing::CroppedAnnulusScan(240, 7.37, 119, 80);
+  const auto result = Normalize(scan);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_TRUE(result->segmentation.already_cropped);
+  EXPECT_DOUBLE_EQ(result->breech_face.pixel_um, 6.25);
+  EXPECT_NEAR(result->breech_face.width(), 240 * 7.37 / 6.25, 3);
+  EXPECT_NEAR(result->breech_face.quality.valid_area_mm2,
+              CountValid(scan.values) * 7.37 * 7.37 * 1e-6, 0.03 * result->breech_face.quality.valid_area_mm2);
+}
+
+TEST(Normalize, TiltAndFormAreRemoved) {
+  // A cropped annulus on a steep tilted, curved form: the signature must not
+  // keep the form (RMS near the 1 µm marks, not the ~40 µm form).
+  Scan scan = testing::CroppedAnnulusScan(301, 6.25, 150, 90);
+  for (int y = 0; y < scan.values.rows; ++y)
+    for (int x = 0; x < scan.values.cols; ++x)
+      if (std::isfinite(scan.values(y, x)))
+        scan.values(y, x) += 0.3f * x - 0.2f * y + 0.002f * ((x - 150) * (x - 150) + (y - 150) * (y - 150));
+  const auto result = Normalize(scan);
+  ASSERT_TRUE(result.ok());
+  EXPECT_LT(result->breech_face.quality.rms_height, 1.2);
+}
+
+TEST(Normalize, RawScanSegmentsPrimerAndFiringPin) {
+  const testing::RawCasing3d raw = testing::RawCasingScan3d();
+  const auto result = Normalize(raw.scan);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const NormalizedCasing& c = *result;
+  const Segmentation& s = c.segmentation;
+  EXPECT_FALSE(s.already_cropped);
+  ASSERT_TRUE(s.firing_pin_found);
+  EXPECT_LT(cv::norm(s.firing_pin_center_px - raw.fp_center_px), 3.0)
+      << s.firing_pin_center_px << " vs " << raw.fp_center_px;
+  EXPECT_NEAR(s.firing_pin_radius_px, raw.fp_radius_px, 0.06 * raw.fp_radius_px);
+  // The flat contact region is a disk with the FP crater inside: its centre
+  // and radius are those of the flat face, within a few pixels.
+  EXPECT_LT(cv::norm(s.primer_center_px - raw.primer_center_px), 5.0);
+  EXPECT_NEAR(s.primer_radius_px, raw.primer_radius_px, 0.05 * raw.primer_radius_px);
+  ASSERT_TRUE(c.firing_pin.has_value());
+  EXPECT_EQ(c.firing_pin->kind, SignatureKind::kFiringPin);
+  EXPECT_GT(c.firing_pin->quality.valid_area_mm2, 0.5);  // crater of r = 0.55 mm: 0.95 mm^2
+  // BF: the annulus between FP hole and flat-face edge, nothing of the case head or groove.
+  const double px = raw.scan.pixel_um_x;
+  const double r_out = raw.primer_radius_px * px * 1e-3, r_fp = raw.fp_radius_px * px * 1e-3;
+  const double expected_mm2 = std::numbers::pi * (r_out * r_out - r_fp * r_fp);
+  EXPECT_GT(c.breech_face.quality.valid_area_mm2, 0.7 * expected_mm2);
+  EXPECT_LT(c.breech_face.quality.valid_area_mm2, 1.05 * expected_mm2);
+}
+
+TEST(Normalize, Image2dFindsPrimerAndFiringPin) {
+  const testing::RawCasing3d raw = testing::RawCasingImage2d();
+  const auto result = Normalize(raw.scan);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const Segmentation& s = result->segmentation;
+  EXPECT_LT(cv::norm(s.primer_center_px - raw.primer_center_px), 6.0);
+  EXPECT_NEAR(s.primer_radius_px, raw.primer_radius_px, 0.05 * raw.primer_radius_px);
+  ASSERT_TRUE(s.firing_pin_found);
+  EXPECT_LT(cv::norm(s.firing_pin_center_px - raw.fp_center_px), 6.0);
+  EXPECT_NEAR(s.firing_pin_radius_px, raw.fp_radius_px, 0.08 * raw.fp_radius_px);
+  EXPECT_EQ(result->breech_face.modality, Modality::kImage2d);
+  ASSERT_TRUE(result->firing_pin.has_value());
+}
+
+TEST(Normalize, RejectsBadInput) {
+  Scan empty;
+  empty.pixel_um_x = empty.pixel_um_y = 6.25;
+  EXPECT_EQ(Normalize(empty).status().code(), StatusCode::kInvalidArgument);
+
+  Scan tiny = testing::CroppedAnnulusScan(16, 6.25, 8, 3);
+  const auto t = Normalize(tiny);
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("16x16"), std::string::npos) << t.status().message();
+
+  Scan all_nan = testing::CroppedAnnulusScan(100, 6.25, 50, 20);
+  all_nan.values.setTo(kNaN);
+  EXPECT_EQ(Normalize(all_nan).status().code(), StatusCode::kInvalidArgument);
+
+  Scan no_pixel = testing::CroppedAnnulusScan(100, 6.25, 50, 20);
+  no_pixel.pixel_um_x = 0;
+  EXPECT_EQ(Normalize(no_pixel).status().code(), StatusCode::kInvalidArgument);
+
+  NormalizeConfig bad;
+  bad.bandpass_short_um = 600;  // above the long cutoff
+  EXPECT_EQ(Normalize(testing::CroppedAnnulusScan(100, 6.25, 50, 20), bad).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(Normalize, NoPrimerInRoughNoiseIsAnError) {
+  // A raw 3D field of rough noise (±50 µm): no plane, no primer.
+  Scan s;
+  s.modality = Modality::kTopography3d;
+  s.pixel_um_x = s.pixel_um_y = 10;
+  s.values = testing::RandomMarks(cv::Size(500, 500), 0.7, 50.0, 4);
+  const auto r = Normalize(s);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("no primer"), std::string::npos) << r.status().message();
+  // A 2D image of uniform noise: no bright round region.
+  Scan img = s;
+  img.modality = Modality::kImage2d;
+  img.values = testing::RandomMarks(cv::Size(500, 400), 1.0, 0.1, 5) + 0.5;
+  const auto r2 = Normalize(img);
+  EXPECT_EQ(r2.status().code(), StatusCode::kInvalidArgument) << r2.status().ToString();
+}
+
+TEST(RenderSignatures, SideBySideWithGreyInvalid) {
+  const testing::RawCasing3d raw = testing::RawCasingScan3d();
+  const auto result = Normalize(raw.scan);
+  ASSERT_TRUE(result.ok());
+  const cv::Mat3b pic = RenderSignatures(*result);
+  ASSERT_TRUE(result->firing_pin.has_value());
+  EXPECT_GE(pic.cols, result->breech_face.width() + result->firing_pin->width());
+  EXPECT_GE(pic.rows, result->breech_face.height());
+  // The BF centre is the FP hole: invalid, drawn grey.
+  const int cx = result->breech_face.width() / 2, cy = 22 + result->breech_face.height() / 2;
+  EXPECT_EQ(pic(cy, cx), cv::Vec3b(128, 128, 128));
+}
+
+}  // namespace
+}  // namespace ballistics
