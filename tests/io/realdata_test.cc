@@ -176,5 +176,43 @@ TEST(IoRealData, ReadsEveryDfscScan) {
   }
 }
 
+TEST(IoRealData, NbidePngsCarryTheirPixelSizeInPhys) {
+  const auto files = FilesIn("nbide-2d", ".png");
+  ASSERT_EQ(files.size(), 2u);
+  for (const auto& p : files) {
+    SCOPED_TRACE(p.filename().string());
+    const Scan scan = MustRead(p);
+    EXPECT_EQ(scan.format, ScanFormat::kPng);
+    EXPECT_EQ(scan.modality, Modality::kImage2d);
+    EXPECT_EQ(scan.width(), 2592);
+    EXPECT_EQ(scan.height(), 1944);
+    EXPECT_EQ(scan.source_bit_depth, 8);
+    // README: "about 2.53 µm per pixel"; pHYs says 395256 px/m = 2.5300 µm.
+    EXPECT_NEAR(scan.pixel_um_x, 2.53, 0.005);
+    EXPECT_NEAR(scan.pixel_um_y, 2.53, 0.005);
+    EXPECT_EQ(scan.header_length_unit, "png-phys");
+    EXPECT_EQ(scan.MissingFraction(), 0.0);
+    const Stats s = ValidStats(scan.values);
+    EXPECT_GE(s.min, 0.0);
+    EXPECT_LE(s.max, 1.0);
+    EXPECT_GT(s.stddev, 0.02);  // a real photograph, not a flat field
+  }
+}
+
+TEST(IoRealData, EveryFileUnderSharedDataReads) {
+  std::size_t read = 0;
+  for (const auto& e : fs::recursive_directory_iterator(testing::SharedDataDir())) {
+    const auto ext = e.path().extension();
+    if (ext != ".x3p" && ext != ".png" && ext != ".tif" && ext != ".tiff") continue;
+    SCOPED_TRACE(e.path().string());
+    auto scan = ReadScanFile(e.path());
+    ASSERT_TRUE(scan.ok()) << scan.status().ToString();
+    EXPECT_GT(scan->values.total(), 0u);
+    EXPECT_EQ(scan->sha256_hex.size(), 64u);
+    ++read;
+  }
+  EXPECT_EQ(read, 40u + 13u + 2u);
+}
+
 }  // namespace
 }  // namespace ballistics
