@@ -96,6 +96,9 @@ struct NormalizeConfig {
   double illumination_long_um = 500.0;
   // The smoothing used to find primer and FP circles in 2D images.
   double segmentation_smoothing_um = 60.0;
+  // The FP crater rim must raise the median brightness by at least this much
+  // (luminance 0..1) to count as found.
+  double firing_pin_min_contrast = 0.05;
 
   // --- quality warnings ---
   double warn_min_valid_area_mm2 = 1.5;

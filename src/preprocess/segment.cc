@@ -342,42 +342,105 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
   out.segmentation.primer_center_px = grid.ToInput(primer->center);
   out.segmentation.primer_radius_px = grid.RadiusToInput(primer->radius);
 
-  // 2. FP aperture: the dark ring around the firing-pin impression inside the
-  //    primer disk (Otsu threshold of the smoothed primer pixels), filled.
-  std::vector<std::uint8_t> inside;
-  double lo = 1e30, hi = -1e30;
-  for (int y = 0; y < smooth.rows; ++y)
-    for (int x = 0; x < smooth.cols; ++x)
-      if (primer_hull(y, x) && valid(y, x)) {
-        lo = std::min<double>(lo, smooth(y, x));
-        hi = std::max<double>(hi, smooth(y, x));
-      }
-  cv::Mat1b smooth8;
-  smooth.convertTo(smooth8, CV_8U, hi > lo ? 255.0 / (hi - lo) : 1.0, hi > lo ? -lo * 255.0 / (hi - lo) : 0.0);
-  cv::Mat1b primer_pixels;
-  cv::Mat1b tmp;
-  {
-    std::vector<std::uint8_t> px;
-    for (int y = 0; y < smooth8.rows; ++y)
-      for (int x = 0; x < smooth8.cols; ++x)
-        if (primer_hull(y, x)) px.push_back(smooth8(y, x));
-    cv::Mat1b row(1, static_cast<int>(px.size()), px.data());
-    const double otsu = cv::threshold(row, tmp, 0, 255, cv::THRESH_BINARY | cv::THRESH_OTSU);
-    cv::Mat1b dark = (smooth8 <= otsu) & primer_hull;
-    primer_pixels = Open(dark, 1);
+  // 2. Firing pin, from radial profiles. Under ring light the FP crater is
+  //    dark and its rim a sharp circular step to the bright flowback ring;
+  //    around that lies the dark aperture ring, then the breech face. For a
+  //    candidate centre, the trimmed mean over angles of the brightness at
+  //    radius r (robust to a ring that is only partly visible) has its sharpest rise at
+  //    the crater rim only when the centre is the crater's centre: we search
+  //    the centre that maximizes that rise (coarse-to-fine grid).
+  const cv::Mat1f fine = GaussianLowPassNaN(coarse, 1.5);
+  const double r_lo = std::max(3.0, config.firing_pin_radius_min_um / seg_px);
+  const double r_hi = std::min(config.firing_pin_radius_max_um / seg_px, 0.75 * primer->radius);
+  const int n_r = static_cast<int>(primer->radius);
+  constexpr int kAngles = 64;
+  constexpr int kStep = 2;  // the rise is measured between r - 2 and r + 2 coarse pixels
+  std::vector<float> cos_t(kAngles), sin_t(kAngles);
+  for (int a = 0; a < kAngles; ++a) {
+    cos_t[a] = static_cast<float>(std::cos(2 * std::numbers::pi * a / kAngles));
+    sin_t[a] = static_cast<float>(std::sin(2 * std::numbers::pi * a / kAngles));
   }
+  auto profile = [&](cv::Point2d c, std::vector<float>* p) {
+    p->assign(n_r, std::numeric_limits<float>::quiet_NaN());
+    std::vector<float> ring;
+    ring.reserve(kAngles);
+    for (int r = 0; r < n_r; ++r) {
+      ring.clear();
+      for (int a = 0; a < kAngles; ++a) {
+        const int x = cvRound(c.x + r * cos_t[a]), y = cvRound(c.y + r * sin_t[a]);
+        if (x < 0 || y < 0 || x >= fine.cols || y >= fine.rows) continue;
+        if (std::isfinite(fine(y, x))) ring.push_back(fine(y, x));
+      }
+      if (ring.size() < kAngles / 2) continue;
+      // Trimmed mean (middle 60 %): robust to a partly hidden ring like a
+      // median, but still sensitive to a slightly wrong centre, so the centre
+      // search has a peak rather than a plateau.
+      std::sort(ring.begin(), ring.end());
+      const std::size_t cut = ring.size() / 5;
+      double sum = 0;
+      for (std::size_t i = cut; i < ring.size() - cut; ++i) sum += ring[i];
+      (*p)[r] = static_cast<float>(sum / (ring.size() - 2 * cut));
+    }
+  };
+  // Best rise of a profile within [r_lo, r_hi]: (rise, radius).
+  auto best_rise = [&](const std::vector<float>& p) {
+    std::pair<double, int> best{-1e9, 0};
+    for (int r = std::max(kStep, static_cast<int>(r_lo)); r <= static_cast<int>(r_hi) && r + kStep < n_r; ++r) {
+      const double d = p[r + kStep] - p[r - kStep];
+      if (std::isfinite(d) && d > best.first) best = {d, r};
+    }
+    return best;
+  };
+  const double max_offset = config.firing_pin_max_offset_fraction * primer->radius;
+  std::vector<float> prof;
+  cv::Point2d best_c = primer->center;
+  double fp_score = -1e9;
+  int best_r = 0;
+  auto try_centre = [&](cv::Point2d c) {
+    if (cv::norm(c - primer->center) > max_offset) return;
+    profile(c, &prof);
+    const auto [rise, r] = best_rise(prof);
+    if (rise > fp_score) {
+      fp_score = rise;
+      best_r = r;
+      best_c = c;
+    }
+  };
+  for (double dy = -max_offset; dy <= max_offset; dy += 3)
+    for (double dx = -max_offset; dx <= max_offset; dx += 3) try_centre(primer->center + cv::Point2d(dx, dy));
+  const cv::Point2d coarse_best = best_c;
+  for (int dy = -2; dy <= 2; ++dy)
+    for (int dx = -2; dx <= 2; ++dx) try_centre(coarse_best + cv::Point2d(dx, dy));
+
+  // The rise must be a real edge: a clear share of the primer's brightness spread.
+  profile(best_c, &prof);
+  std::vector<float> face;
+  for (int r = static_cast<int>(0.8 * primer->radius); r < static_cast<int>(0.95 * primer->radius); ++r)
+    if (std::isfinite(prof[r])) face.push_back(prof[r]);
   std::optional<Circle> fp;
-  int fp_area = 0;
-  for (const Component& c : Components(primer_pixels, 4)) {
-    const cv::Mat1b filled = FillHoles(c.mask);
-    const Circle circ = CircleOfRegion(filled);
-    const double r_um = circ.radius * seg_px;
-    if (r_um < config.firing_pin_radius_min_um || r_um > config.firing_pin_radius_max_um) continue;
-    if (cv::norm(circ.center - primer->center) > config.firing_pin_max_offset_fraction * primer->radius) continue;
-    const int area = cv::countNonZero(filled);
-    if (area > fp_area) {
-      fp_area = area;
-      fp = circ;
+  double aperture_r = 0;
+  if (!face.empty() && best_r > 0) {
+    std::nth_element(face.begin(), face.begin() + face.size() / 2, face.end());
+    const double face_level = face[face.size() / 2];
+    const double crater_level = prof[std::max(0, best_r - kStep)];
+    if (fp_score > config.firing_pin_min_contrast && face_level > crater_level) {
+      // The crater rim is where the profile crosses halfway up the rise.
+      double rim = best_r;
+      const double half = 0.5 * (prof[best_r - kStep] + prof[best_r + kStep]);
+      for (int r = best_r - kStep; r <= best_r + kStep; ++r)
+        if (prof[r] >= half) { rim = r; break; }
+      fp = Circle{best_c, rim};
+      // Aperture ring: past the bright flowback, the darkest point before the
+      // face; the aperture edge is where the profile climbs back halfway to the face level.
+      aperture_r = rim;
+      int r_min = -1;
+      for (int r = static_cast<int>(rim) + kStep; r < static_cast<int>(0.85 * primer->radius); ++r)
+        if (std::isfinite(prof[r]) && (r_min < 0 || prof[r] < prof[r_min])) r_min = r;
+      if (r_min > 0 && prof[r_min] < face_level) {
+        const double level = 0.5 * (prof[r_min] + face_level);
+        for (int r = r_min; r < static_cast<int>(0.85 * primer->radius); ++r)
+          if (std::isfinite(prof[r]) && prof[r] >= level) { aperture_r = r; break; }
+      }
     }
   }
 
@@ -390,7 +453,7 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
     out.segmentation.firing_pin_found = true;
     out.segmentation.firing_pin_center_px = grid.ToInput(fp->center);
     out.segmentation.firing_pin_radius_px = grid.RadiusToInput(fp->radius);
-    bf &= ~DiskMaskInput(size, ToInput(grid, {fp->center, fp->radius * config.firing_pin_dilation}),
+    bf &= ~DiskMaskInput(size, ToInput(grid, {fp->center, aperture_r * config.firing_pin_dilation}),
                          scan.pixel_um_x, scan.pixel_um_y);
     out.firing_pin = DiskMaskInput(size, ToInput(grid, *fp), scan.pixel_um_x, scan.pixel_um_y) & valid_in;
   } else {
