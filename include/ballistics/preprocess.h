@@ -57,12 +57,10 @@ struct NormalizeConfig {
   double min_valid_fraction = 0.02;       // scans with fewer finite points are rejected
 
   // --- "already cropped" detection (Fadul-style annulus files) ---
-  // A scan counts as cropped to the BF annulus when, relative to the bounding
-  // box of its valid points, the central disk (radius hole_probe_fraction of
-  // the half-size) is nearly empty and so are the corners outside the inscribed circle.
-  double cropped_hole_probe_fraction = 0.3;
-  double cropped_max_valid_in_hole = 0.05;
-  double cropped_max_valid_outside = 0.05;
+  // A scan counts as cropped to the BF annulus when one invalid region inside
+  // the convex hull of its valid points (the FP hole) covers at least this
+  // share of the hull: Fadul annuli 0.3-0.5, raw scans with dropouts < 0.05.
+  double cropped_min_hole_fraction = 0.15;
 
   // --- segmentation of raw scans (calibre-agnostic ranges, µm) ---
   // Primer radius: small pistol primers are 4.45 mm across, large rifle
@@ -109,8 +107,9 @@ struct NormalizeConfig {
 struct Segmentation {
   // The input was a pre-processed breech-face annulus (e.g. the Fadul files):
   // no segmentation was done, the valid points are the breech face. The primer
-  // fields then hold the circle of the annulus' bounding box and the FP
-  // fields the central hole (firing_pin_found stays false: no FP data exist).
+  // fields then hold the annulus' outer circle (fitted to its outer rim) and
+  // the FP fields the circle of equal area of the hole (firing_pin_found stays
+  // false: no FP data exist).
   bool already_cropped = false;
   cv::Point2d primer_center_px;
   double primer_radius_px = 0;

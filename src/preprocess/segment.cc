@@ -117,54 +117,70 @@ cv::Mat1b DiskMaskInput(cv::Size size, const Circle& c, double pixel_um_x, doubl
 
 }  // namespace
 
+// Least-squares circle through points (Kasa 1976: linear in (cx, cy, c)).
+std::optional<Circle> FitCircle(const std::vector<cv::Point2d>& pts) {
+  if (pts.size() < 8) return std::nullopt;
+  cv::Matx33d a = cv::Matx33d::zeros();
+  cv::Vec3d b(0, 0, 0);
+  for (const cv::Point2d& p : pts) {
+    const cv::Vec3d row(p.x, p.y, 1.0);
+    const double z = p.x * p.x + p.y * p.y;
+    a += row * row.t();
+    b += z * row;
+  }
+  cv::Vec3d sol;
+  if (!cv::solve(a, b, sol, cv::DECOMP_CHOLESKY)) return std::nullopt;
+  const double cx = sol[0] / 2, cy = sol[1] / 2;
+  const double r2 = sol[2] + cx * cx + cy * cy;
+  if (!(r2 > 0)) return std::nullopt;
+  return Circle{{cx, cy}, std::sqrt(r2)};
+}
+
 bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config, Segmentation* seg) {
-  if (cv::countNonZero(valid) == 0) return false;
-  const cv::Rect bbox = cv::boundingRect(valid);
-  if (bbox.width < 8 || bbox.height < 8) return false;
-  const double cx = bbox.x + (bbox.width - 1) / 2.0, cy = bbox.y + (bbox.height - 1) / 2.0;
-  const double a = bbox.width / 2.0, b = bbox.height / 2.0;
-  const double probe2 = config.cropped_hole_probe_fraction * config.cropped_hole_probe_fraction;
-  std::size_t hole_total = 0, hole_valid = 0, out_total = 0, out_valid = 0;
-  for (int y = bbox.y; y < bbox.y + bbox.height; ++y) {
-    const std::uint8_t* m = valid[y];
-    const double dy = (y - cy) / b;
-    for (int x = bbox.x; x < bbox.x + bbox.width; ++x) {
-      const double dx = (x - cx) / a;
-      const double q2 = dx * dx + dy * dy;
-      if (q2 < probe2) {
-        ++hole_total;
-        hole_valid += m[x] != 0;
-      } else if (q2 > 1.02 * 1.02) {
-        ++out_total;
-        out_valid += m[x] != 0;
-      }
+  // A pre-processed breech-face file keeps only the annulus (or, where the
+  // scan was partial, a crescent of it): the FP hole sits inside the convex
+  // hull of the valid points as one large invalid region. Raw scans fill
+  // their hull (dropouts are small or scattered).
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(valid.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
+  std::vector<cv::Point> all;
+  for (const auto& c : contours)
+    if (c.size() >= 8) all.insert(all.end(), c.begin(), c.end());
+  if (all.size() < 16) return false;
+  std::vector<cv::Point> hull;
+  cv::convexHull(all, hull);
+  cv::Mat1b hull_mask(valid.size(), std::uint8_t{0});
+  cv::fillConvexPoly(hull_mask, hull, cv::Scalar(255));
+  const int hull_area = cv::countNonZero(hull_mask);
+  if (hull_area < 64) return false;
+  const cv::Mat1b hole_candidates = hull_mask & ~valid;
+  cv::Mat1i labels;
+  cv::Mat stats, centroids;
+  const int n = cv::connectedComponentsWithStats(hole_candidates, labels, stats, centroids, 8, CV_32S);
+  int largest = 0, largest_label = 0;
+  for (int i = 1; i < n; ++i) {
+    if (stats.at<int>(i, cv::CC_STAT_AREA) > largest) {
+      largest = stats.at<int>(i, cv::CC_STAT_AREA);
+      largest_label = i;
     }
   }
-  if (hole_total == 0 || out_total == 0) return false;
-  const bool cropped =
-      static_cast<double>(hole_valid) / hole_total <= config.cropped_max_valid_in_hole &&
-      static_cast<double>(out_valid) / out_total <= config.cropped_max_valid_outside;
-  if (!cropped) return false;
+  if (static_cast<double>(largest) / hull_area < config.cropped_min_hole_fraction) return false;
+
+  // The annulus' outer circle: fitted to the points of the outer contour that
+  // lie on the convex hull (for a crescent, the outer arc only).
+  std::vector<cv::Point2d> rim;
+  for (const cv::Point& p : all)
+    if (std::abs(cv::pointPolygonTest(hull, cv::Point2f(p), true)) < 2.0) rim.emplace_back(p);
+  Circle outer = CircleOfRegion(hull_mask);
+  if (const auto fit = FitCircle(rim)) outer = *fit;
 
   seg->already_cropped = true;
-  seg->primer_center_px = {cx, cy};
-  seg->primer_radius_px = (a + b) / 2.0;
-  // The central hole (where the FP impression was cut out), for display only.
-  cv::Mat1b inside(valid.size(), std::uint8_t{0});
-  cv::ellipse(inside, cv::Point(cvRound(cx), cvRound(cy)), cv::Size(cvRound(a), cvRound(b)), 0, 0, 360,
-              cv::Scalar(255), cv::FILLED);
-  cv::Mat1b hole;
-  cv::bitwise_and(inside, ~valid, hole);
-  // Only the component under the centre matters; label once, mask that one
-  // (the annulus may hold hundreds of dropout specks).
-  const cv::Point centre(cvRound(cx), cvRound(cy));
-  if (hole(centre)) {
-    cv::Mat1i labels;
-    cv::connectedComponents(hole, labels, 8, CV_32S);
-    const Circle h = CircleOfRegion(labels == labels(centre));
-    seg->firing_pin_center_px = h.center;
-    seg->firing_pin_radius_px = h.radius;
-  }
+  seg->primer_center_px = outer.center;
+  seg->primer_radius_px = outer.radius;
+  // The hole where the FP impression was cut out, for display only.
+  const Circle h = CircleOfRegion(labels == largest_label);
+  seg->firing_pin_center_px = h.center;
+  seg->firing_pin_radius_px = h.radius;
   seg->firing_pin_found = false;
   return true;
 }
