@@ -476,7 +476,7 @@ StatusOr<Scan> ReadX3p(std::span<const std::uint8_t> bytes, const ReadOptions& o
 
   // md5checksum.hex: "<32 hex digits>" optionally followed by " *main.xml" and a newline.
   if (const auto sum_index = zip->Find(h.checksum_file); sum_index && options.verify_md5) {
-    BALLISTICS_ASSIGN_OR_RETURN(std::vector<std::uint8_t> sum_file, zip->Read(*sum_index, 4096, "4096 bytes"));
+    BALLISTICS_ASSIGN_OR_RETURN(std::vector<std::uint8_t> sum_file, zip->Read(*sum_index, 4096, "the 4096-byte checksum-file limit"));
     const std::string text(sum_file.begin(), sum_file.end());
     const std::string declared = Lower(text.substr(0, std::min<std::size_t>(32, text.size())));
     if (!IsHexDigest(declared)) {

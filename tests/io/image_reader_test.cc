@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -331,6 +332,36 @@ TEST(TiffReader, TruncatedHeader) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
   EXPECT_THAT(r.status().message(), HasSubstr("tiff: cannot read the header"));
+}
+
+TEST(ImageHostile, RandomCorruptionNeverCrashes) {
+  // Flipped bytes in headers and pixel data: a value or an error Status, never a crash.
+  cv::Mat1w img(40, 50);
+  cv::randu(img, 0, 65535);
+  TiffSpec t;
+  t.xres = t.yres = 10000.f;
+  const std::vector<std::pair<std::vector<std::uint8_t>, ReadOptions>> inputs = {
+      {EncodePng(img), WithPixel(1.0)},
+      {WithPhys(EncodePng(cv::Mat1b(40, 50, std::uint8_t{3})), 400000, 400000), {}},
+      {MakeTiff(t), {}}};
+  for (const auto& [valid, options] : inputs) {
+    ASSERT_TRUE(ReadScanBytes(valid, options).ok());
+    std::mt19937 rng(static_cast<unsigned>(valid.size()));
+    for (int trial = 0; trial < 300; ++trial) {
+      auto bytes = valid;
+      for (int f = 0; f <= trial % 3; ++f) {
+        // Half of the flips hit the first 64 bytes (signature, IHDR/IFD header).
+        const std::size_t at = (rng() % 2 == 0) ? rng() % 64 : rng() % bytes.size();
+        bytes[at] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+      }
+      auto r = ReadScanBytes(bytes, options);
+      if (r.ok()) {
+        EXPECT_GT(r->values.total(), 0u);
+      } else {
+        EXPECT_NE(r.status().code(), StatusCode::kInternal) << r.status().ToString();
+      }
+    }
+  }
 }
 
 }  // namespace

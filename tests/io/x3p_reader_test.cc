@@ -311,6 +311,46 @@ TEST(X3pHostile, MissingFileAndTooLargeFile) {
   std::filesystem::remove(path);
 }
 
+TEST(X3pHostile, RandomCorruptionNeverCrashes) {
+  // Flip random bytes of a valid archive (with a mask): every result must be a
+  // value or an error Status, never a crash (run under ASan/UBSan to see more).
+  X3pSpec spec;
+  spec.size_x = "40";
+  spec.size_y = "30";
+  spec.record3_extra = "<Mask><Background>#cd7f32</Background></Mask>";
+  std::vector<double> heights(40 * 30);
+  for (std::size_t i = 0; i < heights.size(); ++i) heights[i] = 1e-6 * std::sin(0.1 * i);
+  std::vector<std::uint8_t> png;
+  cv::imencode(".png", cv::Mat3b(30, 40, cv::Vec3b(0x32, 0x7f, 0xcd)), png);
+  for (const bool store : {false, true}) {
+    const auto data = LittleEndian(heights);
+    const std::string xml = testing::MainXml(spec, data);
+    const auto valid = MakeZip({{"main.xml", Bytes(xml), store},
+                                {"bindata/data.bin", data, store},
+                                {"bindata/mask.png", png, store},
+                                {"md5checksum.hex", Bytes(Md5Hex(Bytes(xml))), store}});
+    ASSERT_TRUE(ReadScanBytes(valid).ok());
+    std::mt19937 rng(store ? 7 : 11);
+    std::size_t errors = 0;
+    for (int trial = 0; trial < 400; ++trial) {
+      auto bytes = valid;
+      const int flips = 1 + trial % 4;
+      for (int f = 0; f < flips; ++f) bytes[rng() % bytes.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+      for (const bool verify : {true, false}) {
+        ReadOptions options;
+        options.verify_md5 = verify;
+        auto r = ReadScanBytes(bytes, options);
+        if (!r.ok()) {
+          ++errors;
+          EXPECT_NE(r.status().code(), StatusCode::kInternal) << r.status().ToString();
+          EXPECT_FALSE(r.status().message().empty());
+        }
+      }
+    }
+    EXPECT_GT(errors, 100u);  // the corruption is mostly detected (CRC, MD5, XML)
+  }
+}
+
 // ---- writer ------------------------------------------------------------------
 
 Scan RandomScan(int w, int h, unsigned seed) {
