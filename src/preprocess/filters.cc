@@ -121,85 +121,107 @@ cv::Mat1f GaussianBandPassNaN(const cv::Mat1f& values, double pixel_um, double s
 
 cv::Mat1f LevelPlaneRobust(const cv::Mat1f& values) { return LevelPolynomialRobust(values, 1); }
 
-cv::Mat1f LevelPolynomialRobust(const cv::Mat1f& values, int degree) {
-  degree = std::clamp(degree, 0, 2);
-  const int n_terms = degree == 0 ? 1 : degree == 1 ? 3 : 6;
-  // Subsample to at most ~20k points: a plane or quadric has 3 or 6
+namespace {
+
+// Polynomial terms at (u, v): 1 | 1 u v | 1 u v u^2 uv v^2.
+template <int N>
+inline void Terms(double u, double v, double* t) {
+  t[0] = 1.0;
+  if constexpr (N >= 3) {
+    t[1] = u;
+    t[2] = v;
+  }
+  if constexpr (N >= 6) {
+    t[3] = u * u;
+    t[4] = u * v;
+    t[5] = v * v;
+  }
+}
+
+// Robust polynomial fit with N terms (fixed size: no allocation in the loops).
+template <int N>
+cv::Mat1f LevelPolynomialRobustN(const cv::Mat1f& values) {
+  using Vec = Eigen::Matrix<double, N, 1>;
+  using Design = Eigen::Matrix<double, Eigen::Dynamic, N>;
+  // Subsample to at most ~10k points: a plane or quadric has 3 or 6
   // parameters, more points only cost time.
   const double n_valid = static_cast<double>(cv::countNonZero(FiniteMask(values)));
-  if (n_valid < 2 * n_terms) return values.clone();
-  const int stride = std::max(1, static_cast<int>(std::sqrt(n_valid / 20000.0)));
+  if (n_valid < 2 * N) return values.clone();
+  const int stride = std::max(1, static_cast<int>(std::ceil(std::sqrt(n_valid / 10000.0))));
   // Coordinates centred and scaled to [-0.5, 0.5] for conditioning.
   const double cx = values.cols / 2.0, cy = values.rows / 2.0;
   const double s = 1.0 / std::max(values.cols, values.rows);
-  auto terms = [&](double x, double y, double* t) {
-    const double u = (x - cx) * s, v = (y - cy) * s;
-    t[0] = 1.0;
-    if (n_terms >= 3) { t[1] = u; t[2] = v; }
-    if (n_terms >= 6) { t[3] = u * u; t[4] = u * v; t[5] = v * v; }
-  };
-  std::vector<double> rows_t;  // n x n_terms
-  std::vector<double> z;
+  std::vector<double> tv;
+  std::vector<double> zv;
   for (int y = 0; y < values.rows; y += stride) {
     const float* v = values[y];
     for (int x = 0; x < values.cols; x += stride) {
       if (!std::isfinite(v[x])) continue;
-      double t[6];
-      terms(x, y, t);
-      rows_t.insert(rows_t.end(), t, t + n_terms);
-      z.push_back(v[x]);
+      double row[N];
+      Terms<N>((x - cx) * s, (y - cy) * s, row);
+      tv.insert(tv.end(), row, row + N);
+      zv.push_back(v[x]);
     }
   }
-  const std::size_t n = z.size();
-  if (n < static_cast<std::size_t>(2 * n_terms)) return values.clone();
+  const Eigen::Index n = static_cast<Eigen::Index>(zv.size());
+  if (n < 2 * N) return values.clone();
+  const Design t = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, N, (N == 1 ? Eigen::ColMajor : Eigen::RowMajor)>>(
+      tv.data(), n, N);
+  const Eigen::Map<const Eigen::VectorXd> z(zv.data(), n);
   // IRLS with Tukey's biweight (c = 4.685: 95 % efficiency at the normal),
   // scale = 1.4826 * MAD of the residuals (Huber & Ronchetti, Robust
-  // Statistics, 2009). Outliers (debris, dropouts' neighbours, deep marks)
-  // get zero weight instead of tilting the fit.
-  std::vector<double> w(n, 1.0), r(n), absr(n);
-  Eigen::VectorXd p = Eigen::VectorXd::Zero(n_terms);
-  for (int iter = 0; iter < 15; ++iter) {
-    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n_terms, n_terms);
-    Eigen::VectorXd b = Eigen::VectorXd::Zero(n_terms);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (w[i] <= 0) continue;
-      const Eigen::Map<const Eigen::VectorXd> t(&rows_t[i * n_terms], n_terms);
-      A.noalias() += w[i] * t * t.transpose();
-      b.noalias() += w[i] * z[i] * t;
-    }
-    const Eigen::VectorXd np = A.ldlt().solve(b);
+  // Statistics, 2009). Outliers (debris, deep marks, dropout rims) get zero
+  // weight instead of tilting the fit.
+  Eigen::VectorXd w = Eigen::VectorXd::Ones(n);
+  std::vector<double> absr(static_cast<std::size_t>(n));
+  Vec p = Vec::Zero();
+  for (int iter = 0; iter < 10; ++iter) {
+    const Design tw = w.asDiagonal() * t;
+    const Eigen::Matrix<double, N, N> a = t.transpose() * tw;
+    const Vec b = tw.transpose() * z;
+    const Vec np = a.ldlt().solve(b);
     if (!np.allFinite()) break;
     const double change = (np - p).cwiseAbs().maxCoeff();
     p = np;
-    for (std::size_t i = 0; i < n; ++i) {
-      const Eigen::Map<const Eigen::VectorXd> t(&rows_t[i * n_terms], n_terms);
-      r[i] = z[i] - t.dot(p);
-      absr[i] = std::abs(r[i]);
-    }
-    auto mid = absr.begin() + static_cast<std::ptrdiff_t>(n / 2);
+    const Eigen::VectorXd r = z - t * p;
+    for (Eigen::Index i = 0; i < n; ++i) absr[i] = std::abs(r[i]);
+    auto mid = absr.begin() + n / 2;
     std::nth_element(absr.begin(), mid, absr.end());
     const double scale = 1.4826 * *mid;
     if (!(scale > 0)) break;  // more than half the points fit exactly: done
     const double c = 4.685 * scale;
-    for (std::size_t i = 0; i < n; ++i) {
+    for (Eigen::Index i = 0; i < n; ++i) {
       const double u = r[i] / c;
       w[i] = std::abs(u) < 1.0 ? (1 - u * u) * (1 - u * u) : 0.0;
     }
-    if (iter > 0 && change < 1e-7 * (1.0 + p.cwiseAbs().maxCoeff())) break;
+    if (iter > 0 && change < 1e-6 * (1.0 + p.cwiseAbs().maxCoeff())) break;
   }
+  // Subtract the fit row by row: along a row the polynomial is
+  // q0 + q1 u + q2 u^2 with coefficients depending on v only.
+  double coef[6] = {0, 0, 0, 0, 0, 0};
+  for (int k = 0; k < N; ++k) coef[k] = p[k];
   cv::Mat1f out(values.size());
   for (int y = 0; y < values.rows; ++y) {
-    const float* v = values[y];
+    const double v = (y - cy) * s;
+    const double q0 = coef[0] + coef[2] * v + coef[5] * v * v;
+    const double q1 = coef[1] + coef[4] * v;
+    const double q2 = coef[3];
+    const float* in = values[y];
     float* o = out[y];
     for (int x = 0; x < values.cols; ++x) {
-      double t[6];
-      terms(x, y, t);
-      double f = 0;
-      for (int k = 0; k < n_terms; ++k) f += p[k] * t[k];
-      o[x] = static_cast<float>(v[x] - f);
+      const double u = (x - cx) * s;
+      o[x] = static_cast<float>(in[x] - (q0 + u * (q1 + u * q2)));
     }
   }
   return out;
+}
+
+}  // namespace
+
+cv::Mat1f LevelPolynomialRobust(const cv::Mat1f& values, int degree) {
+  if (degree <= 0) return LevelPolynomialRobustN<1>(values);
+  if (degree == 1) return LevelPolynomialRobustN<3>(values);
+  return LevelPolynomialRobustN<6>(values);
 }
 
 cv::Mat1f ResampleNaN(const cv::Mat1f& values, double pixel_um_x, double pixel_um_y,
