@@ -127,6 +127,16 @@ Signature MakeSignature(const Scan& scan, const cv::Mat1b& mask, cv::Point2d cen
                             config.min_resample_support);
   if (scan.modality == Modality::kTopography3d) {
     v = LevelPolynomialRobust(v, config.form_removal_degree);
+    // As cmcR's preProcess_ransac final selection: points farther than the
+    // select band from the fitted form are not breech-face contact (flowback
+    // into the FP aperture, primer edge roll-off, debris), whatever mask
+    // the file came with.
+    const float band = static_cast<float>(config.ransac_select_threshold_um);
+    for (int y = 0; y < v.rows; ++y) {
+      float* r = v[y];
+      for (int x = 0; x < v.cols; ++x)
+        if (std::abs(r[x]) > band) r[x] = std::numeric_limits<float>::quiet_NaN();
+    }
   } else {
     // Illumination levelling for ring-light photographs: divide by the local
     // mean brightness so that marks are compared as relative contrast, not as
