@@ -26,6 +26,9 @@ std::string Fmt(const char* format, double a, double b = 0, double c = 0) {
 
 bool PositiveFinite(double v) { return std::isfinite(v) && v > 0; }
 
+// 8192 x 8192 points at 6.25 µm is a 51 mm field: far beyond any cartridge head.
+constexpr double kMaxSignaturePoints = 8192.0 * 8192.0;
+
 Status ValidateConfig(const NormalizeConfig& c) {
   if (!PositiveFinite(c.target_pixel_um)) {
     return InvalidArgument(Fmt("preprocess: target_pixel_um=%g is not a positive number", c.target_pixel_um));
@@ -63,6 +66,20 @@ Status ValidateScan(const Scan& scan, const NormalizeConfig& config) {
   if (!PositiveFinite(scan.pixel_um_x) || !PositiveFinite(scan.pixel_um_y)) {
     return InvalidArgument(Fmt("preprocess: pixel size %g x %g um is not positive", scan.pixel_um_x,
                                scan.pixel_um_y));
+  }
+  // The common grid must be neither degenerate nor absurdly large (a wrong
+  // pixel size in a file would otherwise ask for gigabytes).
+  const double out_w = scan.width() * scan.pixel_um_x / config.target_pixel_um;
+  const double out_h = scan.height() * scan.pixel_um_y / config.target_pixel_um;
+  if (out_w < config.min_scan_side_px || out_h < config.min_scan_side_px) {
+    return InvalidArgument(Fmt("preprocess: the scan covers %.0f x %.0f um, fewer than %g points a side at the "
+                               "signature grid", scan.width() * scan.pixel_um_x, scan.height() * scan.pixel_um_y,
+                               config.min_scan_side_px));
+  }
+  if (out_w * out_h > kMaxSignaturePoints) {
+    return ResourceExhausted(Fmt("preprocess: the scan covers %.0f x %.0f um, more than %.0f points at the "
+                                 "signature grid", scan.width() * scan.pixel_um_x,
+                                 scan.height() * scan.pixel_um_y, kMaxSignaturePoints));
   }
   const double valid_fraction = 1.0 - scan.MissingFraction();
   if (valid_fraction < config.min_valid_fraction) {

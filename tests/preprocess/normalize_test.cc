@@ -1,5 +1,7 @@
 // Normalize() on synthetic casings with known geometry.
 #include <cmath>
+#include <limits>
+#include <random>
 
 #include <gtest/gtest.h>
 
@@ -129,6 +131,52 @@ TEST(Normalize, RejectsBadInput) {
   bad.bandpass_short_um = 600;  // above the long cutoff
   EXPECT_EQ(Normalize(testing::CroppedAnnulusScan(100, 6.25, 50, 20), bad).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+TEST(Normalize, RejectsDegenerateOrHugeGrids) {
+  // 100 x 100 points of 0.5 µm: 8 signature points a side.
+  Scan small = testing::CroppedAnnulusScan(100, 0.5, 50, 20);
+  EXPECT_EQ(Normalize(small).status().code(), StatusCode::kInvalidArgument);
+  // A header claiming 1 mm pixels: 100 mm field.
+  Scan huge = testing::CroppedAnnulusScan(100, 1000.0, 50, 20);
+  const auto r = Normalize(huge);
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+}
+
+TEST(Normalize, AnisotropicPixelsGiveASquareGrid) {
+  Scan s = testing::CroppedAnnulusScan(300, 6.25, 149, 90);
+  s.pixel_um_y = 7.5;  // rows 20 % taller: 300 rows cover 2250 µm
+  const auto r = Normalize(s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(r->breech_face.height(), 300 * 7.5 / 6.25, 3);
+  EXPECT_NEAR(r->breech_face.width(), 300, 3);
+}
+
+// Bad data must give a Status, never a crash: random sizes, NaN patterns,
+// infinities and huge values, both modalities.
+TEST(Normalize, RandomInputsNeverCrash) {
+  std::mt19937 rng(123);
+  for (int i = 0; i < 40; ++i) {
+    Scan s;
+    s.modality = i % 2 ? Modality::kImage2d : Modality::kTopography3d;
+    const int w = 20 + static_cast<int>(rng() % 300), h = 20 + static_cast<int>(rng() % 300);
+    s.pixel_um_x = s.pixel_um_y = 2.0 + (rng() % 200) / 10.0;
+    s.values = testing::RandomMarks(cv::Size(w, h), 1 + rng() % 5, 1e3 * (rng() % 3), rng());
+    std::bernoulli_distribution hole(0.05 * (rng() % 20));
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        if (hole(rng)) s.values(y, x) = kNaN;
+        if (rng() % 5000 == 0) s.values(y, x) = std::numeric_limits<float>::infinity();
+      }
+    const auto r = Normalize(s);
+    if (r.ok()) {
+      EXPECT_GT(r->breech_face.width(), 0);
+    } else {
+      EXPECT_TRUE(r.status().code() == StatusCode::kInvalidArgument ||
+                  r.status().code() == StatusCode::kResourceExhausted)
+          << r.status().ToString();
+    }
+  }
 }
 
 TEST(Normalize, NoPrimerInRoughNoiseIsAnError) {
