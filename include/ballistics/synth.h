@@ -122,6 +122,11 @@ struct ShotOptions {
   // full contact and no noise correlate at about this value; shots of different guns
   // at about 0. Calibrated against Fadul KM/KNM in docs/synth.md.
   double mark_transfer = 0.6;
+  // Spectrum of the primer's own texture relative to the firearm's: its power-law
+  // slope is this much flatter, so it holds relatively more fine detail. Real mates
+  // agree best at long wavelengths (Fadul: whole-scan correlation of mates rises when
+  // smoothed); 0 gives the per-shot texture the firearm's spectrum.
+  double primer_slope_delta = 1.0;
   // Partial contact: 0 = uniform; 1 = the transferred marks fade to nothing over parts
   // of the face (a smooth random contact field times a random ramp, the primer tilted
   // against the breech face).
@@ -142,8 +147,10 @@ struct ShotOptions {
   // edge falls off between annulus_outer_um and primer_radius_um. Outside: NaN.
   double primer_radius_um = 2225.0;
   double primer_edge_drop_um = 200.0;
-  // Height of the primer flow-back into the firing-pin aperture.
-  double flowback_um = 40.0;
+  // Height of the primer flow-back into the firing-pin aperture: a raised plateau
+  // (DFSC K013sA1, a Ruger SR9: ~50 µm). Off by default: the norm-1 raw-scan
+  // segmentation takes the plateau for the breech face (docs/synth.md).
+  double flowback_um = 0.0;
   // Random plane: tilt up to this angle, any direction; random height offset.
   double max_tilt_deg = 1.5;
   // Optical scanners lose points on steep flanks (NA 0.3 ~ 17°); 0 keeps everything.

@@ -12,6 +12,7 @@ void RegisterIoCommands(CLI::App& app);         // inspect                (cmd_i
 void RegisterPreprocessCommands(CLI::App& app); // normalize              (cmd_preprocess.cc)
 void RegisterStoreCommands(CLI::App& app);     // ingest, db ...         (cmd_store.cc)
 void RegisterCorrelateCommands(CLI::App& app); // compare, score-pairs   (cmd_correlate.cc)
+void RegisterSynthCommands(CLI::App& app);     // synth                  (cmd_synth.cc)
 
 // Exit codes shared by all commands.
 inline constexpr int kExitUsage = 2;        // bad flags (CLI11's own)

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   ballistics::cli::RegisterPreprocessCommands(app);
   ballistics::cli::RegisterStoreCommands(app);
   ballistics::cli::RegisterCorrelateCommands(app);
+  ballistics::cli::RegisterSynthCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

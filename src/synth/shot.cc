@@ -41,6 +41,7 @@ Status ValidateOptions(const ShotOptions& o) {
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.primer_play_um, 0.0, 500.0, "primer_play_um"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.mark_transfer, 0.0, 1.0, "mark_transfer"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.contact_variation, 0.0, 1.0, "contact_variation"));
+  BALLISTICS_RETURN_IF_ERROR(CheckRange(o.primer_slope_delta, 0.0, 3.0, "primer_slope_delta"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.deformation_um, 0.0, 100.0, "deformation_um"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.noise_um, 0.0, 100.0, "noise_um"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.min_dropout_fraction, 0.0, 0.95, "min_dropout_fraction"));
@@ -305,7 +306,8 @@ float DropoutThreshold(const CoarseField& blobs, int side, double fraction, InRe
 
 // Per-shot primer texture with the firearm's spectrum (looks like marks, new each
 // shot). Half resolution on fine grids: its spectrum is nearly empty above 25 µm.
-CoarseField PrimerTexture(std::uint64_t seed, int side, double pixel_um, const Spectrum& s) {
+CoarseField PrimerTexture(std::uint64_t seed, int side, double pixel_um, Spectrum s, double slope_delta) {
+  s.slope = std::max(0.0, s.slope - slope_delta);
   return CoarseField(seed, side, pixel_um, pixel_um < 8.0 ? 2 : 1, s);
 }
 
@@ -365,7 +367,7 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
                           const Spectrum& primer_spectrum, Stream primer_stream, double rms_um,
                           InRegion&& in_region, double* missing_fraction) {
   const ShotGeometry geo(side, o.pixel_um, p, key, o.deformation_um);
-  const CoarseField primer = PrimerTexture(StreamSeed(key, primer_stream), side, o.pixel_um, primer_spectrum);
+  const CoarseField primer = PrimerTexture(StreamSeed(key, primer_stream), side, o.pixel_um, primer_spectrum, o.primer_slope_delta);
   const CoarseField contact = ContactWeight(key, side, o.pixel_um, p, o.contact_variation, geo);
   CoarseField blobs;
   float threshold = std::numeric_limits<float>::infinity();
@@ -540,7 +542,7 @@ StatusOr<Scan> MakeShotScan(const FirearmSurface& gun, std::uint64_t shot_seed, 
                                    : AutoSide(o.primer_radius_um + offset + o.max_shift_um + 60.0, o.pixel_um);
     const ShotGeometry geo(side, o.pixel_um, p, key, o.deformation_um);
     const CoarseField primer = PrimerTexture(StreamSeed(key, Stream::kShotNoise), side, o.pixel_um,
-                                             internal::BreechIsotropicSpectrum(m));
+                                             internal::BreechIsotropicSpectrum(m), o.primer_slope_delta);
     const CoarseField contact = ContactWeight(key, side, o.pixel_um, p, o.contact_variation, geo);
     const double pcx = std::cos(p.rotation_rad) * p.ex - std::sin(p.rotation_rad) * p.ey + p.tx;
     const double pcy = std::sin(p.rotation_rad) * p.ex + std::cos(p.rotation_rad) * p.ey + p.ty;

@@ -337,6 +337,7 @@ TEST(SynthShot, RawScanHasCraterAtTruthAndPrimerDisk) {
   o.max_tilt_deg = 0.0;
   o.max_dropout_fraction = 0.0;
   o.max_shift_um = 400.0;
+  o.flowback_um = 40.0;
   ShotTruth t;
   auto scan = MakeShotScan(gun, 3, o, &t);
   ASSERT_TRUE(scan.ok()) << scan.status().ToString();
