@@ -376,11 +376,12 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
     cos_t[a] = static_cast<float>(std::cos(2 * std::numbers::pi * a / kAngles));
     sin_t[a] = static_cast<float>(std::sin(2 * std::numbers::pi * a / kAngles));
   }
-  auto profile = [&](cv::Point2d c, std::vector<float>* p) {
+  // The profile out to max_r (the search needs radii up to r_hi + kStep only).
+  auto profile = [&](cv::Point2d c, std::vector<float>* p, int max_r) {
     p->assign(n_r, std::numeric_limits<float>::quiet_NaN());
     std::vector<float> ring;
     ring.reserve(kAngles);
-    for (int r = 0; r < n_r; ++r) {
+    for (int r = 0; r < std::min(n_r, max_r + 1); ++r) {
       ring.clear();
       for (int a = 0; a < kAngles; ++a) {
         const int x = cvRound(c.x + r * cos_t[a]), y = cvRound(c.y + r * sin_t[a]);
@@ -391,8 +392,9 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
       // Trimmed mean (middle 60 %): robust to a partly hidden ring like a
       // median, but still sensitive to a slightly wrong centre, so the centre
       // search has a peak rather than a plateau.
-      std::sort(ring.begin(), ring.end());
       const std::size_t cut = ring.size() / 5;
+      std::nth_element(ring.begin(), ring.begin() + cut, ring.end());
+      std::nth_element(ring.begin() + cut, ring.end() - cut - 1, ring.end());
       double sum = 0;
       for (std::size_t i = cut; i < ring.size() - cut; ++i) sum += ring[i];
       (*p)[r] = static_cast<float>(sum / (ring.size() - 2 * cut));
@@ -414,7 +416,7 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
   int best_r = 0;
   auto try_centre = [&](cv::Point2d c) {
     if (cv::norm(c - primer->center) > max_offset) return;
-    profile(c, &prof);
+    profile(c, &prof, static_cast<int>(r_hi) + kStep + 1);
     const auto [rise, r] = best_rise(prof);
     if (rise > fp_score) {
       fp_score = rise;
@@ -429,7 +431,7 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
     for (int dx = -2; dx <= 2; ++dx) try_centre(coarse_best + cv::Point2d(dx, dy));
 
   // The rise must be a real edge: a clear share of the primer's brightness spread.
-  profile(best_c, &prof);
+  profile(best_c, &prof, n_r);
   std::vector<float> face;
   for (int r = static_cast<int>(0.8 * primer->radius); r < static_cast<int>(0.95 * primer->radius); ++r)
     if (std::isfinite(prof[r])) face.push_back(prof[r]);
