@@ -200,8 +200,18 @@ struct IngestArgs {
 // One file's way through the pipeline, filled by a worker, consumed in order.
 struct Slot {
   bool ready = false;
+  std::string sha256_hex;
+  // Set when these bytes are stored already: then nothing was normalized.
+  std::optional<std::int64_t> existing_casing;
   std::optional<StatusOr<ingest::PreparedScan>> prepared;
 };
+
+void PrintFileLine(const std::string& file, std::int64_t casing_id, const std::string& sha, const std::string& bf,
+                   const std::string& fp, bool already) {
+  std::printf("%-28s casing %-6lld sha256 %s  BF %-9s FP %-9s %s\n",
+              std::filesystem::path(file).filename().string().c_str(), static_cast<long long>(casing_id),
+              Short(sha).c_str(), bf.c_str(), fp.c_str(), already ? "already present" : "new");
+}
 
 void RunIngest(const IngestArgs& a) {
   // Everything about the request is checked before any file is read or the
@@ -254,6 +264,12 @@ void RunIngest(const IngestArgs& a) {
   std::size_t next = 0, consumed = 0;
   bool stop = false;
   auto worker = [&] {
+    // Each worker looks up SHA-256s on a connection of its own (a Store is not
+    // thread-safe), so files stored before are not normalized again: a re-run
+    // over the same files costs one hash and one query per file. Without the
+    // connection the file is simply prepared; the writer still deduplicates.
+    std::unique_ptr<store::Store> lookup;
+    if (auto c = store::Store::Connect(a.url); c.ok()) lookup = std::move(*c);
     for (;;) {
       std::size_t i;
       {
@@ -262,10 +278,25 @@ void RunIngest(const IngestArgs& a) {
         if (stop || next >= n) return;
         i = next++;
       }
-      auto p = ingest::PrepareScanFile(a.files[i], options);
+      Slot result;
+      auto bytes = ReadFileBytes(a.files[i], options.read.limits.max_file_bytes);
+      if (!bytes.ok()) {
+        result.prepared.emplace(bytes.status().WithContext(a.files[i]));
+      } else {
+        result.sha256_hex = Sha256Hex(*bytes);
+        if (lookup) {
+          auto id = lookup->FindCasingBySha256(result.sha256_hex);
+          if (id.ok()) result.existing_casing = *id;
+        }
+        if (!result.existing_casing) {
+          auto p = ingest::PrepareScan(std::move(*bytes), options);
+          if (!p.ok()) p = p.status().WithContext(a.files[i]);
+          result.prepared.emplace(std::move(p));
+        }
+      }
       {
         std::lock_guard<std::mutex> lock(mu);
-        slots[i].prepared.emplace(std::move(p));
+        slots[i] = std::move(result);
         slots[i].ready = true;
       }
       cv.notify_all();
@@ -283,18 +314,37 @@ void RunIngest(const IngestArgs& a) {
   nlohmann::json results = nlohmann::json::array();
   std::size_t stored = 0, present = 0, rejected = 0, db_errors = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    std::optional<StatusOr<ingest::PreparedScan>> item;
+    Slot slot;
     {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return slots[i].ready; });
-      item = std::move(slots[i].prepared);
-      slots[i].prepared.reset();
+      slot = std::move(slots[i]);
+      slots[i] = Slot{};
       consumed = i + 1;
     }
     cv.notify_all();
+    std::optional<StatusOr<ingest::PreparedScan>>& item = slot.prepared;
     nlohmann::json r = {{"file", a.files[i]}};
     Status error;
-    if (!item->ok()) {
+    if (slot.existing_casing) {
+      auto c = store->GetCasing(*slot.existing_casing);
+      if (!c.ok()) {
+        error = c.status().WithContext(a.files[i]);
+      } else {
+        r["status"] = "already_present";
+        r["casing_id"] = c->id;
+        r["sha256"] = slot.sha256_hex;
+        r["exhibit_id"] = c->metadata.exhibit_id;
+        r["signatures"] = CasingJson(*c)["signatures"];
+        ++present;
+        if (!a.json) {
+          if (clear_bar) std::fputs("\r\033[K", stderr);
+          PrintFileLine(a.files[i], c->id, slot.sha256_hex, SizeText(FindKind(*c, SignatureKind::kBreechFace)),
+                        SizeText(FindKind(*c, SignatureKind::kFiringPin)), true);
+          std::fflush(stdout);
+        }
+      }
+    } else if (!item->ok()) {
       error = item->status();
     } else {
       const ingest::PreparedScan& p = **item;
@@ -314,11 +364,10 @@ void RunIngest(const IngestArgs& a) {
         (res->already_existed ? present : stored) += 1;
         if (!a.json) {
           if (clear_bar) std::fputs("\r\033[K", stderr);
-          std::printf("%-28s casing %-6lld sha256 %s  BF %dx%d  FP %s  %s\n",
-                      std::filesystem::path(a.files[i]).filename().string().c_str(),
-                      static_cast<long long>(res->casing_id), Short(p.sha256_hex).c_str(), bf.width(), bf.height(),
-                      fp ? (std::to_string(fp->width()) + "x" + std::to_string(fp->height())).c_str() : "-",
-                      res->already_existed ? "already present" : "new");
+          PrintFileLine(a.files[i], res->casing_id, p.sha256_hex,
+                        std::to_string(bf.width()) + "x" + std::to_string(bf.height()),
+                        fp ? std::to_string(fp->width()) + "x" + std::to_string(fp->height()) : "-",
+                        res->already_existed);
           for (const auto& w : p.normalized.warnings) std::printf("  warning: %s\n", w.c_str());
           std::fflush(stdout);
         }
@@ -333,7 +382,6 @@ void RunIngest(const IngestArgs& a) {
       std::cerr << (db ? "database error: " : "rejected: ") << OneLine(error.ToString()) << "\n";
     }
     results.push_back(std::move(r));
-    item.reset();
     if (progress) progress->Advance();
   }
   {
