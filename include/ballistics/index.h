@@ -1,0 +1,313 @@
+// index stage: search at scale. A rotation-invariant coarse descriptor per
+// signature, an in-memory index scanned at close to memory bandwidth, and a
+// search engine that reranks the coarse top K with the correlator (CMC).
+//
+//   Signature --ComputeDescriptor--> CoarseDescriptor --SignatureIndex::Add
+//   query --SearchCoarse (all shards, filters first)--> top K ids
+//         --Correlator::Compare (thread pool)--> ranked BF / FP / combined lists
+//
+// The coarse descriptor (docs/search.md has the measurements behind every
+// default): the signature is smoothed and resampled to a coarse grid, unwrapped
+// into rings about the centre of its valid data (the primer axis to within the
+// primer play), so that a rotation of the casing becomes a circular shift along
+// each ring. Per ring an FFT along the angle keeps the low angular frequencies
+// (phase included). The similarity of two descriptors is the normalized circular
+// cross-correlation summed over rings, maximised over the shift:
+//   s(q, c) = max_shift sum_r Re IFFT(Q_r * conj(C_r))[shift] / (|Q| |C|),
+// computed as one small inverse FFT of the ring-summed cross-spectrum per
+// candidate (the phase-correlation idea of Kuglin & Hines 1975 applied to the
+// polar unwrap as in Fourier-Mellin registration, Reddy & Chatterji 1996, but
+// keeping the phase so it discriminates far better than magnitudes alone).
+//
+// Domain code only: no SQL, no gRPC. A loader (store::Store::LoadSignatures, a
+// shard worker) fills an index from (SignatureRecord, Signature) pairs or from
+// precomputed descriptors.
+//
+// Thread safety: SignatureIndex implementations allow concurrent SearchCoarse
+// calls; Add/Remove take an exclusive lock (a search sees the index before or
+// after an Add, never half of it). SearchEngine::Search may be called from any
+// number of threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ballistics/correlate.h"
+#include "ballistics/status.h"
+#include "ballistics/store.h"  // CasingSource (enum only: the index does not link the store)
+#include "ballistics/surface.h"
+
+namespace ballistics {
+
+// ---------------------------------------------------------------------------
+// Records and filters
+// ---------------------------------------------------------------------------
+
+inline constexpr std::int64_t kUnknownTime = std::numeric_limits<std::int64_t>::min();
+
+// What the index keeps about one signature besides its descriptor: ids and the
+// filter fields (the same values as the casings / signatures tables).
+struct SignatureRecord {
+  std::int64_t signature_id = 0;   // unique in the index
+  std::int64_t casing_id = 0;
+  SignatureKind kind = SignatureKind::kBreechFace;
+  Modality modality = Modality::kTopography3d;
+  std::string calibre;             // e.g. "9mm Luger"
+  std::string agency;
+  CasingSource source = CasingSource::kCrimeScene;
+  std::int64_t captured_at_unix = kUnknownTime;  // seconds since 1970 UTC; kUnknownTime = not given
+  int shard = 0;                   // partition 0..store::kSignatureShards-1
+};
+
+// Empty vector / nullopt = no restriction on that field. A signature passes
+// when it passes every restriction. Signatures without a capture time never
+// pass a date restriction.
+struct SearchFilter {
+  std::vector<SignatureKind> kinds;
+  std::vector<std::string> calibres;     // exact match
+  std::vector<std::string> agencies;     // exact match
+  std::vector<CasingSource> sources;
+  std::optional<std::int64_t> captured_after_unix;   // inclusive
+  std::optional<std::int64_t> captured_before_unix;  // exclusive
+  std::vector<std::int64_t> exclude_casing_ids;      // e.g. the query casing itself
+
+  bool Matches(const SignatureRecord& record) const;
+};
+
+// ---------------------------------------------------------------------------
+// Coarse descriptor
+// ---------------------------------------------------------------------------
+
+struct DescriptorConfig {
+  // The signature is low-passed (ISO 16610-61 Gaussian, this cutoff) and
+  // resampled to coarse_pixel_um before the polar unwrap.
+  double coarse_pixel_um = 25.0;
+  double lowpass_um = 80.0;
+  // Rings: radii ring_min_um + i * ring_step_um, i = 0..rings-1, about the
+  // centre of the bounding box of the signature's valid data.
+  double ring_min_um = 450.0;
+  double ring_step_um = 75.0;
+  int rings = 24;
+  // Points per ring (a power of two; the angular FFT length) and the angular
+  // frequencies kept, 1..frequencies (DC dropped: band-passed marks have zero mean).
+  int angular_samples = 256;
+  int frequencies = 48;
+  // A ring counts only when at least this share of its points is valid;
+  // invalid points inside a counted ring are 0 (the band-passed mean).
+  double min_ring_valid_fraction = 0.2;
+  // A descriptor with fewer counted rings is rejected (nothing to compare).
+  int min_valid_rings = 2;
+
+  // Defaults for firing-pin signatures (an impression ~1 mm across: finer rings).
+  static DescriptorConfig FiringPin();
+  Status Validate() const;  // INVALID_ARGUMENT naming the field
+};
+
+// A descriptor: rings x frequencies complex coefficients, quantized to int8
+// (re, im interleaved, ring-major), normalized so that the float vector has
+// unit L2 norm; `scale` maps int8 back to that float vector.
+struct CoarseDescriptor {
+  SignatureKind kind = SignatureKind::kBreechFace;
+  int rings = 0;
+  int frequencies = 0;
+  float scale = 0.0f;                 // float value = int8 value * scale
+  std::vector<std::int8_t> coeffs;    // size rings * frequencies * 2
+  int valid_rings = 0;
+
+  std::size_t bytes() const { return coeffs.size() + sizeof(float); }
+};
+
+// INVALID_ARGUMENT for an empty signature, a bad pixel size, too little valid
+// data on the rings, or a bad config.
+StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature, const DescriptorConfig& config);
+// Picks DescriptorConfig{} or DescriptorConfig::FiringPin() by signature.kind.
+StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature);
+
+// Rotation-invariant similarity in [-1, 1] (1: identical up to a rotation);
+// -2 (below any score) when the shapes differ. The same arithmetic the index
+// scan uses, one pair at a time (tests, tools). `best_shift_deg`, when given,
+// receives the rotation of c relative to q at the maximum.
+float DescriptorSimilarity(const CoarseDescriptor& q, const CoarseDescriptor& c,
+                           double* best_shift_deg = nullptr);
+
+// ---------------------------------------------------------------------------
+// Index (faiss-like: an interface, a flat implementation, a sharded decorator)
+// ---------------------------------------------------------------------------
+
+struct CoarseHit {
+  std::int64_t signature_id = 0;
+  std::int64_t casing_id = 0;
+  float score = 0.0f;   // DescriptorSimilarity(query, candidate)
+  int shard = 0;
+};
+
+// Higher score first; ties by signature id (deterministic across shardings).
+bool HitBefore(const CoarseHit& a, const CoarseHit& b);
+
+struct CoarseSearchResult {
+  std::vector<CoarseHit> hits;       // best first, at most k
+  std::int64_t scanned = 0;          // descriptors scored (passed the filter)
+  int shards_answered = 0;
+  int shards_total = 0;
+  bool partial() const { return shards_answered < shards_total; }
+};
+
+// Stops a long scan: checked between blocks of descriptors.
+struct ScanControl {
+  const std::atomic<bool>* cancelled = nullptr;
+  // Called with the share of the scan done (0..1), from the scanning thread(s).
+  std::function<void(double)> progress;
+};
+
+class SignatureIndex {
+ public:
+  virtual ~SignatureIndex() = default;
+
+  // ALREADY_EXISTS for a signature_id present; INVALID_ARGUMENT when the
+  // descriptor's shape differs from the index's (first Add fixes it per kind).
+  virtual Status Add(const SignatureRecord& record, const CoarseDescriptor& descriptor) = 0;
+  // NOT_FOUND for an unknown id.
+  virtual Status Remove(std::int64_t signature_id) = 0;
+  virtual std::int64_t Size() const = 0;
+
+  // Top k of the signatures passing `filter` and of the query's kind, by
+  // DescriptorSimilarity. CANCELLED when control.cancelled became true.
+  virtual StatusOr<CoarseSearchResult> SearchCoarse(const CoarseDescriptor& query, const SearchFilter& filter,
+                                                    int k, const ScanControl& control = {}) const = 0;
+
+  // Records and descriptors held (for a query by casing id).
+  virtual std::optional<SignatureRecord> FindRecord(std::int64_t signature_id) const = 0;
+  virtual std::optional<CoarseDescriptor> FindDescriptor(std::int64_t signature_id) const = 0;
+  virtual std::vector<SignatureRecord> RecordsOfCasing(std::int64_t casing_id) const = 0;
+
+  // Heap bytes held (descriptors, ids, filter fields, lookup tables).
+  virtual std::size_t MemoryBytes() const = 0;
+};
+
+// All descriptors of one kind in contiguous blocks, structure-of-arrays within
+// a block (see src/index/flat_index.cc), filter fields in parallel arrays.
+// Strings (calibre, agency) are interned to small integer codes.
+std::unique_ptr<SignatureIndex> MakeFlatIndex();
+
+// Owns `shards` sub-indexes; Add routes by record.shard (INVALID_ARGUMENT when
+// out of range); SearchCoarse scans the shards on up to `threads` threads and
+// merges their top k (the coordinator merges remote shards the same way, with
+// MergeTopK). Sub-indexes are flat unless given.
+std::unique_ptr<SignatureIndex> MakeShardedIndex(int shards, int threads);
+std::unique_ptr<SignatureIndex> MakeShardedIndex(std::vector<std::unique_ptr<SignatureIndex>> shards, int threads);
+
+// Merges per-shard results (each best first) into the overall top k.
+CoarseSearchResult MergeTopK(std::span<const CoarseSearchResult> per_shard, int k);
+
+// ---------------------------------------------------------------------------
+// Search engine: coarse stage, rerank with the correlator, merge
+// ---------------------------------------------------------------------------
+
+// Where the engine gets the full signatures of the candidates it reranks (the
+// store, a shard worker's cache, the synthetic generator). Must be thread-safe.
+class SignatureSource {
+ public:
+  virtual ~SignatureSource() = default;
+  // NOT_FOUND for an unknown id.
+  virtual StatusOr<Signature> Load(std::int64_t signature_id) const = 0;
+};
+
+// The query: signatures (BF and/or FP), or a casing whose signatures are in
+// the index (its own signatures are then excluded from the results).
+struct SearchQuery {
+  std::optional<Signature> breech_face;
+  std::optional<Signature> firing_pin;
+  std::optional<std::int64_t> casing_id;
+};
+
+struct SearchRequest {
+  SearchQuery query;
+  SearchFilter filter;
+  int top_n = 20;          // length of each returned list
+  int rerank_k = 0;        // candidates per kind reranked by CMC; 0 = SearchEngineConfig default
+  std::optional<double> max_rotation_deg;  // passed to the correlator; unset = any orientation
+};
+
+struct Candidate {
+  std::int64_t casing_id = 0;
+  std::int64_t signature_id = 0;
+  int shard = 0;
+  int rank = 0;              // 1-based position in its list
+  int coarse_rank = 0;       // 1-based position in the coarse list
+  float coarse_score = 0.0f;
+  std::optional<ComparisonResult> comparison;  // CMC result (absent if it could not be compared)
+  double score = 0.0;        // what the list is sorted by (CMC count, then CCF)
+};
+
+struct CombinedCandidate {
+  std::int64_t casing_id = 0;
+  int rank = 0;
+  std::optional<Candidate> breech_face;
+  std::optional<Candidate> firing_pin;
+  // Sum of the BF and FP CMC counts, each as a share of its cells
+  // (docs/search.md): a casing seen in one list only gets that list's share.
+  double combined_score = 0.0;
+};
+
+struct SearchResults {
+  std::vector<Candidate> breech_face;
+  std::vector<Candidate> firing_pin;
+  std::vector<CombinedCandidate> combined;
+  int shards_answered = 0;
+  int shards_total = 0;
+  bool partial = false;                 // some shard did not answer
+  std::int64_t signatures_scanned = 0;  // coarse stage, all kinds
+  int reranked = 0;                     // CMC comparisons done
+  double coarse_seconds = 0.0;
+  double rerank_seconds = 0.0;
+};
+
+enum class SearchStage { kDescriptor, kCoarse, kRerank, kMerge };
+std::string_view SearchStageName(SearchStage s);  // "descriptor", "coarse", "rerank", "merge"
+// fraction 0..1 of the stage; called from worker threads (must be thread-safe).
+using SearchProgress = std::function<void(SearchStage stage, double fraction)>;
+
+struct SearchEngineConfig {
+  // Default K (candidates per kind reranked by CMC), from the measured recall
+  // of the coarse stage (docs/search.md).
+  int default_rerank_k = 200;
+  int max_rerank_k = 5000;
+  int max_top_n = 1000;
+  int rerank_threads = 2;
+  DescriptorConfig breech_face_descriptor = DescriptorConfig{};
+  DescriptorConfig firing_pin_descriptor = DescriptorConfig::FiringPin();
+  CorrelationConfig breech_face_correlation = CorrelationConfig{};
+  CorrelationConfig firing_pin_correlation = CorrelationConfig::FiringPin();
+};
+
+class SearchEngine {
+ public:
+  // INVALID_ARGUMENT for a bad config; the index and source must outlive nothing:
+  // they are shared.
+  static StatusOr<std::unique_ptr<SearchEngine>> Create(std::shared_ptr<const SignatureIndex> index,
+                                                        std::shared_ptr<const SignatureSource> source,
+                                                        const SearchEngineConfig& config = {});
+  ~SearchEngine();
+
+  // INVALID_ARGUMENT for an empty query, top_n / rerank_k out of range;
+  // NOT_FOUND for a query casing not in the index; CANCELLED when *cancelled
+  // became true (the search stops using CPU within one block / one comparison).
+  StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress = {},
+                                 const std::atomic<bool>* cancelled = nullptr) const;
+
+  const SearchEngineConfig& config() const;
+
+ private:
+  struct Impl;
+  explicit SearchEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ballistics
