@@ -106,8 +106,6 @@ cv::Mat1f CropCentred(const cv::Mat1f& values, cv::Point2d center) {
   cv::Mat1f out(y1 - y0 + 1, x1 - x0 + 1, std::numeric_limits<float>::quiet_NaN());
   const cv::Rect src = cv::Rect(x0, y0, out.cols, out.rows) & cv::Rect(0, 0, values.cols, values.rows);
   values(src).copyTo(out(cv::Rect(src.x - x0, src.y - y0, src.width, src.height)));
-  // Drop rows/columns that ended up entirely outside the data on both sides
-  // only when the centre is not usable (it always is: it comes from the segmentation).
   return out;
 }
 

@@ -188,7 +188,8 @@ bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config,
 StatusOr<RegionMasks> SegmentRaw3d(const Scan& scan, const NormalizeConfig& config) {
   const double seg_px = std::max({config.segmentation_pixel_um, scan.pixel_um_x, scan.pixel_um_y});
   const cv::Mat1f coarse = ResampleNaN(scan.values, scan.pixel_um_x, scan.pixel_um_y, seg_px, 0.5);
-  GridMap grid{static_cast<double>(coarse.cols) / scan.width(), static_cast<double>(coarse.rows) / scan.height()};
+  // ResampleNaN scales by exactly pixel / seg_px (the grid size is rounded).
+  const GridMap grid{scan.pixel_um_x / seg_px, scan.pixel_um_y / seg_px};
   const cv::Point2d image_center((coarse.cols - 1) / 2.0, (coarse.rows - 1) / 2.0);
   const double half_side = std::min(coarse.cols, coarse.rows) / 2.0;
 
@@ -308,7 +309,8 @@ StatusOr<RegionMasks> SegmentRaw3d(const Scan& scan, const NormalizeConfig& conf
 StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& config) {
   const double seg_px = std::max({config.segmentation_pixel_um, scan.pixel_um_x, scan.pixel_um_y});
   const cv::Mat1f coarse = ResampleNaN(scan.values, scan.pixel_um_x, scan.pixel_um_y, seg_px, 0.5);
-  GridMap grid{static_cast<double>(coarse.cols) / scan.width(), static_cast<double>(coarse.rows) / scan.height()};
+  // ResampleNaN scales by exactly pixel / seg_px (the grid size is rounded).
+  const GridMap grid{scan.pixel_um_x / seg_px, scan.pixel_um_y / seg_px};
   const cv::Point2d image_center((coarse.cols - 1) / 2.0, (coarse.rows - 1) / 2.0);
   const double half_side = std::min(coarse.cols, coarse.rows) / 2.0;
   const cv::Mat1f smooth = GaussianLowPassNaN(coarse, config.segmentation_smoothing_um / seg_px);
