@@ -78,11 +78,21 @@ struct FirearmModel {
   double fp_angle_deg = 0.0;
   double fp_depth_um = 150.0;
   double fp_mark_rms_um = 1.0;
+  // Consecutively manufactured firearms (Fadul's ten slides came off one tool) share
+  // part of their breech-face marks, "subclass" marks: family_share is the share of
+  // the mark variance that comes from the family's surface (keyed by family_seed).
+  // 0 = an unrelated firearm. Raises the correlation of non-mates of one family.
+  std::uint64_t family_seed = 0;
+  double family_share = 0.0;
 };
 
 // Deterministic from the seed: texture type, spectra, aperture and firing pin are drawn
 // from ranges documented in docs/synth.md.
 FirearmModel MakeFirearm(std::uint64_t firearm_seed);
+// A firearm of a family: the family's model (texture class, machining direction and
+// spacing, aperture, firing-pin shape, as MakeFirearm(family_seed)) with its own seed,
+// sharing family_share of the breech-face mark variance with its siblings.
+FirearmModel MakeFirearmInFamily(std::uint64_t firearm_seed, std::uint64_t family_seed, double family_share);
 
 // The rendered firearm: height maps in the gun frame. The random fields are defined in the continuous plane (spectral
 // coefficients keyed by physical frequency), so the same firearm rendered at

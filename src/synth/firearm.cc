@@ -90,6 +90,14 @@ FirearmModel MakeFirearm(std::uint64_t firearm_seed) {
   return g;
 }
 
+FirearmModel MakeFirearmInFamily(std::uint64_t firearm_seed, std::uint64_t family_seed, double family_share) {
+  FirearmModel g = MakeFirearm(family_seed);
+  g.seed = firearm_seed;
+  g.family_seed = family_seed;
+  g.family_share = family_share;
+  return g;
+}
+
 namespace internal {
 
 Spectrum BreechIsotropicSpectrum(const FirearmModel& gun) {
@@ -144,6 +152,10 @@ Status ValidateModel(const FirearmModel& g) {
   BALLISTICS_RETURN_IF_ERROR(positive(g.fp_radius_b_um, "fp_radius_b_um"));
   BALLISTICS_RETURN_IF_ERROR(positive(g.fp_depth_um, "fp_depth_um"));
   BALLISTICS_RETURN_IF_ERROR(positive(g.fp_mark_rms_um, "fp_mark_rms_um"));
+  if (!(g.family_share >= 0.0 && g.family_share <= 1.0)) {
+    return InvalidArgument("synth: firearm family_share=" + std::to_string(g.family_share) +
+                           " is outside [0, 1]");
+  }
   if (!(g.isotropic_share >= 0.0 && g.isotropic_share <= 1.0)) {
     return InvalidArgument("synth: firearm isotropic_share=" + std::to_string(g.isotropic_share) +
                            " is outside [0, 1]");
@@ -233,6 +245,17 @@ cv::Mat1f MachinedMarks(const FirearmModel& gun, int n, double pixel_um) {
   return out;
 }
 
+// The breech-face marks of `gun.seed` with unit RMS: isotropic part plus machining.
+cv::Mat1f UnitBreechFace(const FirearmModel& gun, int n, double pixel_um) {
+  cv::Mat1f bf = KeyedField2D(StreamSeed(gun.seed, Stream::kBreechIsotropic), n, kGunPeriodUm,
+                              BreechIsotropicSpectrum(gun));
+  if (gun.texture != BreechTexture::kGranular && gun.isotropic_share < 1.0) {
+    const cv::Mat1f machined = MachinedMarks(gun, n, pixel_um);
+    bf = std::sqrt(gun.isotropic_share) * bf + std::sqrt(1.0 - gun.isotropic_share) * machined;
+  }
+  return bf;
+}
+
 }  // namespace
 }  // namespace internal
 
@@ -251,11 +274,12 @@ StatusOr<FirearmSurface> RenderFirearm(const FirearmModel& gun, double pixel_um)
     const int n_fp = GridSize(kFiringPinPeriodUm, pixel_um);
     out.firing_pin_pixel_um = kFiringPinPeriodUm / n_fp;
 
-    cv::Mat1f bf = KeyedField2D(StreamSeed(gun.seed, Stream::kBreechIsotropic), n, kGunPeriodUm,
-                                BreechIsotropicSpectrum(gun));
-    if (gun.texture != BreechTexture::kGranular && gun.isotropic_share < 1.0) {
-      const cv::Mat1f machined = MachinedMarks(gun, n, out.pixel_um);
-      bf = std::sqrt(gun.isotropic_share) * bf + std::sqrt(1.0 - gun.isotropic_share) * machined;
+    cv::Mat1f bf = UnitBreechFace(gun, n, out.pixel_um);
+    if (gun.family_share > 0.0) {
+      FirearmModel family = gun;
+      family.seed = gun.family_seed;
+      bf = std::sqrt(1.0 - gun.family_share) * bf +
+           std::sqrt(gun.family_share) * UnitBreechFace(family, n, out.pixel_um);
     }
     out.breech_face_um = bf * gun.mark_rms_um;
 

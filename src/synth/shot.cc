@@ -311,23 +311,6 @@ CoarseField PrimerTexture(std::uint64_t seed, int side, double pixel_um, Spectru
   return CoarseField(seed, side, pixel_um, pixel_um < 8.0 ? 2 : 1, s);
 }
 
-void FillQuality(Signature& sig) {
-  std::size_t valid = 0;
-  double sum_sq = 0.0;
-  for (int r = 0; r < sig.values.rows; ++r) {
-    const float* v = sig.values[r];
-    for (int c = 0; c < sig.values.cols; ++c) {
-      if (std::isfinite(v[c])) {
-        ++valid;
-        sum_sq += static_cast<double>(v[c]) * v[c];
-      }
-    }
-  }
-  sig.quality.valid_fraction = static_cast<double>(valid) / static_cast<double>(sig.values.total());
-  sig.quality.rms_height = valid ? std::sqrt(sum_sq / static_cast<double>(valid)) : 0.0;
-  sig.quality.valid_area_mm2 = static_cast<double>(valid) * sig.pixel_um * sig.pixel_um * 1e-6;
-}
-
 void FillTruth(ShotTruth* truth, const FirearmModel& gun, std::uint64_t shot_seed, const ShotParams& p,
                double missing) {
   if (!truth) return;
@@ -409,6 +392,7 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
         const CoarseField::Row blob_row = has_blobs ? blobs.RowAt(r) : CoarseField::Row{};
         const CoarseField::Row dx_row = deformed ? geo.DxRow(r) : CoarseField::Row{};
         const CoarseField::Row dy_row = deformed ? geo.DyRow(r) : CoarseField::Row{};
+        double row_sum_sq = 0.0;  // a local accumulator stays in a register
         for (int c = c0; c < c1; ++c) {
           if (!in_region(r, c)) {
             out[c] = nan;
@@ -428,9 +412,10 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
           }
           const float mark = SamplePeriodic(map, map_cx + px * map_scale, map_cy + py * map_scale);
           const float v = a * mark * (has_contact ? contact_row.At(c) : 1.0f) + b * primer_row.At(c);
-          sum_sq += static_cast<double>(v) * v;
+          row_sum_sq += static_cast<double>(v) * v;
           out[c] = v;
         }
+        sum_sq += row_sum_sq;
       }
     }
   }
@@ -438,15 +423,22 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
   // primer's own texture shows instead (band-passed real scans keep ~1.6 µm RMS).
   const std::size_t valid = region_count - missing;
   const float gain = valid && sum_sq > 0.0 ? static_cast<float>(rms_um / std::sqrt(sum_sq / valid)) : 1.0f;
+  double final_sum_sq = 0.0;
   for (int r = 0; r < side; ++r) {
     float* out = sig.values[r];
+    double row_sum_sq = 0.0;
     for (int c = 0; c < side; ++c) {
       if (std::isnan(out[c])) continue;
-      out[c] *= gain;
-      if (noise > 0.0f) out[c] += noise * internal::UnitVarianceUniform(static_cast<std::uint32_t>(white.Next()));
+      float v = out[c] * gain;
+      if (noise > 0.0f) v += noise * internal::UnitVarianceUniform(static_cast<std::uint32_t>(white.Next()));
+      out[c] = v;
+      row_sum_sq += static_cast<double>(v) * v;
     }
+    final_sum_sq += row_sum_sq;
   }
-  FillQuality(sig);
+  sig.quality.valid_fraction = static_cast<double>(valid) / static_cast<double>(sig.values.total());
+  sig.quality.rms_height = valid ? std::sqrt(final_sum_sq / static_cast<double>(valid)) : 0.0;
+  sig.quality.valid_area_mm2 = static_cast<double>(valid) * sig.pixel_um * sig.pixel_um * 1e-6;
   *missing_fraction = region_count ? static_cast<double>(missing) / static_cast<double>(region_count) : 0.0;
   return sig;
 }

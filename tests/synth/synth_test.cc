@@ -122,6 +122,23 @@ TEST(SynthFirearm, FiledMarksAreDirectional) {
   EXPECT_GT(along, across + 0.3) << "along " << along << " across " << across;
 }
 
+// Siblings of a family share family_share of the mark variance: their maps correlate
+// at about that value; the family's model parameters are inherited.
+TEST(SynthFirearm, FamilySiblingsShareTheFamilyShare) {
+  const FirearmModel a = MakeFirearmInFamily(1, 77, 0.3), b = MakeFirearmInFamily(2, 77, 0.3);
+  EXPECT_EQ(a.texture, MakeFirearm(77).texture);
+  EXPECT_EQ(a.aperture_radius_um, b.aperture_radius_um);
+  EXPECT_NE(a.seed, b.seed);
+  const cv::Mat1f ma = RenderFirearm(a, 12.5).value().breech_face_um;
+  const cv::Mat1f mb = RenderFirearm(b, 12.5).value().breech_face_um;
+  EXPECT_NEAR(Ncc(ma, mb), 0.3, 0.06);
+  const cv::Mat1f unrelated = RenderFirearm(MakeFirearm(2), 12.5).value().breech_face_um;
+  EXPECT_LT(std::abs(Ncc(ma, unrelated)), 0.05);
+  FirearmModel bad = a;
+  bad.family_share = 1.5;
+  EXPECT_FALSE(RenderFirearm(bad, 12.5).ok());
+}
+
 TEST(SynthShot, SameSeedsGiveBitIdenticalSignaturesAndScans) {
   const FirearmSurface gun = Render(5);
   ShotOptions o;
