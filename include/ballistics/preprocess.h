@@ -134,6 +134,11 @@ StatusOr<NormalizedCasing> Normalize(const Scan& scan, const NormalizeConfig& co
 // same scale, colour-mapped (robust 1..99 % range), invalid = grey.
 cv::Mat3b RenderSignatures(const NormalizedCasing& casing);
 
+// The input scan in grey (robust range; scaled down to at most max_side
+// pixels) with the segmentation drawn on it: primer circle red, FP circle
+// blue, the hole of a pre-cropped annulus yellow. For auditing the segmentation.
+cv::Mat3b RenderSegmentation(const Scan& scan, const Segmentation& segmentation, int max_side = 1024);
+
 // ---- Building blocks (public for tests and tools; all NaN-aware) ----
 
 // ISO 16610-61 Gaussian filter: the standard deviation in pixels of the

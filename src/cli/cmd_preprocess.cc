@@ -1,6 +1,7 @@
-// `ballisticsctl normalize FILE [--out out.png] [--pixel-um X] [--json]`: runs
-// the preprocess stage on one scan, writes a picture of the BF / FP signatures
-// and prints what was found (sizes, valid fractions, FP, warnings).
+// `ballisticsctl normalize FILE [--out out.png] [--overlay seg.png] [--pixel-um X] [--json]`:
+// runs the preprocess stage on one scan, writes a picture of the BF / FP
+// signatures (and of the segmentation drawn on the input) and prints what was
+// found (sizes, valid fractions, FP, warnings).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -28,6 +29,23 @@ std::string OneLine(std::string s) {
 [[noreturn]] void Fail(const Status& status) {
   std::cerr << "error: " << OneLine(status.ToString()) << "\n";
   throw CLI::RuntimeError(status.code() == StatusCode::kInternal ? kExitInternal : kExitInputError);
+}
+
+// Writes render() to path when path is set; a failure is an input error (exit 3).
+template <typename Render>
+void WritePng(const std::string& path, Render render) {
+  if (path.empty()) return;
+  bool written = false;
+  try {
+    written = cv::imwrite(path, render());
+  } catch (const cv::Exception& e) {
+    std::cerr << "error: cannot write " << path << ": " << OneLine(e.what()) << "\n";
+    throw CLI::RuntimeError(kExitInputError);
+  }
+  if (!written) {
+    std::cerr << "error: cannot write " << path << "\n";
+    throw CLI::RuntimeError(kExitInputError);
+  }
 }
 
 nlohmann::json SignatureJson(const Signature& s) {
@@ -96,6 +114,7 @@ void RegisterPreprocessCommands(CLI::App& app) {
   struct Args {
     std::string file;
     std::string out;
+    std::string overlay;
     bool json = false;
     std::optional<double> pixel_um;
   };
@@ -104,6 +123,7 @@ void RegisterPreprocessCommands(CLI::App& app) {
       "normalize", "Segment, level, band-pass and resample one scan into BF / FP signatures; draw them");
   cmd->add_option("file", args->file, "X3P, PNG or TIFF file")->required();
   cmd->add_option("--out", args->out, "Write the signatures picture here (PNG)");
+  cmd->add_option("--overlay", args->overlay, "Write the input with the primer / FP circles drawn on it (PNG)");
   cmd->add_flag("--json", args->json, "Print one JSON object");
   cmd->add_option("--pixel-um", args->pixel_um, "Pixel size in um for 2D images without resolution tags")
       ->check(CLI::PositiveNumber);
@@ -116,19 +136,8 @@ void RegisterPreprocessCommands(CLI::App& app) {
     StatusOr<NormalizedCasing> casing = Normalize(*scan);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (!casing.ok()) Fail(casing.status().WithContext(args->file));
-    if (!args->out.empty()) {
-      bool written = false;
-      try {
-        written = cv::imwrite(args->out, RenderSignatures(*casing));
-      } catch (const cv::Exception& e) {
-        std::cerr << "error: cannot write " << args->out << ": " << OneLine(e.what()) << "\n";
-        throw CLI::RuntimeError(kExitInputError);
-      }
-      if (!written) {
-        std::cerr << "error: cannot write " << args->out << "\n";
-        throw CLI::RuntimeError(kExitInputError);
-      }
-    }
+    WritePng(args->out, [&] { return RenderSignatures(*casing); });
+    WritePng(args->overlay, [&] { return RenderSegmentation(*scan, casing->segmentation); });
     if (args->json) {
       std::cout << ToJson(args->file, *scan, *casing, ms).dump(2) << "\n";
     } else {

@@ -80,4 +80,34 @@ cv::Mat3b RenderSignatures(const NormalizedCasing& casing) {
   return canvas;
 }
 
+cv::Mat3b RenderSegmentation(const Scan& scan, const Segmentation& seg, int max_side) {
+  if (scan.values.empty()) return {};
+  const double scale = std::min(1.0, static_cast<double>(std::max(max_side, 16)) /
+                                         std::max(scan.width(), scan.height()));
+  cv::Mat1f small;
+  if (scale < 1.0) {
+    small = ResampleNaN(scan.values, 1.0, 1.0, 1.0 / scale, 0.5);
+  } else {
+    small = scan.values;
+  }
+  Signature tmp;  // reuse the robust colour range
+  tmp.values = small;
+  const cv::Mat3b colour = Colourize(tmp);
+  cv::Mat1b grey;
+  cv::cvtColor(colour, grey, cv::COLOR_BGR2GRAY);
+  cv::Mat3b out;
+  cv::cvtColor(grey, out, cv::COLOR_GRAY2BGR);
+  const int thickness = std::max(1, cvRound(std::max(out.cols, out.rows) / 400.0));
+  auto draw = [&](cv::Point2d c, double r, cv::Scalar colour_bgr) {
+    if (r <= 0) return;
+    const double sx = static_cast<double>(out.cols) / scan.width(), sy = static_cast<double>(out.rows) / scan.height();
+    cv::circle(out, cv::Point(cvRound((c.x + 0.5) * sx - 0.5), cvRound((c.y + 0.5) * sy - 0.5)),
+               cvRound(r * std::sqrt(sx * sy)), colour_bgr, thickness, cv::LINE_8);
+  };
+  draw(seg.primer_center_px, seg.primer_radius_px, cv::Scalar(0, 0, 255));
+  draw(seg.firing_pin_center_px, seg.firing_pin_radius_px,
+       seg.firing_pin_found ? cv::Scalar(255, 0, 0) : cv::Scalar(0, 220, 255));
+  return out;
+}
+
 }  // namespace ballistics

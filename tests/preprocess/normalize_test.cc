@@ -95,6 +95,22 @@ TEST(Normalize, RawScanSegmentsPrimerAndFiringPin) {
   EXPECT_LT(c.breech_face.quality.valid_area_mm2, 1.05 * expected_mm2);
 }
 
+TEST(Normalize, RawScanWithCraterDropoutStillFindsFiringPin) {
+  // Scanners often lose the steep, deep FP crater entirely: missing points
+  // near the centre count as crater.
+  testing::RawCasing3d raw = testing::RawCasingScan3d();
+  for (int y = 0; y < raw.scan.values.rows; ++y)
+    for (int x = 0; x < raw.scan.values.cols; ++x)
+      if (std::hypot(x - raw.fp_center_px.x, y - raw.fp_center_px.y) < 0.9 * raw.fp_radius_px)
+        raw.scan.values(y, x) = kNaN;
+  const auto result = Normalize(raw.scan);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  ASSERT_TRUE(result->segmentation.firing_pin_found);
+  EXPECT_FALSE(result->segmentation.already_cropped);
+  EXPECT_LT(cv::norm(result->segmentation.firing_pin_center_px - raw.fp_center_px), 3.0);
+  EXPECT_NEAR(result->segmentation.firing_pin_radius_px, raw.fp_radius_px, 0.08 * raw.fp_radius_px);
+}
+
 TEST(Normalize, Image2dFindsPrimerAndFiringPin) {
   const testing::RawCasing3d raw = testing::RawCasingImage2d();
   const auto result = Normalize(raw.scan);
@@ -207,6 +223,34 @@ TEST(RenderSignatures, SideBySideWithGreyInvalid) {
   // The BF centre is the FP hole: invalid, drawn grey.
   const int cx = result->breech_face.width() / 2, cy = 22 + result->breech_face.height() / 2;
   EXPECT_EQ(pic(cy, cx), cv::Vec3b(128, 128, 128));
+}
+
+}  // namespace
+}  // namespace ballistics
+
+namespace ballistics {
+namespace {
+
+TEST(RenderSegmentation, DrawsPrimerAndFiringPinCircles) {
+  const testing::RawCasing3d raw = testing::RawCasingScan3d();
+  const auto result = Normalize(raw.scan);
+  ASSERT_TRUE(result.ok());
+  const cv::Mat3b pic = RenderSegmentation(raw.scan, result->segmentation, 400);
+  ASSERT_EQ(std::max(pic.cols, pic.rows), 400);
+  const double s = 400.0 / raw.scan.width();
+  const Segmentation& seg = result->segmentation;
+  // Pure red on the primer circle's rightmost point, pure blue on the FP circle's.
+  const cv::Point p(cvRound((seg.primer_center_px.x + seg.primer_radius_px) * s), cvRound(seg.primer_center_px.y * s));
+  const cv::Point f(cvRound((seg.firing_pin_center_px.x + seg.firing_pin_radius_px) * s),
+                    cvRound(seg.firing_pin_center_px.y * s));
+  auto near_colour = [&](cv::Point c, cv::Vec3b want) {
+    for (int dy = -2; dy <= 2; ++dy)
+      for (int dx = -2; dx <= 2; ++dx)
+        if (pic(c.y + dy, c.x + dx) == want) return true;
+    return false;
+  };
+  EXPECT_TRUE(near_colour(p, cv::Vec3b(0, 0, 255)));
+  EXPECT_TRUE(near_colour(f, cv::Vec3b(255, 0, 0)));
 }
 
 }  // namespace
