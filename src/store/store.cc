@@ -339,14 +339,18 @@ StatusOr<IngestResult> Store::IngestCasing(const CasingMetadata& md, const Scan&
     return tx->Commit();
   }();
   if (st.ok()) return out;
-  // A concurrent ingest of the same bytes won the race for scans.sha256: ours was
-  // rolled back as a whole; report theirs.
-  if (IsUniqueViolationOn(st, "scans_sha256_key")) {
+  // A concurrent ingest of the same bytes committed first: ours was rolled back
+  // as a whole after a unique violation (on scans.sha256, or earlier on the
+  // exhibit when both used the same exhibit id); report theirs.
+  if (st.code() == StatusCode::kAlreadyExists) {
     auto winner = FindCasingBySha256(sha);
     if (winner.ok()) {
       IngestResult dup;
       dup.casing_id = *winner;
       dup.already_existed = true;
+      BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, c.Exec("find scan id", "SELECT id FROM scans WHERE sha256 = $1",
+                                                       {pg::Param::Text(sha)}));
+      if (r.rows() > 0) dup.scan_id = r.Int64(0, 0);
       return dup;
     }
   }

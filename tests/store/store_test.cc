@@ -7,6 +7,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <thread>
+#include <atomic>
 
 #include "ballistics/store.h"
 #include "store/test_database.h"
@@ -192,6 +194,43 @@ TEST_F(StoreTest, SameBytesTwiceIsIdempotent) {
   EXPECT_EQ(after.casings, before.casings);
   EXPECT_EQ(after.scans, before.scans);
   EXPECT_EQ(after.signatures, before.signatures);
+}
+
+TEST_F(StoreTest, ConcurrentIngestOfSameBytesStoresOnce) {
+  // Several clients submit the same file at the same moment (same exhibit, so
+  // the losers may collide on the exhibit before the sha256): one casing is
+  // stored, every client gets its id, none gets an error.
+  constexpr int kClients = 4;
+  const auto bytes = RandomBytes(4000, 42);
+  std::vector<Signature> sigs = {MakeSignature(SignatureKind::kBreechFace, 32, 32, 1)};
+  std::vector<StatusOr<IngestResult>> results(kClients, Status(StatusCode::kUnknown, "not run"));
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kClients; ++i) {
+    auto s = Store::Connect(db_.url());
+    ASSERT_TRUE(s.ok());
+    stores.push_back(std::move(*s));
+  }
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready < kClients) std::this_thread::yield();
+      results[static_cast<std::size_t>(i)] = stores[static_cast<std::size_t>(i)]->IngestCasing(
+          Meta("E1"), MakeScan(8, 8), bytes, sigs);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int fresh = 0;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->casing_id, results[0]->casing_id);
+    fresh += r->already_existed ? 0 : 1;
+  }
+  EXPECT_EQ(fresh, 1);
+  const StoreCounts c = CountsOrDie();
+  EXPECT_EQ(c.casings, 1);
+  EXPECT_EQ(c.signatures, 1);
 }
 
 TEST_F(StoreTest, ConstraintViolationInTheMiddleLeavesNothing) {
