@@ -1,23 +1,29 @@
-// ballisticsd: the correlation server. Thin until the API issue lands: it
-// connects to PostgreSQL, applies the schema migrations compiled into it
-// (refusing to start when an applied one was changed), then waits for SIGTERM
-// or SIGINT and exits cleanly.
+// ballisticsd: the correlation server. Connects to PostgreSQL, applies the
+// schema migrations compiled into it (refusing to start when an applied one was
+// changed), serves the gRPC API (src/service/, TLS unless --insecure) until
+// SIGTERM or SIGINT, then shuts down gracefully.
 //
 // Configuration: command-line flags, or the same names in a --config file of
 // `key = value` lines (CLI11's INI format, `#` comments), e.g.
 //   database-url = postgresql://ballistics@db.example/ballistics
 //   log-level = info
+//   listen = 0.0.0.0:50051
+//   tls-cert = /etc/ballistics/server.crt
+//   tls-key = /etc/ballistics/server.key
+//   metrics-listen = 127.0.0.1:9464
 // Precedence: command line > environment (BALLISTICS_DATABASE_URL) > config file.
 #include <signal.h>
 
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "ballistics/store.h"
+#include "server.h"
 
 namespace {
 
@@ -26,6 +32,10 @@ struct Options {
   std::string log_level = "info";
   int connect_timeout_s = 30;
   bool migrate = true;
+  ballistics::service::ServerConfig server;
+  std::string port_file;
+  int max_upload_mb = 512;
+  int shutdown_grace_s = 10;
 };
 
 // The database may still be starting (container orchestration, boot order):
@@ -61,7 +71,27 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("!--no-migrate", o.migrate,
                "Do not apply migrations; only check that the schema is current (for read-only replicas)");
+  app.add_option("--listen", o.server.listen, "gRPC address host:port (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--tls-cert", o.server.tls_cert_file, "TLS certificate chain (PEM)");
+  app.add_option("--tls-key", o.server.tls_key_file, "TLS private key (PEM)");
+  app.add_flag("--insecure", o.server.insecure, "Plaintext gRPC (loopback tests and the local demo only)");
+  app.add_option("--metrics-listen", o.server.metrics_listen,
+                 "Prometheus endpoint host:port (GET /metrics); empty = off");
+  app.add_option("--port-file", o.port_file,
+                 "Write the bound gRPC port (and metrics port) here once serving (for tests and scripts)");
+  app.add_option("--max-upload-mb", o.max_upload_mb, "Largest accepted upload, MiB")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--max-concurrent-searches", o.server.max_concurrent_searches, "Searches run at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--shutdown-grace-s", o.shutdown_grace_s, "Seconds running calls get to finish on SIGTERM")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  o.server.database_url = o.database_url;
+  o.server.max_upload_bytes = static_cast<std::uint64_t>(o.max_upload_mb) << 20;
   spdlog::set_level(spdlog::level::from_str(o.log_level));
 
   if (o.database_url.empty()) {
@@ -101,10 +131,24 @@ int main(int argc, char** argv) {
   if (counts.ok()) {
     spdlog::info("{} casings, {} signatures stored", counts->casings, counts->signatures);
   }
-  spdlog::info("ready (no network API yet); waiting for SIGTERM");
+  store->reset();  // the service opens its own connections
+
+  auto server = ballistics::service::Server::Start(o.server);
+  if (!server.ok()) {
+    spdlog::error("cannot start the API: {}", server.status().ToString());
+    return 1;
+  }
+  if (!o.port_file.empty()) {
+    // Written to a temporary name and renamed, so a reader never sees half a file.
+    const std::string tmp = o.port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << " " << (*server)->metrics_port() << "\n";
+    std::rename(tmp.c_str(), o.port_file.c_str());
+  }
+  spdlog::info("ready; waiting for SIGTERM");
 
   int sig = 0;
   sigwait(&shutdown_signals, &sig);
   spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(std::chrono::seconds(o.shutdown_grace_s));
   return 0;
 }

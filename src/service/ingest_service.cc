@@ -1,0 +1,258 @@
+// IngestService.UploadScan and CasingService.GetCasing.
+#include <openssl/evp.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "ballistics/ingest.h"
+#include "ballistics/store.h"
+#include "ballistics/v1/ingest.grpc.pb.h"
+#include "services.h"
+
+namespace ballistics::service {
+namespace {
+
+using grpc::ServerContext;
+using grpc::StatusCode;
+namespace v1 = ::ballistics::v1;
+using store::ApiRole;
+
+constexpr const char* kUpload = "/ballistics.v1.IngestService/UploadScan";
+constexpr const char* kGetCasing = "/ballistics.v1.CasingService/GetCasing";
+
+std::string TimestampIso(const google::protobuf::Timestamp& t) {
+  const std::time_t s = static_cast<std::time_t>(t.seconds());
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+StatusOr<CasingSource> FromProto(v1::CasingSource s) {
+  switch (s) {
+    case v1::CRIME_SCENE: return CasingSource::kCrimeScene;
+    case v1::TEST_FIRE: return CasingSource::kTestFire;
+    case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
+    case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
+    case v1::MANUFACTURER_TEST_FIRE:
+      return InvalidArgument("source MANUFACTURER_TEST_FIRE is not accepted yet (no registry schema)");
+    default: return InvalidArgument("source " + std::to_string(static_cast<int>(s)) + " is not set or unknown");
+  }
+}
+
+v1::CasingSource ToProto(CasingSource s) {
+  switch (s) {
+    case CasingSource::kCrimeScene: return v1::CRIME_SCENE;
+    case CasingSource::kTestFire: return v1::TEST_FIRE;
+    case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
+    case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
+  }
+  return v1::CASING_SOURCE_UNSPECIFIED;
+}
+
+v1::SignatureKind ToProto(SignatureKind k) {
+  return k == SignatureKind::kBreechFace ? v1::BREECH_FACE : v1::FIRING_PIN;
+}
+
+std::string Sha256Hex(const std::vector<std::uint8_t>& b) {
+  unsigned char d[32];
+  unsigned int n = 0;
+  EVP_Digest(b.data(), b.size(), d, &n, EVP_sha256(), nullptr);
+  static const char* hx = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : d) {
+    s += hx[c >> 4];
+    s += hx[c & 15];
+  }
+  return s;
+}
+
+grpc::Status Invalid(const std::string& m) { return grpc::Status(StatusCode::INVALID_ARGUMENT, m); }
+
+class IngestServiceImpl final : public v1::IngestService::Service {
+ public:
+  explicit IngestServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::Status UploadScan(ServerContext* sc, grpc::ServerReader<v1::UploadScanRequest>* reader,
+                          v1::UploadScanResponse* resp) override {
+    Call call(ctx_, sc, kUpload);
+    ctx_.metrics.uploads_in_flight++;
+    grpc::Status s = Upload(call, sc, reader, resp);
+    ctx_.metrics.uploads_in_flight--;
+    return call.Finish(s);
+  }
+
+ private:
+  grpc::Status Upload(Call& call, ServerContext* sc, grpc::ServerReader<v1::UploadScanRequest>* reader,
+                      v1::UploadScanResponse* resp) {
+    grpc::Status st = call.Authorize({ApiRole::kTechnician, ApiRole::kExaminer, ApiRole::kAdmin});
+    if (!st.ok()) return st;
+    v1::UploadScanRequest msg;
+    if (!reader->Read(&msg)) return Invalid("empty upload: no header message");
+    if (!msg.has_header()) return Invalid("the first message of an upload must carry the header");
+    const v1::UploadHeader header = msg.header();
+    const std::uint64_t limit = ctx_.config.max_upload_bytes;
+    if (header.total_bytes() > limit) {
+      return grpc::Status(StatusCode::RESOURCE_EXHAUSTED, "upload of " + std::to_string(header.total_bytes()) +
+                                                              " bytes is over the limit of " + std::to_string(limit));
+    }
+    call.SetDetail("file_name=" + header.file_name() + " client_request_id=" + header.client_request_id());
+
+    // Metadata first: a bad one is refused before the bytes are read.
+    const v1::CasingMetadata& pm = header.metadata();
+    CasingMetadata md;
+    md.agency = pm.agency().empty() ? call.who().agency : pm.agency();
+    if (!call.is_admin() && md.agency != call.who().agency) {
+      return grpc::Status(StatusCode::PERMISSION_DENIED, "a token of agency '" + call.who().agency +
+                                                             "' may not upload for agency '" + md.agency + "'");
+    }
+    md.case_number = pm.case_number();
+    md.exhibit_id = pm.exhibit_id();
+    md.calibre = pm.calibre();
+    auto source = FromProto(pm.source());
+    if (!source.ok()) return ToGrpc(source.status());
+    md.source = *source;
+    if (pm.has_captured_at()) md.captured_at = TimestampIso(pm.captured_at());
+    md.submitted_by = call.who().holder;
+    md = ingest::NormalizedMetadata(std::move(md));
+    if (Status v = ingest::ValidateMetadata(md); !v.ok()) return ToGrpc(v.WithContext("metadata"));
+    if (header.client_request_id().size() > 200) return Invalid("client_request_id is longer than 200 characters");
+    ingest::PrepareOptions options;
+    if (pm.pixel_um() != 0.0) options.read.pixel_um = pm.pixel_um();
+    if (Status v = ingest::ValidatePrepareOptions(options); !v.ok()) return ToGrpc(v);
+
+    std::vector<std::uint8_t> bytes;
+    if (header.total_bytes() > 0) bytes.reserve(header.total_bytes());
+    if (!msg.chunk().empty()) bytes.insert(bytes.end(), msg.chunk().begin(), msg.chunk().end());
+    while (reader->Read(&msg)) {
+      if (msg.has_header()) return Invalid("a second header message arrived after the data started");
+      if (bytes.size() + msg.chunk().size() > limit) {
+        return grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
+                            "upload is over the limit of " + std::to_string(limit) + " bytes");
+      }
+      bytes.insert(bytes.end(), msg.chunk().begin(), msg.chunk().end());
+      ctx_.metrics.upload_bytes_total += static_cast<std::int64_t>(msg.chunk().size());
+    }
+    if (sc->IsCancelled()) return grpc::Status(StatusCode::CANCELLED, "upload cancelled by the client");
+    if (bytes.empty()) return Invalid("upload carried no file bytes");
+    if (header.total_bytes() > 0 && header.total_bytes() != bytes.size()) {
+      return Invalid("header announced " + std::to_string(header.total_bytes()) + " bytes but " +
+                     std::to_string(bytes.size()) + " arrived");
+    }
+    const std::string sha = Sha256Hex(bytes);
+    if (!header.sha256_hex().empty() && header.sha256_hex() != sha) {
+      return Invalid("sha256_hex " + header.sha256_hex() + " does not match the received bytes (" + sha + ")");
+    }
+
+    auto db = call.ScopedDb();
+    if (!db.ok()) return ToGrpc(db.status());
+    if (!header.client_request_id().empty()) {
+      auto prior = (*db)->FindUploadRequest(header.client_request_id());
+      if (prior.ok()) {
+        if (prior->second != sha) {
+          return grpc::Status(StatusCode::ALREADY_EXISTS, "client_request_id '" + header.client_request_id() +
+                                                              "' was used before for other bytes (sha256 " +
+                                                              prior->second + ")");
+        }
+        resp->set_casing_id(prior->first);
+        resp->set_sha256_hex(sha);
+        resp->set_already_existed(true);
+        call.AddRecord("casing:" + std::to_string(prior->first));
+        return grpc::Status::OK;
+      }
+      if (prior.status().code() != ballistics::StatusCode::kNotFound) return ToGrpc(prior.status());
+    }
+
+    // Read + normalize (CPU; no database). Any failure here is the file's fault.
+    auto prepared = ingest::PrepareScan(std::move(bytes), options);
+    if (!prepared.ok()) {
+      // The reader calls a corrupt file DATA_LOSS; at this edge the corrupt
+      // bytes are the caller's input, so they are INVALID_ARGUMENT (the message
+      // keeps the reader's reason). Size limits stay RESOURCE_EXHAUSTED.
+      Status p = prepared.status();
+      if (p.code() == ballistics::StatusCode::kDataLoss) p = InvalidArgument(p.message());
+      return ToGrpc(p);
+    }
+    if (sc->IsCancelled()) return grpc::Status(StatusCode::CANCELLED, "upload cancelled by the client");
+
+    auto url = call.ScopedUrl();
+    if (!url.ok()) return ToGrpc(url.status());
+    auto store = store::Store::Connect(*url);
+    if (!store.ok()) return ToGrpc(store.status());
+    auto res = ingest::StorePrepared(**store, md, *prepared);
+    if (!res.ok()) return ToGrpc(res.status());
+    if (!header.client_request_id().empty()) {
+      Status r = (*db)->RecordUploadRequest(call.who().agency_id, header.client_request_id(), sha, res->casing_id);
+      if (!r.ok()) return ToGrpc(r);
+    }
+    call.AddRecord("casing:" + std::to_string(res->casing_id));
+    resp->set_casing_id(res->casing_id);
+    resp->set_sha256_hex(prepared->sha256_hex);
+    resp->set_already_existed(res->already_existed);
+    for (const std::string& w : prepared->normalized.warnings) resp->add_warnings(w);
+    for (const Signature& sig : prepared->Signatures()) resp->add_signatures(ToProto(sig.kind));
+    return grpc::Status::OK;
+  }
+
+  ServiceContext& ctx_;
+};
+
+class CasingServiceImpl final : public v1::CasingService::Service {
+ public:
+  explicit CasingServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::Status GetCasing(ServerContext* sc, const v1::GetCasingRequest* req, v1::Casing* out) override {
+    Call call(ctx_, sc, kGetCasing);
+    return call.Finish(Get(call, req, out));
+  }
+
+ private:
+  grpc::Status Get(Call& call, const v1::GetCasingRequest* req, v1::Casing* out) {
+    grpc::Status st = call.Authorize(
+        {ApiRole::kTechnician, ApiRole::kExaminer, ApiRole::kAgencyReader, ApiRole::kAdmin});
+    if (!st.ok()) return st;
+    call.AddRecord("casing:" + std::to_string(req->casing_id()));
+    st = call.CheckCasingAccess(req->casing_id());
+    if (!st.ok()) return st;
+    // Read under row-level security: even if the check above had a bug, another
+    // agency's row would come back NOT_FOUND here.
+    auto url = call.ScopedUrl();
+    if (!url.ok()) return ToGrpc(url.status());
+    auto store = store::Store::Connect(*url);
+    if (!store.ok()) return ToGrpc(store.status());
+    auto c = (*store)->GetCasing(req->casing_id());
+    if (!c.ok()) return ToGrpc(c.status());
+    out->set_casing_id(c->id);
+    v1::CasingMetadata* m = out->mutable_metadata();
+    m->set_agency(c->metadata.agency);
+    m->set_case_number(c->metadata.case_number);
+    m->set_exhibit_id(c->metadata.exhibit_id);
+    m->set_calibre(c->metadata.calibre);
+    m->set_source(ToProto(c->metadata.source));
+    out->set_sha256_hex(c->sha256_hex);
+    out->set_format(std::string(ScanFormatName(c->format)));
+    out->set_modality(std::string(ModalityName(c->modality)));
+    out->set_pixel_um_x(c->pixel_um_x);
+    out->set_pixel_um_y(c->pixel_um_y);
+    out->set_width(c->width);
+    out->set_height(c->height);
+    for (const auto& s : c->signatures) out->add_signatures(ToProto(s.kind));
+    out->set_submitted_by(c->metadata.submitted_by);
+    return grpc::Status::OK;
+  }
+
+  ServiceContext& ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeIngestService(ServiceContext& ctx) {
+  return std::make_unique<IngestServiceImpl>(ctx);
+}
+std::unique_ptr<grpc::Service> MakeCasingService(ServiceContext& ctx) {
+  return std::make_unique<CasingServiceImpl>(ctx);
+}
+
+}  // namespace ballistics::service

@@ -1,0 +1,60 @@
+// The gRPC server of ballisticsd: services, authentication, audit, metrics.
+// ballisticsd's main() parses its config into a ServerConfig, starts a Server
+// and calls Shutdown() on SIGTERM; everything else lives here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ballistics/status.h"
+
+namespace ballistics::service {
+
+struct ServerConfig {
+  // host:port to listen on. Loopback by default: exposing the API is a decision.
+  // Port 0 picks a free port (see Server::port()).
+  std::string listen = "127.0.0.1:50051";
+  // PostgreSQL URL of the schema owner (the "system" connection); evidence is
+  // read and written as the non-superuser role ballistics_app under row-level
+  // security (db/migrations/0010_api_security.sql).
+  std::string database_url;
+  // TLS: PEM certificate chain and private key. Required unless `insecure`.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Plaintext gRPC: only for loopback tests and the local demo.
+  bool insecure = false;
+  // host:port of the Prometheus text endpoint (GET /metrics); "" = off. Port 0 picks one.
+  std::string metrics_listen;
+  // Largest accepted upload (whole file), bytes.
+  std::uint64_t max_upload_bytes = 512ull << 20;
+  // Searches that may run at once; more wait in the queue (metric ballistics_search_queue_depth).
+  int max_concurrent_searches = 2;
+  // System connections kept open for authentication and audit.
+  int db_pool_size = 4;
+};
+
+class Server {
+ public:
+  // Builds the services and starts listening. INVALID_ARGUMENT for a bad
+  // config (no TLS files and not insecure, unreadable files), UNAVAILABLE when
+  // the address cannot be bound or the database is unreachable.
+  static StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config);
+  ~Server();
+
+  int port() const;          // the bound gRPC port
+  int metrics_port() const;  // the bound metrics port, 0 when off
+
+  // Stops accepting calls, lets running calls finish until the deadline, then
+  // cancels the rest (a cancelled search stops using CPU). Idempotent.
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
+
+  class Impl;
+
+ private:
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ballistics::service
