@@ -2,7 +2,7 @@
 // "Calibration"): the correlation engine's CMC counts and whole-signature CCF for
 // known matches (KM) and known non-matches (KNM), real and synthetic side by side.
 //
-//   synth_calibrate [--transfer T] [--contact C] [--family F] [--guns N] [--shots M]
+//   synth_calibrate [--transfer T] [--spread S] [--contact C] [--family F] [--guns N] [--shots M]
 //                   [--knm K] [--threads J] [--orientation-unknown] [--no-fadul]
 //
 // Fadul: all 63 KM pairs and K KNM pairs drawn with a fixed seed. Synthetic: N firearms
@@ -114,6 +114,7 @@ void Report(const char* label, const std::vector<PairScore>& scores) {
 int main(int argc, char** argv) {
   double transfer = synth::ShotOptions{}.mark_transfer;
   double contact = synth::ShotOptions{}.contact_variation;
+  double spread = synth::ShotOptions{}.mark_transfer_spread;
   double family = 0.0;
   int guns = 8, shots = 3, knm = 60, threads = 2;
   bool unknown = false, fadul = true;
@@ -123,6 +124,7 @@ int main(int argc, char** argv) {
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     if (a == "--transfer") transfer = std::stod(next());
     else if (a == "--contact") contact = std::stod(next());
+    else if (a == "--spread") spread = std::stod(next());
     else if (a == "--family") family = std::stod(next());
     else if (a == "--guns") guns = std::stoi(next());
     else if (a == "--shots") shots = std::stoi(next());
@@ -169,6 +171,7 @@ int main(int argc, char** argv) {
   synth::ShotOptions o;
   o.mark_transfer = transfer;
   o.contact_variation = contact;
+  o.mark_transfer_spread = spread;
   o.max_rotation_deg = unknown ? 180.0 : 15.0;
   std::vector<Item> items;
   for (int g = 0; g < guns; ++g) {
@@ -185,7 +188,7 @@ int main(int argc, char** argv) {
     }
   }
   char label[64];
-  std::snprintf(label, sizeof(label), "synth T=%.2f C=%.2f F=%.2f", transfer, contact, family);
+  std::snprintf(label, sizeof(label), "synth T=%.2f S=%.2f C=%.2f F=%.2f", transfer, spread, contact, family);
   std::printf("%s\n", label);
   Report("synth", ScorePairs(corr, items, knm, opt, threads));
   return 0;

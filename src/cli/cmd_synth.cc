@@ -36,6 +36,7 @@ struct SynthArgs {
   double max_shift_um = -1.0;  // < 0: the default of the chosen output
   double max_dropout_fraction = synth::ShotOptions{}.max_dropout_fraction;
   double flowback_um = synth::ShotOptions{}.flowback_um;
+  double family_share = 0.0;
   int threads = 0;
 };
 
@@ -72,6 +73,9 @@ void Run(const SynthArgs& a) {
   if (a.shots_per_firearm > 99) {
     Fail("--shots-per-firearm=" + std::to_string(a.shots_per_firearm) + " exceeds 99 (file names hold 2 digits)",
          kExitInputError);
+  }
+  if (!(a.family_share >= 0.0 && a.family_share <= 1.0)) {
+    Fail("--family-share=" + std::to_string(a.family_share) + " is outside [0, 1]", kExitInputError);
   }
   if (a.firearms > 9999) {
     Fail("--firearms=" + std::to_string(a.firearms) + " exceeds 9999 (file names hold 4 digits)", kExitInputError);
@@ -110,7 +114,13 @@ void Run(const SynthArgs& a) {
         std::lock_guard<std::mutex> lock(error_mu);
         if (!first_error.empty()) return;
       }
-      const synth::FirearmModel model = synth::MakeFirearm(FirearmSeed(a.seed, f));
+      // With --family-share every firearm of the run is a sibling of one family (the
+      // family seed is the run's firearm "-1": S * 2^32 + 2^32 - 1).
+      const synth::FirearmModel model =
+          a.family_share > 0.0
+              ? synth::MakeFirearmInFamily(FirearmSeed(a.seed, f), FirearmSeed(a.seed, 0) + 0xffffffffull,
+                                           a.family_share)
+              : synth::MakeFirearm(FirearmSeed(a.seed, f));
       auto surface = synth::RenderFirearm(model, options.pixel_um);
       Status status = surface.status();
       for (int s = 0; status.ok() && s < a.shots_per_firearm; ++s) {
@@ -195,6 +205,9 @@ void RegisterSynthCommands(CLI::App& app) {
   cmd->add_option("--max-dropout", args->max_dropout_fraction, "Largest missing share of the region")
       ->capture_default_str();
   cmd->add_option("--flowback-um", args->flowback_um, "Height of the primer flow-back into the aperture (scans)")
+      ->capture_default_str();
+  cmd->add_option("--family-share", args->family_share,
+                  "Make all firearms siblings of one family sharing this share of their marks (0..1)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)");
   cmd->callback([args] { Run(*args); });

@@ -40,6 +40,7 @@ Status ValidateOptions(const ShotOptions& o) {
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.max_shift_um, 0.0, 10000.0, "max_shift_um"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.primer_play_um, 0.0, 500.0, "primer_play_um"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.mark_transfer, 0.0, 1.0, "mark_transfer"));
+  BALLISTICS_RETURN_IF_ERROR(CheckRange(o.mark_transfer_spread, 0.0, 1.0, "mark_transfer_spread"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.contact_variation, 0.0, 1.0, "contact_variation"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.primer_slope_delta, 0.0, 3.0, "primer_slope_delta"));
   BALLISTICS_RETURN_IF_ERROR(CheckRange(o.deformation_um, 0.0, 100.0, "deformation_um"));
@@ -74,6 +75,7 @@ struct ShotParams {
   double ramp_x = 0.0, ramp_y = 0.0; // contact ramp direction / outer radius
   double tilt_x = 0.0, tilt_y = 0.0; // scan plane slopes
   double offset_um = 0.0;            // scan height offset
+  double transfer = 0.0;             // this shot's mark transfer
 };
 
 std::uint64_t ShotKey(const FirearmModel& gun, std::uint64_t shot_seed) {
@@ -109,6 +111,7 @@ ShotParams DrawShot(const FirearmModel& gun, std::uint64_t key, const ShotOption
     p.tilt_y = slope * std::sin(a);
     p.offset_um = rng.Uniform(-20.0, 20.0);
   }
+  p.transfer = std::max(0.0, o.mark_transfer - o.mark_transfer_spread * rng.Uniform());
   return p;
 }
 
@@ -323,6 +326,7 @@ void FillTruth(ShotTruth* truth, const FirearmModel& gun, std::uint64_t shot_see
   truth->primer_offset_um_y = p.ey;
   truth->inner_radius_um = p.r_in;
   truth->outer_radius_um = p.r_out;
+  truth->mark_transfer = p.transfer;
   truth->dropout_fraction = p.dropout;
   truth->missing_fraction = missing;
 }
@@ -359,8 +363,8 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
     threshold = DropoutThreshold(blobs, side, p.dropout, in_region);
   }
   // Transferred marks (a share of the variance) plus the primer's own texture (the rest).
-  const float a = static_cast<float>(std::sqrt(o.mark_transfer));
-  const float b = static_cast<float>(std::sqrt(1.0 - o.mark_transfer) * rms_um);
+  const float a = static_cast<float>(std::sqrt(p.transfer));
+  const float b = static_cast<float>(std::sqrt(1.0 - p.transfer) * rms_um);
   internal::Xoshiro256pp white(StreamSeed(key, Stream::kShotWhiteNoise));
   const float noise = static_cast<float>(o.noise_um);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -538,8 +542,8 @@ StatusOr<Scan> MakeShotScan(const FirearmSurface& gun, std::uint64_t shot_seed, 
     const CoarseField contact = ContactWeight(key, side, o.pixel_um, p, o.contact_variation, geo);
     const double pcx = std::cos(p.rotation_rad) * p.ex - std::sin(p.rotation_rad) * p.ey + p.tx;
     const double pcy = std::sin(p.rotation_rad) * p.ex + std::cos(p.rotation_rad) * p.ey + p.ty;
-    const double a = std::sqrt(o.mark_transfer);
-    const double b = std::sqrt(1.0 - o.mark_transfer) * m.mark_rms_um;
+    const double a = std::sqrt(p.transfer);
+    const double b = std::sqrt(1.0 - p.transfer) * m.mark_rms_um;
     const double rp = o.primer_radius_um;
 
     cv::Mat1f z(side, side);

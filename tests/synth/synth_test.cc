@@ -167,6 +167,7 @@ TEST(SynthShot, GroundTruthIsTheAppliedRotationAndShift) {
   const FirearmSurface gun = Render(8);
   ShotOptions o;
   o.mark_transfer = 1.0;
+  o.mark_transfer_spread = 0.0;
   o.contact_variation = 0.0;
   o.deformation_um = 0.0;
   o.noise_um = 0.0;
@@ -216,8 +217,8 @@ std::vector<std::vector<Shot>> MakeShots(int guns, int shots, const ShotOptions&
   return out;
 }
 
-// Two shots of one firearm share its marks (correlation about mark_transfer times
-// the contact overlap: 0.6 x ~0.75 with the defaults); shots of different firearms
+// Two shots of one firearm share its marks (correlation about sqrt(t1 t2) times the
+// contact overlap: 0.65..0.9 x ~0.9 with the defaults); shots of different firearms
 // share nothing (|r| ~ 1/sqrt(independent patches) ~ 0.02).
 // knm_ceiling follows from the region size: |r| of independent surfaces spreads as
 // 1/sqrt(independent patches); a 3.5 mm^2 annulus holds ~1000 patches of the ~60 µm
@@ -267,6 +268,7 @@ TEST(SynthShot, TransferKnobOrdersMateCorrelation) {
   auto mean_km = [&](double transfer) {
     ShotOptions o;
     o.mark_transfer = transfer;
+    o.mark_transfer_spread = 0.0;
     o.contact_variation = 0.0;
     std::vector<Shot> s(3);
     for (int i = 0; i < 3; ++i) {
