@@ -71,6 +71,7 @@ struct SignatureRecord {
 // pass a date restriction.
 struct SearchFilter {
   std::vector<SignatureKind> kinds;
+  std::vector<Modality> modalities;      // the engine restricts to the query's modality
   std::vector<std::string> calibres;     // exact match
   std::vector<std::string> agencies;     // exact match
   std::vector<CasingSource> sources;
@@ -89,7 +90,10 @@ struct DescriptorConfig {
   // The signature is low-passed (ISO 16610-61 Gaussian, this cutoff) and
   // resampled to coarse_pixel_um before the polar unwrap.
   double coarse_pixel_um = 25.0;
-  double lowpass_um = 80.0;
+  double lowpass_um = 250.0;
+  // Centre of the rings: true = concentric-circle fit to the rims of the
+  // valid region (primer edge, aperture); false = centre of its bounding box.
+  bool fit_rim_centre = true;
   // Rings: radii ring_min_um + i * ring_step_um, i = 0..rings-1, about the
   // centre of the bounding box of the signature's valid data.
   double ring_min_um = 450.0;
@@ -98,7 +102,7 @@ struct DescriptorConfig {
   // Points per ring (a power of two; the angular FFT length) and the angular
   // frequencies kept, 1..frequencies (DC dropped: band-passed marks have zero mean).
   int angular_samples = 256;
-  int frequencies = 48;
+  int frequencies = 32;
   // A ring counts only when at least this share of its points is valid;
   // invalid points inside a counted ring are 0 (the band-passed mean).
   double min_ring_valid_fraction = 0.2;

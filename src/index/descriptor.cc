@@ -1,0 +1,313 @@
+// Coarse descriptor: polar unwrap about the signature centre, angular FFT per
+// ring, low angular frequencies kept with their phase (see index.h and
+// docs/search.md for the design and the measurements behind the defaults).
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "ballistics/index.h"
+#include "ballistics/preprocess.h"
+#include "internal.h"
+
+namespace ballistics {
+namespace {
+
+std::string Num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
+bool IsPowerOfTwo(int n) { return n > 0 && (n & (n - 1)) == 0; }
+
+// Centre of the bounding box of valid points, in pixels: the starting point
+// of RimCentre and the fallback when the rim fit is not possible.
+bool BoxCentre(const cv::Mat1f& v, cv::Point2d* centre) {
+  int r0 = v.rows, r1 = -1, c0 = v.cols, c1 = -1;
+  for (int r = 0; r < v.rows; ++r) {
+    const float* p = v[r];
+    for (int c = 0; c < v.cols; ++c) {
+      if (std::isfinite(p[c])) {
+        r0 = std::min(r0, r);
+        r1 = std::max(r1, r);
+        c0 = std::min(c0, c);
+        c1 = std::max(c1, c);
+      }
+    }
+  }
+  if (r1 < 0) return false;
+  *centre = cv::Point2d(0.5 * (c0 + c1), 0.5 * (r0 + r1));
+  return true;
+}
+
+// Centre of the primer from the rims of the valid region: a breech-face
+// signature is an annulus (outer edge of the flat primer, inner edge at the
+// firing-pin aperture), a firing-pin signature a disk. The boundary pixels of
+// the valid mask are split into an inner and an outer class by their distance
+// from the current centre and fitted by two concentric circles sharing one
+// centre, linear in (cx, cy, e_in, e_out) from |p|^2 = 2 c.p + e (the Kasa
+// algebraic circle fit, Kasa 1976). Boundary points far from their circle
+// (dropout blobs, the straight cut of a partial "crescent" scan) are trimmed
+// and the fit repeated. The bounding-box centre is off by half the missing
+// width for a crescent; the rims are not.
+cv::Point2d RimCentre(const cv::Mat1f& v, cv::Point2d start) {
+  std::vector<cv::Point2d> pts;
+  auto valid = [&](int r, int c) { return r >= 0 && c >= 0 && r < v.rows && c < v.cols && std::isfinite(v(r, c)); };
+  for (int r = 0; r < v.rows; ++r) {
+    for (int c = 0; c < v.cols; ++c) {
+      if (!valid(r, c)) continue;
+      if (!valid(r - 1, c) || !valid(r + 1, c) || !valid(r, c - 1) || !valid(r, c + 1)) pts.emplace_back(c, r);
+    }
+  }
+  if (pts.size() < 12) return start;
+  cv::Point2d centre = start;
+  std::vector<double> dist(pts.size());
+  std::vector<char> keep(pts.size(), 1);
+  for (int iter = 0; iter < 6; ++iter) {
+    for (std::size_t i = 0; i < pts.size(); ++i) dist[i] = std::hypot(pts[i].x - centre.x, pts[i].y - centre.y);
+    std::vector<double> sorted = dist;
+    std::sort(sorted.begin(), sorted.end());
+    const double lo = sorted[sorted.size() / 20], hi = sorted[sorted.size() * 19 / 20];
+    const bool two_rims = lo < 0.75 * hi;  // an annulus; else a disk (one rim)
+    const double split = 0.5 * (lo + hi);
+    // Normal equations of [2x 2y in out] . [cx cy e_in e_out] = x^2 + y^2.
+    cv::Matx44d a = cv::Matx44d::zeros();
+    cv::Vec4d b(0, 0, 0, 0);
+    int used = 0;
+    for (std::size_t i = 0; i < pts.size(); ++i) {
+      if (!keep[i]) continue;
+      const bool inner = two_rims && dist[i] < split;
+      const cv::Vec4d row(2 * pts[i].x, 2 * pts[i].y, inner ? 1.0 : 0.0, inner ? 0.0 : 1.0);
+      const double rhs = pts[i].x * pts[i].x + pts[i].y * pts[i].y;
+      a += row * row.t();
+      b += row * rhs;
+      ++used;
+    }
+    if (used < 12) break;
+    if (!two_rims) a(2, 2) += 1.0;  // no inner class: keep the system regular
+    cv::Vec4d x;
+    if (!cv::solve(a, b, x, cv::DECOMP_CHOLESKY)) break;
+    const cv::Point2d next(x[0], x[1]);
+    const double r_in = std::sqrt(std::max(0.0, x[2] + next.dot(next)));
+    const double r_out = std::sqrt(std::max(0.0, x[3] + next.dot(next)));
+    // Trim: keep points within 3 median absolute residuals (at least 1.5 px) of their rim.
+    std::vector<double> res(pts.size());
+    std::vector<double> all;
+    for (std::size_t i = 0; i < pts.size(); ++i) {
+      const double d = std::hypot(pts[i].x - next.x, pts[i].y - next.y);
+      const bool inner = two_rims && dist[i] < split;
+      res[i] = std::abs(d - (inner ? r_in : r_out));
+      all.push_back(res[i]);
+    }
+    std::nth_element(all.begin(), all.begin() + all.size() / 2, all.end());
+    const double tol = std::max(1.5, 3.0 * 1.4826 * all[all.size() / 2]);
+    for (std::size_t i = 0; i < pts.size(); ++i) keep[i] = res[i] <= tol;
+    const bool converged = std::hypot(next.x - centre.x, next.y - centre.y) < 0.05;
+    centre = next;
+    if (converged) break;
+  }
+  // A fit that wandered off the signature is not trusted.
+  if (!(centre.x >= 0 && centre.y >= 0 && centre.x < v.cols && centre.y < v.rows)) return start;
+  return centre;
+}
+
+// Bilinear sample; NaN when any of the four neighbours is invalid or outside.
+float SampleBilinear(const cv::Mat1f& v, double x, double y) {
+  const int x0 = static_cast<int>(std::floor(x));
+  const int y0 = static_cast<int>(std::floor(y));
+  if (x0 < 0 || y0 < 0 || x0 + 1 >= v.cols || y0 + 1 >= v.rows) return NAN;
+  const double fx = x - x0, fy = y - y0;
+  const float a = v(y0, x0), b = v(y0, x0 + 1), c = v(y0 + 1, x0), d = v(y0 + 1, x0 + 1);
+  if (!std::isfinite(a) || !std::isfinite(b) || !std::isfinite(c) || !std::isfinite(d)) return NAN;
+  return static_cast<float>((1 - fy) * ((1 - fx) * a + fx * b) + fy * ((1 - fx) * c + fx * d));
+}
+
+}  // namespace
+
+DescriptorConfig DescriptorConfig::FiringPin() {
+  // FP impressions are 0.5-1.6 mm across (NormalizeConfig firing_pin_radius
+  // range): rings from 100 µm out to ~1 mm at a finer grid.
+  DescriptorConfig c;
+  c.coarse_pixel_um = 12.5;
+  c.lowpass_um = 125.0;
+  c.ring_min_um = 100.0;
+  c.ring_step_um = 40.0;
+  c.rings = 24;
+  c.angular_samples = 256;
+  c.frequencies = 32;
+  return c;
+}
+
+Status DescriptorConfig::Validate() const {
+  auto bad = [](const std::string& field, double v, const std::string& why) {
+    return InvalidArgument("index: descriptor config: " + field + "=" + Num(v) + " " + why);
+  };
+  if (!(coarse_pixel_um > 0) || !std::isfinite(coarse_pixel_um)) return bad("coarse_pixel_um", coarse_pixel_um, "must be > 0");
+  if (!(lowpass_um >= 0) || !std::isfinite(lowpass_um)) return bad("lowpass_um", lowpass_um, "must be >= 0");
+  if (!(ring_min_um >= 0) || !std::isfinite(ring_min_um)) return bad("ring_min_um", ring_min_um, "must be >= 0");
+  if (!(ring_step_um > 0) || !std::isfinite(ring_step_um)) return bad("ring_step_um", ring_step_um, "must be > 0");
+  if (rings < 1 || rings > 256) return bad("rings", rings, "must be in [1, 256]");
+  if (!IsPowerOfTwo(angular_samples) || angular_samples < 16 || angular_samples > 4096)
+    return bad("angular_samples", angular_samples, "must be a power of two in [16, 4096]");
+  if (frequencies < 1 || frequencies >= angular_samples / 2)
+    return bad("frequencies", frequencies, "must be in [1, angular_samples/2)");
+  if (frequencies > index_internal::kMaxFrequencies)
+    return bad("frequencies", frequencies, "must be <= " + std::to_string(index_internal::kMaxFrequencies));
+  if (!(min_ring_valid_fraction >= 0 && min_ring_valid_fraction <= 1))
+    return bad("min_ring_valid_fraction", min_ring_valid_fraction, "must be in [0, 1]");
+  if (min_valid_rings < 1 || min_valid_rings > rings)
+    return bad("min_valid_rings", min_valid_rings, "must be in [1, rings]");
+  return Status::Ok();
+}
+
+StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature) {
+  return ComputeDescriptor(signature, signature.kind == SignatureKind::kFiringPin ? DescriptorConfig::FiringPin()
+                                                                                 : DescriptorConfig{});
+}
+
+StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature, const DescriptorConfig& config) {
+  BALLISTICS_RETURN_IF_ERROR(config.Validate());
+  if (signature.values.empty()) return InvalidArgument("index: descriptor: empty signature");
+  if (!(signature.pixel_um > 0) || !std::isfinite(signature.pixel_um))
+    return InvalidArgument("index: descriptor: pixel_um=" + Num(signature.pixel_um) + " is not positive");
+  try {
+    // 1. Coarse grid (area resampling keeps the validity support) and a
+    //    NaN-aware Gaussian low-pass (ISO 16610-61) so that the ring samples
+    //    do not alias the fine marks the CMC stage looks at.
+    cv::Mat1f coarse = signature.values;
+    double px = signature.pixel_um;
+    if (config.coarse_pixel_um > px * 1.01) {
+      coarse = ResampleNaN(signature.values, px, px, config.coarse_pixel_um, 0.5);
+      px = config.coarse_pixel_um;
+    }
+    if (config.lowpass_um > 0) {
+      const double sigma = GaussianSigmaPx(config.lowpass_um, px);
+      if (sigma > 0.3) coarse = GaussianLowPassNaN(coarse, sigma);
+    }
+    cv::Point2d centre;
+    if (!BoxCentre(coarse, &centre)) return InvalidArgument("index: descriptor: signature has no valid point");
+    if (config.fit_rim_centre) centre = RimCentre(coarse, centre);
+
+    // 2. Polar unwrap. Each ring is weighted by sqrt(radius) so that the
+    //    inner product of two descriptors approximates the area integral of
+    //    the product of the two surfaces (a ring at radius r covers 2 pi r dr).
+    const int n = config.angular_samples;
+    cv::Mat1f polar(config.rings, n, 0.0f);
+    std::vector<bool> ring_ok(config.rings, false);
+    int valid_rings = 0;
+    for (int i = 0; i < config.rings; ++i) {
+      const double r_um = config.ring_min_um + i * config.ring_step_um;
+      const double r_px = r_um / px;
+      int valid = 0;
+      double sum = 0;
+      float* row = polar[i];
+      for (int j = 0; j < n; ++j) {
+        const double a = 2.0 * M_PI * j / n;
+        const float s = SampleBilinear(coarse, centre.x + r_px * std::cos(a), centre.y + r_px * std::sin(a));
+        if (std::isfinite(s)) {
+          row[j] = s;
+          sum += s;
+          ++valid;
+        } else {
+          row[j] = NAN;
+        }
+      }
+      const double share = static_cast<double>(valid) / n;
+      if (valid == 0 || share < config.min_ring_valid_fraction) {
+        std::fill(row, row + n, 0.0f);
+        continue;
+      }
+      ring_ok[i] = true;
+      ++valid_rings;
+      // The ring's own mean is removed (a residual tilt of the primer shows
+      // up as a ring offset, not as a mark); invalid points become 0.
+      const float mean = static_cast<float>(sum / valid);
+      const float w = static_cast<float>(std::sqrt(r_um / 1000.0));
+      for (int j = 0; j < n; ++j) row[j] = std::isfinite(row[j]) ? (row[j] - mean) * w : 0.0f;
+    }
+    if (valid_rings < config.min_valid_rings) {
+      return InvalidArgument("index: descriptor: only " + std::to_string(valid_rings) + " of " +
+                             std::to_string(config.rings) + " rings have >= " +
+                             Num(config.min_ring_valid_fraction * 100) + " % valid points (need " +
+                             std::to_string(config.min_valid_rings) + ")");
+    }
+
+    // 3. Angular FFT per ring; keep k = 1..F.
+    cv::Mat spectrum;
+    cv::dft(polar, spectrum, cv::DFT_ROWS | cv::DFT_COMPLEX_OUTPUT);
+    const int f = config.frequencies;
+    std::vector<float> v(static_cast<std::size_t>(config.rings) * f * 2);
+    double energy = 0;
+    for (int i = 0; i < config.rings; ++i) {
+      const cv::Vec2f* s = spectrum.ptr<cv::Vec2f>(i);
+      for (int k = 1; k <= f; ++k) {
+        const std::size_t o = (static_cast<std::size_t>(i) * f + (k - 1)) * 2;
+        v[o] = s[k][0];
+        v[o + 1] = s[k][1];
+        energy += double(s[k][0]) * s[k][0] + double(s[k][1]) * s[k][1];
+      }
+    }
+    if (!(energy > 0)) return InvalidArgument("index: descriptor: signature is flat on every ring (no marks)");
+
+    // 4. Unit norm, then int8 with one scale per descriptor.
+    const double inv = 1.0 / std::sqrt(energy);
+    float max_abs = 0;
+    for (float& x : v) {
+      x = static_cast<float>(x * inv);
+      max_abs = std::max(max_abs, std::abs(x));
+    }
+    CoarseDescriptor d;
+    d.kind = signature.kind;
+    d.rings = config.rings;
+    d.frequencies = f;
+    d.valid_rings = valid_rings;
+    d.scale = max_abs / 127.0f;
+    d.coeffs.resize(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      d.coeffs[i] = static_cast<std::int8_t>(std::lround(v[i] / d.scale));
+    }
+    // Re-normalize the quantized vector so that a descriptor scores exactly
+    // 1 against itself.
+    double qe = 0;
+    for (std::int8_t c : d.coeffs) qe += double(c) * c;
+    d.scale = static_cast<float>(1.0 / std::sqrt(qe));
+    return d;
+  } catch (const cv::Exception& e) {
+    return Internal(std::string("index: descriptor: OpenCV: ") + e.what());
+  }
+}
+
+float DescriptorSimilarity(const CoarseDescriptor& q, const CoarseDescriptor& c, double* best_shift_deg) {
+  if (q.rings != c.rings || q.frequencies != c.frequencies || q.kind != c.kind ||
+      q.coeffs.size() != c.coeffs.size() || q.coeffs.empty()) {
+    return -2.0f;
+  }
+  const int f = q.frequencies;
+  std::vector<float> xre(f, 0.0f), xim(f, 0.0f);
+  for (int r = 0; r < q.rings; ++r) {
+    for (int k = 0; k < f; ++k) {
+      const std::size_t o = (static_cast<std::size_t>(r) * f + k) * 2;
+      const float qr = q.coeffs[o], qi = q.coeffs[o + 1];
+      const float cr = c.coeffs[o], ci = c.coeffs[o + 1];
+      xre[k] += qr * cr + qi * ci;  // Q * conj(C)
+      xim[k] += qi * cr - qr * ci;
+    }
+  }
+  index_internal::ShiftScorer scorer(f, 1);
+  float* in = scorer.spectrum(0);
+  for (int k = 0; k < f; ++k) {
+    in[2 * (k + 1)] = xre[k];
+    in[2 * (k + 1) + 1] = xim[k];
+  }
+  scorer.Execute();
+  double shift = 0;
+  const float best = scorer.Max(0, &shift);
+  if (best_shift_deg != nullptr) *best_shift_deg = -360.0 * shift / scorer.length();
+  return best * q.scale * c.scale;
+}
+
+}  // namespace ballistics
