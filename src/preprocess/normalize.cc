@@ -138,8 +138,10 @@ Signature MakeSignature(const Scan& scan, const cv::Mat1b& mask, cv::Point2d cen
   const double t = config.target_pixel_um;
   // Resample first: every later step runs on the (usually smaller) common grid,
   // and the INTER_AREA average is the anti-alias filter of the decimation.
-  cv::Mat1f v = ResampleNaN(MaskedCopy(scan.values, mask), scan.pixel_um_x, scan.pixel_um_y, t,
-                            config.min_resample_support);
+  cv::Mat1f v = MaskedCopy(scan.values, mask);
+  if (scan.pixel_um_x != t || scan.pixel_um_y != t) {  // Fadul files are already on the grid
+    v = ResampleNaN(v, scan.pixel_um_x, scan.pixel_um_y, t, config.min_resample_support);
+  }
   if (scan.modality == Modality::kTopography3d) {
     v = LevelPolynomialRobust(v, config.form_removal_degree);
     // As cmcR's preProcess_ransac final selection: points farther than the

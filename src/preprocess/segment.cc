@@ -142,7 +142,7 @@ bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config,
   // hull of the valid points as one large invalid region. Raw scans fill
   // their hull (dropouts are small or scattered).
   std::vector<std::vector<cv::Point>> contours;
-  cv::findContours(valid.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
+  cv::findContours(valid, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
   std::vector<cv::Point> all;
   for (const auto& c : contours)
     if (c.size() >= 8) all.insert(all.end(), c.begin(), c.end());

@@ -140,6 +140,19 @@ TEST(GaussianBandPassNaN, RemovesFormKeepsMarksHalvesAtCutoff) {
   EXPECT_LT(noise, 0.05);
 }
 
+TEST(GaussianBandPassNaN, EqualsDifferenceOfLowPasses) {
+  cv::Mat1f v = testing::RandomMarks(cv::Size(211, 180), 2.0, 1.0, 21);
+  for (int y = 50; y < 90; ++y)
+    for (int x = 20; x < 120; ++x) v(y, x) = kNaN;
+  const cv::Mat1f bp = GaussianBandPassNaN(v, 6.25, 16, 500);
+  const cv::Mat1f ref = GaussianLowPassNaN(v, GaussianSigmaPx(16, 6.25)) - GaussianLowPassNaN(v, GaussianSigmaPx(500, 6.25));
+  for (int y = 0; y < v.rows; ++y)
+    for (int x = 0; x < v.cols; ++x) {
+      ASSERT_EQ(std::isfinite(bp(y, x)), std::isfinite(ref(y, x)));
+      if (std::isfinite(ref(y, x))) ASSERT_NEAR(bp(y, x), ref(y, x), 1e-5);
+    }
+}
+
 TEST(LevelPlaneRobust, TiltedPlaneWithOutliersIsLevelled) {
   cv::Mat1f v(150, 220);
   std::mt19937 rng(3);
