@@ -1,0 +1,490 @@
+// API-side commands of ballisticsctl:
+//   ballisticsctl admin create-agency NAME        [--database-url URL | --server H:P --token T]
+//   ballisticsctl admin create-token --agency A --role R --holder H [--valid-days N] [...same]
+//   ballisticsctl admin revoke-token ID           [...same]
+//   ballisticsctl audit verify                    [--database-url URL | --server H:P --token T]
+//   ballisticsctl upload FILE... --server H:P --token T --case C --calibre K [--agency A] ...
+//   ballisticsctl casing get ID --server H:P --token T
+// Admin commands talk to PostgreSQL directly when a database URL is given: that
+// is how the first admin token is made (bootstrap), and such calls are written
+// to the audit trail too. Everything else goes through the gRPC API.
+// Client TLS: --ca-cert (PEM of the server's CA or self-signed certificate);
+// --insecure only for a loopback server started with --insecure.
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "ballistics/api_store.h"
+#include "ballistics/io.h"
+#include "ballistics/v1/admin.grpc.pb.h"
+#include "ballistics/v1/ingest.grpc.pb.h"
+#include "commands.h"
+#include "progress.h"
+
+namespace ballistics::cli {
+namespace {
+
+namespace v1 = ::ballistics::v1;
+
+constexpr const char* kUrlEnv = "BALLISTICS_DATABASE_URL";
+
+struct ClientOptions {
+  std::string server;
+  std::string token;
+  std::string ca_cert;
+  std::string server_name;  // TLS name override (certificate for another host name)
+  bool insecure = false;
+  int timeout_s = 600;
+};
+
+void AddClientOptions(CLI::App* cmd, ClientOptions& o) {
+  cmd->add_option("--server", o.server, "API address host:port (default: $BALLISTICS_SERVER)")
+      ->envname("BALLISTICS_SERVER");
+  cmd->add_option("--token", o.token, "API token (default: $BALLISTICS_TOKEN)")->envname("BALLISTICS_TOKEN");
+  cmd->add_option("--ca-cert", o.ca_cert, "PEM certificate(s) to trust for the server (default: system CAs)")
+      ->envname("BALLISTICS_CA_CERT");
+  cmd->add_option("--tls-server-name", o.server_name, "Expected name in the server certificate");
+  cmd->add_flag("--insecure", o.insecure, "Plaintext connection (only for a loopback test server)");
+  cmd->add_option("--timeout-s", o.timeout_s, "Deadline of each call")->capture_default_str();
+}
+
+[[noreturn]] void Fail(const std::string& what, int exit_code) {
+  std::string m = what;
+  for (char& c : m) {
+    if (c == '\n') c = ' ';
+  }
+  std::cerr << "error: " << m << "\n";
+  throw CLI::RuntimeError(exit_code);
+}
+
+int ExitFor(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return kExitInputError;
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return kExitUsage;
+    default:
+      return kExitInternal;
+  }
+}
+
+std::string CodeName(grpc::StatusCode c) { return std::string(StatusCodeName(static_cast<StatusCode>(c))); }
+
+[[noreturn]] void FailRpc(const std::string& what, const grpc::Status& s) {
+  Fail(what + ": " + CodeName(s.error_code()) + ": " + s.error_message(), ExitFor(s.error_code()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) Fail("cannot read " + path, kExitInputError);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::shared_ptr<grpc::Channel> Connect(const ClientOptions& o) {
+  if (o.server.empty()) Fail("no server: pass --server host:port or set BALLISTICS_SERVER", kExitUsage);
+  if (o.token.empty()) Fail("no token: pass --token or set BALLISTICS_TOKEN", kExitUsage);
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (o.insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    grpc::SslCredentialsOptions ssl;
+    if (!o.ca_cert.empty()) ssl.pem_root_certs = ReadFile(o.ca_cert);
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  if (!o.server_name.empty()) args.SetSslTargetNameOverride(o.server_name);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(o.server, creds, args);
+}
+
+void Prepare(grpc::ClientContext* ctx, const ClientOptions& o) {
+  ctx->AddMetadata("authorization", "Bearer " + o.token);
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(o.timeout_s));
+}
+
+std::unique_ptr<store::ApiDb> DbOrFail(const std::string& url) {
+  auto db = store::ApiDb::ConnectSystem(url);
+  if (!db.ok()) Fail(db.status().ToString(), kExitDatabaseError);
+  return std::move(*db);
+}
+
+// Admin actions done directly on the database are audited like API calls.
+void AuditDirect(store::ApiDb& db, const std::string& method, const Status& outcome, const std::string& records,
+                 const std::string& detail) {
+  store::AuditEntry e;
+  char host[256] = "?";
+  gethostname(host, sizeof(host) - 1);
+  const char* user = std::getenv("USER");
+  e.request_id = "cli-" + std::to_string(getpid());
+  e.actor = std::string("database:") + (user ? user : "?") + "@" + host;
+  e.method = "ballisticsctl " + method;
+  e.status = outcome.ok() ? "OK" : outcome.ToString();
+  e.records = records;
+  e.detail = detail;
+  auto r = db.AppendAudit(e);
+  if (!r.ok()) Fail("audit append failed: " + r.status().ToString(), kExitDatabaseError);
+}
+
+// ---------------------------------------------------------------- admin
+
+struct AdminArgs {
+  ClientOptions client;
+  std::string url;
+  std::string name;
+  std::string agency;
+  std::string role;
+  std::string holder;
+  int valid_days = 365;
+  std::int64_t token_id = 0;
+  bool json = false;
+};
+
+bool Direct(const AdminArgs& a) { return a.client.server.empty() && !a.url.empty(); }
+
+void AddAdminTarget(CLI::App* cmd, AdminArgs& a) {
+  cmd->add_option("--database-url", a.url, "Act on the database directly (bootstrap; default $BALLISTICS_DATABASE_URL)")
+      ->envname(kUrlEnv);
+  AddClientOptions(cmd, a.client);
+}
+
+void NeedTarget(const AdminArgs& a) {
+  if (a.client.server.empty() && a.url.empty()) {
+    Fail("pass --server (with an admin --token) or --database-url", kExitUsage);
+  }
+}
+
+void RunCreateAgency(const AdminArgs& a) {
+  NeedTarget(a);
+  if (Direct(a)) {
+    auto db = DbOrFail(a.url);
+    auto id = db->CreateAgency(a.name);
+    AuditDirect(*db, "admin create-agency", id.status(), id.ok() ? "agency:" + std::to_string(*id) : "",
+                "name=" + a.name);
+    if (!id.ok()) Fail(id.status().ToString(), kExitInputError);
+    std::cout << "agency " << *id << " '" << a.name << "' created\n";
+    return;
+  }
+  auto stub = v1::AdminService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::CreateAgencyRequest req;
+  req.set_name(a.name);
+  v1::Agency out;
+  grpc::Status s = stub->CreateAgency(&ctx, req, &out);
+  if (!s.ok()) FailRpc("create-agency", s);
+  std::cout << "agency " << out.agency_id() << " '" << out.name() << "' created\n";
+}
+
+void RunCreateToken(const AdminArgs& a) {
+  NeedTarget(a);
+  auto role = store::ParseApiRole(a.role);
+  if (!role.ok()) Fail(role.status().message(), kExitUsage);
+  std::int64_t id = 0;
+  std::string secret;
+  if (Direct(a)) {
+    auto db = DbOrFail(a.url);
+    auto t = db->CreateToken(a.agency, *role, a.holder, a.valid_days);
+    AuditDirect(*db, "admin create-token", t.status(), t.ok() ? "token:" + std::to_string(t->token_id) : "",
+                "agency=" + a.agency + " role=" + a.role + " holder=" + a.holder);
+    if (!t.ok()) Fail(t.status().ToString(), kExitInputError);
+    id = t->token_id;
+    secret = t->secret;
+  } else {
+    auto stub = v1::AdminService::NewStub(Connect(a.client));
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::CreateTokenRequest req;
+    req.set_agency(a.agency);
+    static const std::map<store::ApiRole, v1::Role> kRoles = {{store::ApiRole::kTechnician, v1::TECHNICIAN},
+                                                              {store::ApiRole::kExaminer, v1::EXAMINER},
+                                                              {store::ApiRole::kAgencyReader, v1::AGENCY_READER},
+                                                              {store::ApiRole::kAdmin, v1::ADMIN}};
+    req.set_role(kRoles.at(*role));
+    req.set_holder(a.holder);
+    req.set_valid_days(a.valid_days);
+    v1::CreateTokenResponse out;
+    grpc::Status s = stub->CreateToken(&ctx, req, &out);
+    if (!s.ok()) FailRpc("create-token", s);
+    id = out.token_id();
+    secret = out.token();
+  }
+  if (a.json) {
+    std::cout << nlohmann::json{{"token_id", id}, {"token", secret}}.dump() << "\n";
+  } else {
+    std::cerr << "token " << id << " for " << a.holder << " (" << a.role << ", " << a.agency
+              << "); the secret is shown once, on stdout:\n";
+    std::cout << secret << "\n";
+  }
+}
+
+void RunRevokeToken(const AdminArgs& a) {
+  NeedTarget(a);
+  if (Direct(a)) {
+    auto db = DbOrFail(a.url);
+    Status s = db->RevokeToken(a.token_id);
+    AuditDirect(*db, "admin revoke-token", s, "token:" + std::to_string(a.token_id), "");
+    if (!s.ok()) Fail(s.ToString(), kExitInputError);
+  } else {
+    auto stub = v1::AdminService::NewStub(Connect(a.client));
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::RevokeTokenRequest req;
+    req.set_token_id(a.token_id);
+    v1::RevokeTokenResponse out;
+    grpc::Status s = stub->RevokeToken(&ctx, req, &out);
+    if (!s.ok()) FailRpc("revoke-token", s);
+  }
+  std::cout << "token " << a.token_id << " revoked\n";
+}
+
+void RunAuditVerify(const AdminArgs& a) {
+  NeedTarget(a);
+  store::AuditVerifyReport rep;
+  if (Direct(a)) {
+    // Read-only: verifying does not append to the trail it verifies.
+    auto db = DbOrFail(a.url);
+    auto r = db->VerifyAudit();
+    if (!r.ok()) Fail(r.status().ToString(), kExitDatabaseError);
+    rep = *r;
+  } else {
+    auto stub = v1::AdminService::NewStub(Connect(a.client));
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::VerifyAuditResponse out;
+    grpc::Status s = stub->VerifyAudit(&ctx, v1::VerifyAuditRequest(), &out);
+    if (!s.ok()) FailRpc("audit verify", s);
+    rep.ok = out.ok();
+    rep.rows = out.rows();
+    rep.head_seq = out.head_seq();
+    rep.head_hash = out.head_hash();
+    rep.problem = out.problem();
+  }
+  if (a.json) {
+    std::cout << nlohmann::json{{"ok", rep.ok},           {"rows", rep.rows},       {"head_seq", rep.head_seq},
+                                {"head_hash", rep.head_hash}, {"problem", rep.problem}}
+                     .dump(2)
+              << "\n";
+  } else if (rep.ok) {
+    std::cout << "audit trail intact: " << rep.rows << " rows, head seq " << rep.head_seq << " hash "
+              << rep.head_hash << "\n";
+  } else {
+    std::cout << "audit trail BROKEN: " << rep.problem << " (" << rep.rows << " rows read)\n";
+  }
+  if (!rep.ok) throw CLI::RuntimeError(kExitInputError);
+}
+
+// ---------------------------------------------------------------- upload
+
+struct UploadArgs {
+  ClientOptions client;
+  std::vector<std::string> files;
+  std::string agency, case_number, exhibit, calibre, source = "crime-scene", captured_at;
+  double pixel_um = 0;
+  std::string request_prefix;
+  bool json = false;
+};
+
+v1::CasingSource SourceOrFail(const std::string& s) {
+  if (s == "crime-scene" || s == "crime_scene") return v1::CRIME_SCENE;
+  if (s == "test-fire" || s == "test_fire") return v1::TEST_FIRE;
+  if (s == "recovered-firearm" || s == "recovered_firearm") return v1::RECOVERED_FIREARM;
+  if (s == "police-issued" || s == "police_issued") return v1::POLICE_ISSUED;
+  Fail("unknown --source '" + s + "' (crime-scene, test-fire, recovered-firearm, police-issued)", kExitUsage);
+}
+
+std::string Sha256Hex(const std::string& b) {
+  unsigned char d[32];
+  unsigned int n = 0;
+  EVP_Digest(b.data(), b.size(), d, &n, EVP_sha256(), nullptr);
+  static const char* hx = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : d) {
+    s += hx[c >> 4];
+    s += hx[c & 15];
+  }
+  return s;
+}
+
+void RunUpload(const UploadArgs& a) {
+  const v1::CasingSource source = SourceOrFail(a.source);
+  auto channel = Connect(a.client);
+  auto stub = v1::IngestService::NewStub(channel);
+  std::size_t total = 0;
+  for (const auto& f : a.files) total += std::filesystem::exists(f) ? std::filesystem::file_size(f) : 0;
+  ProgressBar progress("upload", std::max<std::size_t>(total, 1));
+  nlohmann::json results = nlohmann::json::array();
+  int failed = 0;
+  int worst = 0;
+  for (const auto& path : a.files) {
+    const std::string bytes = ReadFile(path);
+    const std::string sha = Sha256Hex(bytes);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::UploadScanResponse resp;
+    auto writer = stub->UploadScan(&ctx, &resp);
+    v1::UploadScanRequest h;
+    v1::UploadHeader* hd = h.mutable_header();
+    v1::CasingMetadata* md = hd->mutable_metadata();
+    md->set_agency(a.agency);
+    md->set_case_number(a.case_number);
+    // Default exhibit id: the file name without extension (one casing per file).
+    md->set_exhibit_id(a.exhibit.empty() || a.files.size() > 1 ? std::filesystem::path(path).stem().string()
+                                                               : a.exhibit);
+    md->set_calibre(a.calibre);
+    md->set_source(source);
+    md->set_pixel_um(a.pixel_um);
+    // The SHA-256 makes a retried upload of the same file idempotent.
+    hd->set_client_request_id(a.request_prefix + sha);
+    hd->set_file_name(std::filesystem::path(path).filename().string());
+    hd->set_total_bytes(bytes.size());
+    hd->set_sha256_hex(sha);
+    bool ok = writer->Write(h);
+    constexpr std::size_t kChunk = 1 << 20;
+    for (std::size_t off = 0; ok && off < bytes.size(); off += kChunk) {
+      v1::UploadScanRequest c;
+      const std::size_t n = std::min(kChunk, bytes.size() - off);
+      c.set_chunk(bytes.data() + off, n);
+      ok = writer->Write(c);
+      progress.Advance(n);
+    }
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    nlohmann::json r{{"file", path}, {"sha256", sha}};
+    if (s.ok()) {
+      r["status"] = resp.already_existed() ? "already_present" : "stored";
+      r["casing_id"] = resp.casing_id();
+      r["warnings"] = std::vector<std::string>(resp.warnings().begin(), resp.warnings().end());
+    } else {
+      ++failed;
+      worst = std::max(worst, ExitFor(s.error_code()));
+      r["status"] = "rejected";
+      r["error"] = CodeName(s.error_code()) + ": " + s.error_message();
+    }
+    results.push_back(r);
+  }
+  progress.Finish();
+  if (a.json) {
+    std::cout << results.dump(2) << "\n";
+  } else {
+    for (const auto& r : results) {
+      if (r["status"] == "rejected") {
+        std::cerr << "rejected: " << r["file"].get<std::string>() << ": " << r["error"].get<std::string>() << "\n";
+      } else {
+        std::cout << r["status"].get<std::string>() << ": " << r["file"].get<std::string>() << " -> casing "
+                  << r["casing_id"].get<std::int64_t>() << "\n";
+      }
+    }
+  }
+  if (failed) throw CLI::RuntimeError(worst ? worst : kExitInputError);
+}
+
+struct CasingArgs {
+  ClientOptions client;
+  std::int64_t id = 0;
+};
+
+void RunCasingGet(const CasingArgs& a) {
+  auto stub = v1::CasingService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::GetCasingRequest req;
+  req.set_casing_id(a.id);
+  v1::Casing c;
+  grpc::Status s = stub->GetCasing(&ctx, req, &c);
+  if (!s.ok()) FailRpc("casing get", s);
+  nlohmann::json j{{"casing_id", c.casing_id()},       {"agency", c.metadata().agency()},
+                   {"case", c.metadata().case_number()}, {"exhibit", c.metadata().exhibit_id()},
+                   {"calibre", c.metadata().calibre()},  {"sha256", c.sha256_hex()},
+                   {"format", c.format()},               {"modality", c.modality()},
+                   {"width", c.width()},                 {"height", c.height()},
+                   {"submitted_by", c.submitted_by()}};
+  std::cout << j.dump(2) << "\n";
+}
+
+}  // namespace
+
+void RegisterApiCommands(CLI::App& app) {
+  // admin
+  CLI::App* admin = app.add_subcommand("admin", "Agencies and API tokens (admins; bootstrap with --database-url)");
+  admin->require_subcommand(1);
+  {
+    auto a = std::make_shared<AdminArgs>();
+    CLI::App* c = admin->add_subcommand("create-agency", "Create an agency");
+    c->add_option("name", a->name, "Agency name, e.g. MDSP")->required();
+    AddAdminTarget(c, *a);
+    c->callback([a] { RunCreateAgency(*a); });
+  }
+  {
+    auto a = std::make_shared<AdminArgs>();
+    CLI::App* c = admin->add_subcommand("create-token", "Create an API token (the secret is printed once)");
+    c->add_option("--agency", a->agency, "Agency the token acts for")->required();
+    c->add_option("--role", a->role, "technician, examiner, agency-reader or admin")->required();
+    c->add_option("--holder", a->holder, "Person or system holding the token")->required();
+    c->add_option("--valid-days", a->valid_days, "Days until it expires (0 = never)")
+        ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    c->add_flag("--json", a->json, "Print {token_id, token} as JSON");
+    AddAdminTarget(c, *a);
+    c->callback([a] { RunCreateToken(*a); });
+  }
+  {
+    auto a = std::make_shared<AdminArgs>();
+    CLI::App* c = admin->add_subcommand("revoke-token", "Revoke an API token");
+    c->add_option("token_id", a->token_id, "Token id")->required();
+    AddAdminTarget(c, *a);
+    c->callback([a] { RunRevokeToken(*a); });
+  }
+  // audit
+  CLI::App* audit = app.add_subcommand("audit", "The hash-chained audit trail");
+  audit->require_subcommand(1);
+  {
+    auto a = std::make_shared<AdminArgs>();
+    CLI::App* c = audit->add_subcommand(
+        "verify", "Recompute the SHA-256 chain; exit 3 and name the first bad row if any row was edited or deleted");
+    c->add_flag("--json", a->json, "JSON report");
+    AddAdminTarget(c, *a);
+    c->callback([a] { RunAuditVerify(*a); });
+  }
+  // upload
+  {
+    auto a = std::make_shared<UploadArgs>();
+    CLI::App* c = app.add_subcommand("upload", "Upload scans through the API (one casing per file)");
+    c->add_option("files", a->files, "X3P / PNG / TIFF files")->required()->check(CLI::ExistingFile);
+    c->add_option("--agency", a->agency, "Agency (default: the token's)");
+    c->add_option("--case", a->case_number, "Case number")->required();
+    c->add_option("--exhibit", a->exhibit, "Exhibit id (single file; default: the file name)");
+    c->add_option("--calibre", a->calibre, "Calibre, e.g. '9mm Luger'")->required();
+    c->add_option("--source", a->source, "crime-scene, test-fire, recovered-firearm, police-issued")
+        ->capture_default_str();
+    c->add_option("--pixel-um", a->pixel_um, "Pixel size of 2D images without resolution tags, um");
+    c->add_option("--request-prefix", a->request_prefix, "Prefix of the client request ids (default none)");
+    c->add_flag("--json", a->json, "JSON result per file");
+    AddClientOptions(c, a->client);
+    c->callback([a] { RunUpload(*a); });
+  }
+  // casing get
+  {
+    CLI::App* casing = app.add_subcommand("casing", "Read stored casings through the API");
+    casing->require_subcommand(1);
+    auto a = std::make_shared<CasingArgs>();
+    CLI::App* c = casing->add_subcommand("get", "A casing's metadata, scan and signatures (JSON)");
+    c->add_option("casing_id", a->id, "Casing id")->required();
+    AddClientOptions(c, a->client);
+    c->callback([a] { RunCasingGet(*a); });
+  }
+}
+
+}  // namespace ballistics::cli
