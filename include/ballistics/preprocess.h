@@ -149,7 +149,7 @@ double GaussianSigmaPx(double cutoff_um, double pixel_um);
 // Gaussian low-pass of the valid points of `values` (NaN = invalid) by
 // normalized convolution: G*(v*w) / G*(w). Invalid points stay NaN; a valid
 // point's result depends only on valid points. Large sigmas run on a
-// decimated grid (the result differs from the direct filter by well under 1 %
+// decimated grid (the result differs from the direct filter by under 1 %
 // of the signal, see tests/preprocess/filter_test.cc).
 cv::Mat1f GaussianLowPassNaN(const cv::Mat1f& values, double sigma_px);
 

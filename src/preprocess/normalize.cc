@@ -13,7 +13,6 @@
 namespace ballistics {
 namespace {
 
-using preprocess_internal::Circle;
 using preprocess_internal::FiniteMask;
 using preprocess_internal::MaskedCopy;
 using preprocess_internal::RegionMasks;
@@ -45,10 +44,17 @@ Status ValidateConfig(const NormalizeConfig& c) {
   if (!(c.min_resample_support > 0 && c.min_resample_support <= 1)) {
     return InvalidArgument(Fmt("preprocess: min_resample_support=%g is not in (0, 1]", c.min_resample_support));
   }
-  if (!PositiveFinite(c.primer_radius_min_um) || c.primer_radius_min_um >= c.primer_radius_max_um ||
-      !PositiveFinite(c.firing_pin_radius_min_um) || c.firing_pin_radius_min_um >= c.firing_pin_radius_max_um) {
-    return InvalidArgument(Fmt("preprocess: radius ranges must be positive and ordered (primer %g..%g um)",
+  if (!PositiveFinite(c.primer_radius_min_um) || c.primer_radius_min_um >= c.primer_radius_max_um) {
+    return InvalidArgument(Fmt("preprocess: primer radius range %g..%g um must be positive and ordered",
                                c.primer_radius_min_um, c.primer_radius_max_um));
+  }
+  if (!PositiveFinite(c.firing_pin_radius_min_um) || c.firing_pin_radius_min_um >= c.firing_pin_radius_max_um) {
+    return InvalidArgument(Fmt("preprocess: firing-pin radius range %g..%g um must be positive and ordered",
+                               c.firing_pin_radius_min_um, c.firing_pin_radius_max_um));
+  }
+  if (c.min_scan_side_px < 4 || !(c.min_valid_fraction >= 0 && c.min_valid_fraction < 1)) {
+    return InvalidArgument(Fmt("preprocess: min_scan_side_px=%g (>= 4) or min_valid_fraction=%g (0..1) is invalid",
+                               c.min_scan_side_px, c.min_valid_fraction));
   }
   if (!PositiveFinite(c.segmentation_pixel_um) || c.ransac_iterations < 1) {
     return InvalidArgument(Fmt("preprocess: segmentation_pixel_um=%g, ransac_iterations=%g are invalid",
