@@ -99,7 +99,7 @@ TEST(GaussianLowPassNaN, SmallSigmaMatchesReference) {
   const cv::Mat1f ref = ReferenceLowPass(v, 2.0);
   for (int y = 0; y < v.rows; ++y)
     for (int x = 0; x < v.cols; ++x)
-      if (std::isfinite(ref(y, x))) EXPECT_NEAR(fast(y, x), ref(y, x), 1e-4);
+      if (std::isfinite(ref(y, x))) { EXPECT_NEAR(fast(y, x), ref(y, x), 1e-4); }
 }
 
 TEST(GaussianLowPassNaN, MissingDataDoesNotBiasOrSpread) {
@@ -117,7 +117,7 @@ TEST(GaussianLowPassNaN, MissingDataDoesNotBiasOrSpread) {
     for (int y = 0; y < v.rows; ++y)
       for (int x = 0; x < v.cols; ++x) {
         ASSERT_EQ(std::isfinite(out(y, x)), std::isfinite(v(y, x)));
-        if (std::isfinite(out(y, x))) ASSERT_NEAR(out(y, x), 5.0f, 1e-4) << sigma;
+        if (std::isfinite(out(y, x))) { ASSERT_NEAR(out(y, x), 5.0f, 1e-4) << sigma; }
       }
   }
 }
@@ -149,7 +149,7 @@ TEST(GaussianBandPassNaN, EqualsDifferenceOfLowPasses) {
   for (int y = 0; y < v.rows; ++y)
     for (int x = 0; x < v.cols; ++x) {
       ASSERT_EQ(std::isfinite(bp(y, x)), std::isfinite(ref(y, x)));
-      if (std::isfinite(ref(y, x))) ASSERT_NEAR(bp(y, x), ref(y, x), 1e-5);
+      if (std::isfinite(ref(y, x))) { ASSERT_NEAR(bp(y, x), ref(y, x), 1e-5); }
     }
 }
 
@@ -200,9 +200,9 @@ TEST(ResampleNaN, ValidityFollowsSupport) {
     for (int x = 30; x < 60; ++x) v(y, x) = kNaN;  // right half missing
   const cv::Mat1f down = ResampleNaN(v, 1.0, 1.0, 4.0);  // 15 x 15; pixel 7 covers x 28..31 (half valid)
   for (int x = 0; x < down.cols; ++x) {
-    if (x < 7) EXPECT_TRUE(std::isfinite(down(5, x))) << x;
-    if (x > 7) EXPECT_FALSE(std::isfinite(down(5, x))) << x;
-    if (std::isfinite(down(5, x))) EXPECT_FLOAT_EQ(down(5, x), 1.0f);  // no bias from the missing half
+    if (x < 7) { EXPECT_TRUE(std::isfinite(down(5, x))) << x; }
+    if (x > 7) { EXPECT_FALSE(std::isfinite(down(5, x))) << x; }
+    if (std::isfinite(down(5, x))) { EXPECT_FLOAT_EQ(down(5, x), 1.0f); }  // no bias from the missing half
   }
 }
 
