@@ -177,9 +177,18 @@ int main(int argc, char** argv) {
   for (int g = 0; g < guns; ++g) {
     const synth::FirearmModel model =
         family > 0 ? synth::MakeFirearmInFamily(5000 + g, 4999, family) : synth::MakeFirearm(5000 + g);
-    const synth::FirearmSurface surface = synth::RenderFirearm(model, o.pixel_um).value();
+    auto surface = synth::RenderFirearm(model, o.pixel_um);
+    if (!surface.ok()) {
+      std::fprintf(stderr, "%s\n", surface.status().ToString().c_str());
+      return 1;
+    }
     for (int s = 0; s < shots; ++s) {
-      const Signature sig = synth::MakeShotSignature(surface, static_cast<std::uint64_t>(s), o).value();
+      auto made = synth::MakeShotSignature(*surface, static_cast<std::uint64_t>(s), o);
+      if (!made.ok()) {
+        std::fprintf(stderr, "%s\n", made.status().ToString().c_str());
+        return 1;
+      }
+      const Signature& sig = *made;
       Scan scan;
       scan.values = sig.values;
       scan.pixel_um_x = scan.pixel_um_y = sig.pixel_um;

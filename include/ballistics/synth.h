@@ -133,7 +133,7 @@ struct ShotOptions {
   // test fires mark better than others). Two shots of one gun at full contact
   // correlate at about sqrt(t1 t2); shots of unrelated guns at about 0. Calibrated
   // against the Fadul KM/KNM distributions in docs/synth.md.
-  double mark_transfer = 0.9;
+  double mark_transfer = 0.95;
   double mark_transfer_spread = 0.25;
   // Spectrum of the primer's own texture relative to the firearm's: its power-law
   // slope is this much flatter, so it holds relatively more fine detail. Real mates
