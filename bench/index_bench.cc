@@ -1,48 +1,530 @@
-#include <chrono>
-#include <cstdio>
-#include <map>
-#include <fstream>
-#include <sstream>
-#include <random>
+// Search at scale (docs/benchmarks.md, "Search"; docs/search.md).
+//
+//   index_bench recall   [--synthetic N] [--distinct D] [--seed S]
+//       Real scans (all of fadul/ and dfsc/) in a haystack of N synthetic BF
+//       signatures; every real scan, turned by a random angle, is a query: at
+//       which coarse rank do its true mates land? Recall at K, also counted
+//       over the mates that brute-force CMC (query vs mate, any orientation)
+//       identifies.
+//   index_bench haystack [--synthetic N] [--distinct D] [--rerank-k K] [--queries fadul|all]
+//       The must-show: full searches (coarse + CMC rerank of K) of every
+//       turned Fadul scan; for how many queries are all same-slide mates in the top 10?
+//   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K]
+//       Query latency (coarse, rerank, end to end), bytes of RAM per
+//       signature, coarse-scan throughput vs a plain memory sweep of the same bytes.
+//
+// Synthetic haystack: D distinct synthetic breech-face shots (10 per firearm)
+// are generated at --synth-pixel (default 25 µm, the descriptor's own grid;
+// their descriptors are what the index holds) and, when N > D, replicated with
+// new ids (every replica is a distinct entry; its signature is its original's).
+// The rerank regenerates a synthetic candidate's signature at 6.25 µm from its
+// seeds (SyntheticSource), as a store would load it.
 #include <algorithm>
-#include "ballistics/synth.h"
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ballistics/correlate.h"
 #include "ballistics/index.h"
 #include "ballistics/io.h"
 #include "ballistics/preprocess.h"
-using namespace ballistics;
-int main(int argc, char** argv){
-  DescriptorConfig dc;
-  if (argc > 1) dc.coarse_pixel_um = atof(argv[1]);
-  if (argc > 2) dc.lowpass_um = atof(argv[2]);
-  if (argc > 3) dc.ring_step_um = atof(argv[3]);
-  if (argc > 4) dc.rings = atoi(argv[4]);
-  if (argc > 5) dc.frequencies = atoi(argv[5]);
-  if (argc > 6) dc.ring_min_um = atof(argv[6]);
-  if (argc > 7) dc.fit_rim_centre = atoi(argv[7]);
-  std::ifstream gt("/work/shared/data/fadul/ground_truth.csv"); std::string line; std::getline(gt,line);
-  std::vector<std::string> names; std::vector<int> slide;
-  while(std::getline(gt,line)){ std::stringstream ss(line); std::string a,b; std::getline(ss,a,','); std::getline(ss,b,','); names.push_back(a); slide.push_back(std::stoi(b)); }
-  std::vector<CoarseDescriptor> d, dt; std::mt19937 rng(5);
-  for (auto& n : names) {
-    auto scan = ReadScanFile("/work/shared/data/fadul/" + n + ".x3p").value();
-    auto s = Normalize(scan).value();
-    d.push_back(ComputeDescriptor(s.breech_face, dc).value());
-    double a = std::uniform_real_distribution<double>(-180,180)(rng);
-    auto ts = TurnScan(scan, a, 0, 0).value();
-    auto s2 = Normalize(ts).value();
-    dt.push_back(ComputeDescriptor(s2.breech_face, dc).value());
+#include "ballistics/synth.h"
+#include "test_paths.h"
+
+namespace ballistics {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// BENCH_DESCRIPTOR="coarse_px,lowpass,ring_step,rings,freqs,ring_min,fit_rim" overrides the BF
+// descriptor defaults (parameter studies of docs/search.md).
+DescriptorConfig BfConfig() {
+  DescriptorConfig c;
+  if (const char* e = std::getenv("BENCH_DESCRIPTOR")) {
+    int rim = 1;
+    std::sscanf(e, "%lf,%lf,%lf,%d,%d,%lf,%d", &c.coarse_pixel_um, &c.lowpass_um, &c.ring_step_um, &c.rings,
+                &c.frequencies, &c.ring_min_um, &rim);
+    c.fit_rim_centre = rim != 0;
   }
-  // turned queries vs unturned database: rank of mates among the 39 others
-  double km=0, knm=0; int nkm=0, nknm=0; int top1=0, allin5=0; std::vector<int> ranks;
-  double self=0;
-  for (size_t i=0;i<names.size();i++){
-    self += DescriptorSimilarity(dt[i], d[i]);
-    std::vector<std::pair<float,int>> sc;
-    for (size_t j=0;j<names.size();j++) if (j!=i) { float s = DescriptorSimilarity(dt[i], d[j]); sc.push_back({s,(int)j}); if (slide[i]==slide[j]) {km+=s;nkm++;} else {knm+=s;nknm++;} }
-    std::sort(sc.rbegin(), sc.rend());
-    for (size_t r=0;r<sc.size();r++) if (slide[sc[r].second]==slide[i]) ranks.push_back(r+1);
+  return c;
+}
+
+// The query's descriptors at the engine's translation-search offsets.
+std::vector<CoarseDescriptor> QueryVariants(const Signature& sig, int steps, double step_um) {
+  std::vector<CoarseDescriptor> out;
+  for (int iy = -steps; iy <= steps; ++iy) {
+    for (int ix = -steps; ix <= steps; ++ix) {
+      DescriptorConfig c = BfConfig();
+      c.centre_offset_x_um = ix * step_um;
+      c.centre_offset_y_um = iy * step_um;
+      out.push_back(ComputeDescriptor(sig, c).value());
+    }
   }
-  std::sort(ranks.begin(), ranks.end());
-  int r1=0,r3=0,r5=0,r10=0; for(int r:ranks){ r1+=r<=1; r3+=r<=3; r5+=r<=5; r10+=r<=10; }
-  printf("self(turned) %.3f KM mean %.3f KNM mean %.3f | mates %zu: rank1 %d <=3 %d <=5 %d <=10 %d worst %d\n", self/names.size(), km/nkm, knm/nknm, ranks.size(), r1, r3, r5, r10, ranks.back());
+  return out;
+}
+
+constexpr std::int64_t kSyntheticBase = 1'000'000;  // ids of synthetic signatures start here
+constexpr int kShotsPerGun = 10;
+
+struct Args {
+  std::string mode;
+  std::int64_t synthetic = 100000;
+  int distinct = 20000;
+  int rerank_k = 0;
+  double synth_pixel_um = 25.0;
+  std::uint64_t seed = 7;
+  std::string queries = "fadul";
+  std::vector<std::int64_t> sizes = {10000, 100000, 1000000};
+  int threads = 2;
+  bool cmc = true;
+};
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: index_bench recall|haystack|scale [options] (see the file header)\n");
+    std::exit(2);
+  }
+  a.mode = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--synthetic") a.synthetic = std::stoll(v);
+    else if (k == "--distinct") a.distinct = std::stoi(v);
+    else if (k == "--rerank-k") a.rerank_k = std::stoi(v);
+    else if (k == "--synth-pixel") a.synth_pixel_um = std::stod(v);
+    else if (k == "--seed") a.seed = std::stoull(v);
+    else if (k == "--queries") a.queries = v;
+    else if (k == "--threads") a.threads = std::stoi(v);
+    else if (k == "--cmc") a.cmc = v != "0";
+    else if (k == "--sizes") {
+      a.sizes.clear();
+      std::stringstream ss(v);
+      std::string item;
+      while (std::getline(ss, item, ',')) a.sizes.push_back(std::stoll(item));
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+// ---- real scans ----
+
+struct RealScan {
+  std::string name;
+  std::string group;  // same group = same firearm (mates)
+  bool fadul = false;
+  Scan scan;
+  Signature bf;
+  CoarseDescriptor descriptor;
+};
+
+std::vector<RealScan> LoadRealScans() {
+  std::vector<RealScan> out;
+  const fs::path data = testing::SharedDataDir();
+  std::ifstream gt(data / "fadul" / "ground_truth.csv");
+  std::string line;
+  std::getline(gt, line);
+  std::vector<std::pair<std::string, std::string>> files;
+  while (std::getline(gt, line)) {
+    std::stringstream ss(line);
+    std::string scan, slide;
+    std::getline(ss, scan, ',');
+    std::getline(ss, slide, ',');
+    files.emplace_back((data / "fadul" / (scan + ".x3p")).string(), "fadul-slide-" + slide);
+  }
+  std::vector<fs::path> dfsc;
+  for (const auto& e : fs::directory_iterator(data / "dfsc")) {
+    if (e.path().extension() == ".x3p") dfsc.push_back(e.path());
+  }
+  std::sort(dfsc.begin(), dfsc.end());
+  // DFSC names are K<firearm number><...>: the K number is the firearm.
+  for (const auto& p : dfsc) files.emplace_back(p.string(), "dfsc-" + p.stem().string().substr(0, 4));
+  for (const auto& [path, group] : files) {
+    RealScan r;
+    r.name = fs::path(path).stem().string();
+    r.group = group;
+    r.fadul = group.rfind("fadul", 0) == 0;
+    auto scan = ReadScanFile(path);
+    if (!scan.ok()) {
+      std::fprintf(stderr, "skip %s: %s\n", r.name.c_str(), scan.status().ToString().c_str());
+      continue;
+    }
+    auto n = Normalize(*scan);
+    if (!n.ok()) {
+      std::fprintf(stderr, "skip %s: %s\n", r.name.c_str(), n.status().ToString().c_str());
+      continue;
+    }
+    auto d = ComputeDescriptor(n->breech_face, BfConfig());
+    if (!d.ok()) {
+      std::fprintf(stderr, "skip %s: %s\n", r.name.c_str(), d.status().ToString().c_str());
+      continue;
+    }
+    r.scan = std::move(scan).value();
+    r.bf = std::move(n->breech_face);
+    r.descriptor = std::move(d).value();
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// ---- synthetic haystack ----
+
+synth::ShotOptions SynthOptions(double pixel_um) {
+  synth::ShotOptions o;
+  o.pixel_um = pixel_um;
+  return o;
+}
+
+std::uint64_t GunSeed(int distinct_index) { return 5'000'000 + distinct_index / kShotsPerGun; }
+std::uint64_t ShotSeed(int distinct_index) { return 9'000'000 + distinct_index; }
+
+// Descriptors of `distinct` synthetic shots, on `threads` threads.
+std::vector<CoarseDescriptor> SyntheticDescriptors(int distinct, double pixel_um, int threads) {
+  std::vector<CoarseDescriptor> out(distinct);
+  std::atomic<int> next_gun{0};
+  const int guns = (distinct + kShotsPerGun - 1) / kShotsPerGun;
+  auto work = [&] {
+    for (int g = next_gun.fetch_add(1); g < guns; g = next_gun.fetch_add(1)) {
+      auto surface = synth::RenderFirearm(synth::MakeFirearm(GunSeed(g * kShotsPerGun)), pixel_um).value();
+      for (int s = 0; s < kShotsPerGun && g * kShotsPerGun + s < distinct; ++s) {
+        const int i = g * kShotsPerGun + s;
+        auto sig = synth::MakeShotSignature(surface, ShotSeed(i), SynthOptions(pixel_um)).value();
+        out[i] = ComputeDescriptor(sig, BfConfig()).value();
+      }
+      if (g % 200 == 0) std::fprintf(stderr, "\rsynthetic descriptors: %d / %d", g * kShotsPerGun, distinct);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  std::fprintf(stderr, "\rsynthetic descriptors: %d / %d\n", distinct, distinct);
+  return out;
+}
+
+// Real signatures held in memory; synthetic ones regenerated from their seeds
+// at 6.25 µm (a small cache of rendered firearms).
+class BenchSource : public SignatureSource {
+ public:
+  BenchSource(std::map<std::int64_t, Signature> real, int distinct) : real_(std::move(real)), distinct_(distinct) {}
+  StatusOr<Signature> Load(std::int64_t id) const override {
+    if (auto it = real_.find(id); it != real_.end()) return it->second;
+    if (id < kSyntheticBase) return NotFound("no signature " + std::to_string(id));
+    const int i = static_cast<int>((id - kSyntheticBase) % distinct_);
+    std::shared_ptr<const synth::FirearmSurface> gun = Gun(GunSeed(i));
+    return synth::MakeShotSignature(*gun, ShotSeed(i), SynthOptions(6.25));
+  }
+
+ private:
+  std::shared_ptr<const synth::FirearmSurface> Gun(std::uint64_t seed) const {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = guns_.find(seed); it != guns_.end()) return it->second;
+    }
+    auto g = std::make_shared<const synth::FirearmSurface>(
+        synth::RenderFirearm(synth::MakeFirearm(seed), 6.25).value());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (guns_.size() > 256) guns_.clear();
+    guns_[seed] = g;
+    return g;
+  }
+  std::map<std::int64_t, Signature> real_;
+  int distinct_;
+  mutable std::mutex mu_;
+  mutable std::map<std::uint64_t, std::shared_ptr<const synth::FirearmSurface>> guns_;
+};
+
+SignatureRecord RecordFor(std::int64_t id, int shard) {
+  static const char* kCalibres[] = {"9mm Luger", ".40 S&W", ".45 ACP", ".380 ACP"};
+  SignatureRecord r;
+  r.signature_id = id;
+  r.casing_id = id;
+  r.shard = shard;
+  r.calibre = kCalibres[id % 4];
+  r.agency = "agency-" + std::to_string(id % 50);
+  r.source = static_cast<CasingSource>(id % 4);
+  r.captured_at_unix = 1'500'000'000 + (id % 100000) * 3600;
+  return r;
+}
+
+void FillSynthetic(SignatureIndex& index, const std::vector<CoarseDescriptor>& ds, std::int64_t from,
+                   std::int64_t to) {
+  for (std::int64_t n = from; n < to; ++n) {
+    const std::int64_t id = kSyntheticBase + n;
+    Status s = index.Add(RecordFor(id, static_cast<int>(id % store::kSignatureShards)), ds[n % ds.size()]);
+    if (!s.ok()) {
+      std::fprintf(stderr, "add: %s\n", s.ToString().c_str());
+      std::exit(1);
+    }
+  }
+}
+
+// Real scans: ids 1..R (signature id = casing id), their turned copies as queries.
+struct RealSetup {
+  std::vector<RealScan> real;
+  std::vector<Signature> turned;          // per real scan: the scan turned, normalized
+  std::vector<std::vector<CoarseDescriptor>> turned_d;  // translation-search variants
+  std::vector<double> turn_deg;
+};
+
+RealSetup LoadAndTurn(std::uint64_t seed) {
+  RealSetup s;
+  const auto t0 = Clock::now();
+  s.real = LoadRealScans();
+  std::mt19937_64 rng(seed);
+  for (const RealScan& r : s.real) {
+    const double theta = std::uniform_real_distribution<double>(-180, 180)(rng);
+    Scan t = TurnScan(r.scan, theta, 0, 0).value();
+    auto n = Normalize(t).value();
+    const SearchEngineConfig engine;
+    s.turned_d.push_back(QueryVariants(n.breech_face, engine.translation_steps, engine.translation_search_um));
+    s.turned.push_back(std::move(n.breech_face));
+    s.turn_deg.push_back(theta);
+  }
+  std::printf("real scans: %zu (read, normalized, turned: %.1f s)\n", s.real.size(), Since(t0));
+  return s;
+}
+
+std::unique_ptr<SignatureIndex> BuildHaystack(const RealSetup& rs, const Args& a) {
+  auto index = MakeShardedIndex(store::kSignatureShards, a.threads);
+  for (std::size_t i = 0; i < rs.real.size(); ++i) {
+    const std::int64_t id = static_cast<std::int64_t>(i) + 1;
+    SignatureRecord r = RecordFor(id, static_cast<int>(id % store::kSignatureShards));
+    if (!index->Add(r, rs.real[i].descriptor).ok()) std::exit(1);
+  }
+  const auto t0 = Clock::now();
+  const int distinct = static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic));
+  const auto ds = SyntheticDescriptors(distinct, a.synth_pixel_um, a.threads);
+  const double gen_s = Since(t0);
+  const auto t1 = Clock::now();
+  FillSynthetic(*index, ds, 0, a.synthetic);
+  std::printf("haystack: %lld synthetic (%d distinct, generated at %.2f µm in %.1f s = %.2f ms each on %d threads; "
+              "index filled in %.1f s)\n",
+              static_cast<long long>(a.synthetic), distinct, a.synth_pixel_um, gen_s, 1000 * gen_s / distinct,
+              a.threads, Since(t1));
+  return index;
+}
+
+int Recall(const Args& a) {
+  const RealSetup rs = LoadAndTurn(a.seed);
+  auto index = BuildHaystack(rs, a);
+  auto bf = Correlator::Create().value();
+  const std::vector<int> ks = {1, 5, 10, 20, 50, 100, 200, 500, 1000};
+  const int kmax = ks.back();
+  int mates = 0, cmc_mates = 0;
+  std::vector<int> kept(ks.size(), 0), kept_cmc(ks.size(), 0);
+  std::vector<int> all_ranks;
+  double coarse_s = 0;
+  for (std::size_t q = 0; q < rs.real.size(); ++q) {
+    const std::string& group = rs.real[q].group;
+    SearchFilter f;
+    f.exclude_casing_ids = {static_cast<std::int64_t>(q) + 1};
+    const auto t0 = Clock::now();
+    auto r = index->SearchCoarse(rs.turned_d[q], f, kmax).value();
+    coarse_s += Since(t0);
+    auto pq = bf.Prepare(rs.turned[q]).value();
+    for (std::size_t m = 0; m < rs.real.size(); ++m) {
+      if (m == q || rs.real[m].group != group) continue;
+      // The same physical casing scanned twice (DFSC raw and processed
+      // files) counts as a mate too: it must be found.
+      int rank = kmax + 1;
+      for (std::size_t i = 0; i < r.hits.size(); ++i) {
+        if (r.hits[i].signature_id == static_cast<std::int64_t>(m) + 1) rank = static_cast<int>(i) + 1;
+      }
+      auto pm = bf.Prepare(rs.real[m].bf);
+      bool cmc_found = false;
+      int cmc = -1;
+      if (pm.ok() && a.cmc) {
+        auto c = bf.Compare(*pq, **pm);
+        if (c.ok()) {
+          cmc = c->cmc;
+          cmc_found = c->identification;
+        }
+      }
+      ++mates;
+      cmc_mates += cmc_found;
+      all_ranks.push_back(rank);
+      for (std::size_t i = 0; i < ks.size(); ++i) {
+        kept[i] += rank <= ks[i];
+        kept_cmc[i] += cmc_found && rank <= ks[i];
+      }
+      std::printf("  %-22s -> %-22s coarse rank %5s  CMC %2d%s\n", rs.real[q].name.c_str(), rs.real[m].name.c_str(),
+                  rank > kmax ? ">1000" : std::to_string(rank).c_str(), cmc, cmc_found ? " (identified)" : "");
+    }
+    std::fflush(stdout);
+  }
+  std::printf("\nqueries: %zu real scans turned by random angles; index: %lld signatures; coarse %.3f s/query\n",
+              rs.real.size(), static_cast<long long>(index->Size()), coarse_s / rs.real.size());
+  std::printf("| K | mates kept (all %d) | mates kept (%d identified by full CMC) |\n|---|---|---|\n", mates,
+              cmc_mates);
+  for (std::size_t i = 0; i < ks.size(); ++i) {
+    std::printf("| %d | %d (%.1f %%) | %d (%.1f %%) |\n", ks[i], kept[i], 100.0 * kept[i] / mates, kept_cmc[i],
+                cmc_mates ? 100.0 * kept_cmc[i] / cmc_mates : 0.0);
+  }
+  return 0;
+}
+
+int Haystack(const Args& a) {
+  const RealSetup rs = LoadAndTurn(a.seed);
+  std::shared_ptr<SignatureIndex> index = BuildHaystack(rs, a);
+  std::map<std::int64_t, Signature> real;
+  for (std::size_t i = 0; i < rs.real.size(); ++i) real[static_cast<std::int64_t>(i) + 1] = rs.real[i].bf;
+  auto source = std::make_shared<BenchSource>(std::move(real), static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic)));
+  SearchEngineConfig cfg;
+  cfg.rerank_threads = a.threads;
+  auto engine = SearchEngine::Create(index, source, cfg).value();
+  int queries = 0, all_in_top10 = 0, mates_total = 0, mates_in_top10 = 0;
+  double total_s = 0;
+  for (std::size_t q = 0; q < rs.real.size(); ++q) {
+    if (a.queries == "fadul" && !rs.real[q].fadul) continue;
+    SearchRequest req;
+    req.query.breech_face = rs.turned[q];
+    req.query.casing_id = static_cast<std::int64_t>(q) + 1;  // excluded from its own results
+    req.top_n = 10;
+    req.rerank_k = a.rerank_k;
+    const auto t0 = Clock::now();
+    auto r = engine->Search(req);
+    const double s = Since(t0);
+    total_s += s;
+    if (!r.ok()) {
+      std::printf("%s: %s\n", rs.real[q].name.c_str(), r.status().ToString().c_str());
+      continue;
+    }
+    ++queries;
+    int mates = 0, found = 0;
+    std::string missing;
+    for (std::size_t m = 0; m < rs.real.size(); ++m) {
+      if (m == q || rs.real[m].group != rs.real[q].group) continue;
+      ++mates;
+      const bool in = std::any_of(r->breech_face.begin(), r->breech_face.end(), [&](const Candidate& c) {
+        return c.casing_id == static_cast<std::int64_t>(m) + 1;
+      });
+      found += in;
+      if (!in) missing += " " + rs.real[m].name;
+    }
+    mates_total += mates;
+    mates_in_top10 += found;
+    all_in_top10 += found == mates;
+    std::printf("  %-20s turned %7.1f deg: %d/%d mates in top 10 (coarse %.2f s, rerank %d in %.1f s)%s%s\n",
+                rs.real[q].name.c_str(), rs.turn_deg[q], found, mates, r->coarse_seconds,
+                r->reranked, r->rerank_seconds, missing.empty() ? "" : " missing:", missing.c_str());
+    std::fflush(stdout);
+  }
+  std::printf("\n%d of %d queries have all their mates in the top 10 (%d of %d mates); index %lld signatures, "
+              "rerank K=%d, mean %.1f s/query\n",
+              all_in_top10, queries, mates_in_top10, mates_total, static_cast<long long>(index->Size()),
+              a.rerank_k ? a.rerank_k : cfg.default_rerank_k, total_s / std::max(queries, 1));
+  return 0;
+}
+
+// A plain sweep of `bytes` bytes on `threads` threads (sum of 64-bit words).
+double MemorySweepSeconds(const std::vector<std::uint64_t>& buf, int threads) {
+  std::vector<std::uint64_t> sums(threads, 0);
+  const auto t0 = Clock::now();
+  std::vector<std::thread> pool;
+  const std::size_t n = buf.size();
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      std::uint64_t s = 0;
+      for (std::size_t i = n * t / threads; i < n * (t + 1) / threads; ++i) s += buf[i];
+      sums[t] = s;
+    });
+  }
+  for (auto& th : pool) th.join();
+  const double secs = Since(t0);
+  if (std::accumulate(sums.begin(), sums.end(), std::uint64_t{0}) == 42) std::printf(" ");
+  return secs;
+}
+
+int Scale(const Args& a) {
+  const int distinct = a.distinct;
+  const auto t0 = Clock::now();
+  const auto ds = SyntheticDescriptors(distinct, a.synth_pixel_um, a.threads);
+  const double gen_s = Since(t0);
+  std::printf("synthetic: %d distinct BF descriptors generated at %.2f µm in %.1f s (%.2f ms each, %d threads)\n",
+              distinct, a.synth_pixel_um, gen_s, 1000 * gen_s / distinct, a.threads);
+  // Queries: shots of firearms in the haystack (their mates are there), turned by the generator.
+  std::shared_ptr<SignatureIndex> index = MakeShardedIndex(store::kSignatureShards, a.threads);
+  auto source = std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, distinct);
+  SearchEngineConfig cfg;
+  cfg.rerank_threads = a.threads;
+  auto engine = SearchEngine::Create(index, source, cfg).value();
+  const int k = a.rerank_k ? a.rerank_k : cfg.default_rerank_k;
+  std::printf("| signatures | RAM bytes/signature | fill s | coarse s (median of 5) | sweep s | scan/sweep throughput | "
+              "rerank K | rerank s | end to end s |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::int64_t filled = 0;
+  for (std::int64_t size : a.sizes) {
+    const auto tf = Clock::now();
+    FillSynthetic(*index, ds, filled, size);
+    const double fill_s = Since(tf);
+    filled = size;
+    const std::size_t bytes = index->MemoryBytes();
+    // Coarse-only latency over 5 queries (new shots of firearms in the haystack).
+    std::vector<double> coarse;
+    for (int q = 0; q < 5; ++q) {
+      const int i = (q * 7919) % distinct;
+      auto gun = synth::RenderFirearm(synth::MakeFirearm(GunSeed(i)), 6.25).value();
+      auto sig = synth::MakeShotSignature(gun, 77'000'000 + q, SynthOptions(6.25)).value();
+      auto d = ComputeDescriptor(sig).value();
+      const auto tc = Clock::now();
+      auto r = index->SearchCoarse(d, {}, k);
+      coarse.push_back(Since(tc));
+      if (!r.ok()) return 1;
+    }
+    std::sort(coarse.begin(), coarse.end());
+    const double coarse_s = coarse[coarse.size() / 2];
+    // The same number of descriptor bytes, swept plainly.
+    const std::size_t desc_bytes = static_cast<std::size_t>(size) * ds[0].coeffs.size();
+    std::vector<std::uint64_t> buf(desc_bytes / 8, 1);
+    double sweep = 1e9;
+    for (int rep = 0; rep < 3; ++rep) sweep = std::min(sweep, MemorySweepSeconds(buf, a.threads));
+    buf.clear();
+    buf.shrink_to_fit();
+    // End to end: one full search with rerank of K.
+    auto gun = synth::RenderFirearm(synth::MakeFirearm(GunSeed(123)), 6.25).value();
+    SearchRequest req;
+    req.query.breech_face = synth::MakeShotSignature(gun, 88'000'000, SynthOptions(6.25)).value();
+    req.rerank_k = k;
+    const auto te = Clock::now();
+    auto r = engine->Search(req);
+    const double e2e = Since(te);
+    if (!r.ok()) {
+      std::printf("search: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("| %lld | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.1f |\n", static_cast<long long>(size),
+                static_cast<double>(bytes) / size, fill_s, coarse_s, sweep, sweep / coarse_s, k, r->rerank_seconds,
+                e2e);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace ballistics
+
+int main(int argc, char** argv) {
+  const ballistics::Args a = ballistics::Parse(argc, argv);
+  if (a.mode == "recall") return ballistics::Recall(a);
+  if (a.mode == "haystack") return ballistics::Haystack(a);
+  if (a.mode == "scale") return ballistics::Scale(a);
+  std::fprintf(stderr, "unknown mode %s\n", a.mode.c_str());
+  return 2;
 }

@@ -91,9 +91,15 @@ struct DescriptorConfig {
   // resampled to coarse_pixel_um before the polar unwrap.
   double coarse_pixel_um = 25.0;
   double lowpass_um = 250.0;
-  // Centre of the rings: true = concentric-circle fit to the rims of the
-  // valid region (primer edge, aperture); false = centre of its bounding box.
+  // Centre of the rings: true = circle fit to the inner rim of the valid
+  // region (the firing-pin aperture of a BF annulus: the gun frame the marks
+  // are registered to), or to the outer rim of a disk (an FP impression);
+  // false = centre of the bounding box of the valid data.
   bool fit_rim_centre = true;
+  // Offset of the ring centre from the estimated one (a query-side
+  // translation search computes the query at a few offsets).
+  double centre_offset_x_um = 0.0;
+  double centre_offset_y_um = 0.0;
   // Rings: radii ring_min_um + i * ring_step_um, i = 0..rings-1, about the
   // centre of the bounding box of the signature's valid data.
   double ring_min_um = 450.0;
@@ -182,9 +188,18 @@ class SignatureIndex {
   virtual std::int64_t Size() const = 0;
 
   // Top k of the signatures passing `filter` and of the query's kind, by
-  // DescriptorSimilarity. CANCELLED when control.cancelled became true.
-  virtual StatusOr<CoarseSearchResult> SearchCoarse(const CoarseDescriptor& query, const SearchFilter& filter,
-                                                    int k, const ScanControl& control = {}) const = 0;
+  // DescriptorSimilarity. `query` holds one descriptor, or the same signature
+  // at several centre offsets (a translation search, see
+  // SearchEngineConfig::translation_search_um): a candidate's score is the
+  // maximum over them (all must have the same kind and shape).
+  // CANCELLED when control.cancelled became true.
+  virtual StatusOr<CoarseSearchResult> SearchCoarse(std::span<const CoarseDescriptor> query,
+                                                    const SearchFilter& filter, int k,
+                                                    const ScanControl& control = {}) const = 0;
+  StatusOr<CoarseSearchResult> SearchCoarse(const CoarseDescriptor& query, const SearchFilter& filter, int k,
+                                            const ScanControl& control = {}) const {
+    return SearchCoarse(std::span<const CoarseDescriptor>(&query, 1), filter, k, control);
+  }
 
   // Records and descriptors held (for a query by casing id).
   virtual std::optional<SignatureRecord> FindRecord(std::int64_t signature_id) const = 0;
@@ -285,6 +300,14 @@ struct SearchEngineConfig {
   int max_rerank_k = 5000;
   int max_top_n = 1000;
   int rerank_threads = 2;
+  // Query-side translation search of the coarse stage: the query descriptor
+  // is computed with its ring centre moved by i * translation_search_um,
+  // i = -translation_steps..translation_steps in x and y, and every candidate
+  // scores the best of them ((2 steps + 1)^2 times the scan arithmetic, the
+  // same memory traffic). Covers the residual offset of the centre estimate
+  // between two shots (docs/search.md). 0 steps = off.
+  double translation_search_um = 40.0;
+  int translation_steps = 1;
   DescriptorConfig breech_face_descriptor = DescriptorConfig{};
   DescriptorConfig firing_pin_descriptor = DescriptorConfig::FiringPin();
   CorrelationConfig breech_face_correlation = CorrelationConfig{};

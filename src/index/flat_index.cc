@@ -185,9 +185,18 @@ class FlatIndex final : public SignatureIndex {
     return static_cast<std::int64_t>(where_.size());
   }
 
-  StatusOr<CoarseSearchResult> SearchCoarse(const CoarseDescriptor& query, const SearchFilter& filter, int k,
-                                            const ScanControl& control) const override {
+  using SignatureIndex::SearchCoarse;
+  StatusOr<CoarseSearchResult> SearchCoarse(std::span<const CoarseDescriptor> queries, const SearchFilter& filter,
+                                            int k, const ScanControl& control) const override {
     if (k < 1) return InvalidArgument("index: search: k=" + std::to_string(k) + " must be >= 1");
+    if (queries.empty()) return InvalidArgument("index: search: no query descriptor");
+    const CoarseDescriptor& query = queries[0];
+    for (const CoarseDescriptor& q : queries) {
+      if (q.kind != query.kind || q.rings != query.rings || q.frequencies != query.frequencies ||
+          q.coeffs.size() != static_cast<std::size_t>(query.rings) * query.frequencies * 2) {
+        return InvalidArgument("index: search: the query descriptors differ in kind or shape");
+      }
+    }
     std::shared_lock lock(mu_);
     CoarseSearchResult result;
     result.shards_total = 1;
@@ -197,8 +206,7 @@ class FlatIndex final : public SignatureIndex {
       return result;  // the filter excludes the query's kind: nothing to score
     }
     if (s.count == 0) return result;
-    if (query.rings != s.rings || query.frequencies != s.freqs ||
-        query.coeffs.size() != static_cast<std::size_t>(s.Dim())) {
+    if (query.rings != s.rings || query.frequencies != s.freqs) {
       return InvalidArgument("index: search: query descriptor is " + std::to_string(query.rings) + " x " +
                              std::to_string(query.frequencies) + ", the index holds " + std::to_string(s.rings) +
                              " x " + std::to_string(s.freqs));
@@ -209,6 +217,7 @@ class FlatIndex final : public SignatureIndex {
     std::vector<std::int32_t> xim(xre.size());
     std::vector<CoarseHit> heap;  // min-heap on HitBefore: the worst kept hit on top
     heap.reserve(static_cast<std::size_t>(k) + 1);
+    float best[kLanes];
     const std::size_t blocks = (s.count + kLanes - 1) / kLanes;
     const std::size_t block_bytes = static_cast<std::size_t>(s.Dim()) * kLanes;
     constexpr std::size_t kCheckEvery = 64;  // blocks between cancellation / progress checks
@@ -227,21 +236,25 @@ class FlatIndex final : public SignatureIndex {
       }
       if (pass == 0) continue;
       result.scanned += __builtin_popcount(pass);
-      index_internal::BlockCrossSpectrum(s.data.data() + b * block_bytes, query.coeffs.data(), s.rings, s.freqs,
-                                         xre.data(), xim.data());
-      for (int l = 0; l < kLanes; ++l) {
-        float* in = scorer.spectrum(l);
-        for (int f = 0; f < s.freqs; ++f) {
-          in[2 * (f + 1)] = static_cast<float>(xre[f * kLanes + l]);
-          in[2 * (f + 1) + 1] = static_cast<float>(xim[f * kLanes + l]);
+      std::fill(best, best + kLanes, -2.0f);
+      // The block (kLanes x Dim bytes) stays in cache across the query variants.
+      for (const CoarseDescriptor& q : queries) {
+        index_internal::BlockCrossSpectrum(s.data.data() + b * block_bytes, q.coeffs.data(), s.rings, s.freqs,
+                                           xre.data(), xim.data());
+        for (int l = 0; l < kLanes; ++l) {
+          float* in = scorer.spectrum(l);
+          for (int f = 0; f < s.freqs; ++f) {
+            in[2 * (f + 1)] = static_cast<float>(xre[f * kLanes + l]);
+            in[2 * (f + 1) + 1] = static_cast<float>(xim[f * kLanes + l]);
+          }
         }
+        scorer.Execute();
+        for (int l = 0; l < lanes; ++l) best[l] = std::max(best[l], scorer.Max(l) * q.scale);
       }
-      scorer.Execute();
       for (int l = 0; l < lanes; ++l) {
         if ((pass & (1u << l)) == 0) continue;
         const std::size_t slot = first + l;
-        CoarseHit hit{s.signature_id[slot], s.casing_id[slot], scorer.Max(l) * query.scale * s.scale[slot],
-                      s.shard[slot]};
+        CoarseHit hit{s.signature_id[slot], s.casing_id[slot], best[l] * s.scale[slot], s.shard[slot]};
         if (static_cast<int>(heap.size()) < k) {
           heap.push_back(hit);
           std::push_heap(heap.begin(), heap.end(), HitBefore);

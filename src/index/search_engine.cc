@@ -47,7 +47,7 @@ bool IsCancelled(const std::atomic<bool>* c) { return c != nullptr && c->load(st
 struct KindQuery {
   SignatureKind kind;
   Signature signature;
-  CoarseDescriptor descriptor;
+  std::vector<CoarseDescriptor> descriptors;  // the centre offsets of the translation search
 };
 
 // Ranked list order: CMC count, then the whole-signature CCF at the
@@ -91,6 +91,14 @@ StatusOr<std::unique_ptr<SearchEngine>> SearchEngine::Create(std::shared_ptr<con
   if (config.rerank_threads < 1 || config.rerank_threads > 256) {
     return InvalidArgument("search: rerank_threads=" + std::to_string(config.rerank_threads) + " must be in [1, 256]");
   }
+  if (config.translation_steps < 0 || config.translation_steps > 5) {
+    return InvalidArgument("search: translation_steps=" + std::to_string(config.translation_steps) +
+                           " must be in [0, 5]");
+  }
+  if (!(config.translation_search_um >= 0 && config.translation_search_um <= 500)) {
+    return InvalidArgument("search: translation_search_um=" + std::to_string(config.translation_search_um) +
+                           " must be in [0, 500]");
+  }
   BALLISTICS_RETURN_IF_ERROR(config.breech_face_descriptor.Validate().WithContext("search: breech_face_descriptor"));
   BALLISTICS_RETURN_IF_ERROR(config.firing_pin_descriptor.Validate().WithContext("search: firing_pin_descriptor"));
   auto impl = std::make_unique<Impl>();
@@ -133,20 +141,16 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
   if (q.breech_face || q.firing_pin) {
     for (const auto* sig : {q.breech_face ? &*q.breech_face : nullptr, q.firing_pin ? &*q.firing_pin : nullptr}) {
       if (sig == nullptr) continue;
-      auto d = ComputeDescriptor(*sig, im.DescriptorFor(sig->kind));
-      if (!d.ok()) return d.status().WithContext(std::string("search: query ") + std::string(SignatureKindName(sig->kind)));
-      queries.push_back({sig->kind, *sig, std::move(d).value()});
+      queries.push_back({sig->kind, *sig, {}});
     }
     if (q.casing_id) filter.exclude_casing_ids.push_back(*q.casing_id);
   } else if (q.casing_id) {
     const std::vector<SignatureRecord> records = im.index->RecordsOfCasing(*q.casing_id);
     if (records.empty()) return NotFound("search: casing " + std::to_string(*q.casing_id) + " is not in the index");
     for (const SignatureRecord& r : records) {
-      auto d = im.index->FindDescriptor(r.signature_id);
-      if (!d) return NotFound("search: signature " + std::to_string(r.signature_id) + " left the index");
       auto sig = im.source->Load(r.signature_id);
       if (!sig.ok()) return sig.status().WithContext("search: query casing " + std::to_string(*q.casing_id));
-      queries.push_back({r.kind, std::move(sig).value(), std::move(*d)});
+      queries.push_back({r.kind, std::move(sig).value(), {}});
     }
     filter.exclude_casing_ids.push_back(*q.casing_id);
   } else {
@@ -157,6 +161,21 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
       if (queries[i].kind == queries[j].kind) {
         return InvalidArgument(std::string("search: the query has two ") +
                                std::string(SignatureKindName(queries[i].kind)) + " signatures");
+      }
+    }
+  }
+  const int steps = cfg.translation_steps;
+  for (KindQuery& kq : queries) {
+    for (int iy = -steps; iy <= steps; ++iy) {
+      for (int ix = -steps; ix <= steps; ++ix) {
+        DescriptorConfig dc = im.DescriptorFor(kq.kind);
+        dc.centre_offset_x_um += ix * cfg.translation_search_um;
+        dc.centre_offset_y_um += iy * cfg.translation_search_um;
+        auto d = ComputeDescriptor(kq.signature, dc);
+        if (!d.ok()) {
+          return d.status().WithContext(std::string("search: query ") + std::string(SignatureKindName(kq.kind)));
+        }
+        kq.descriptors.push_back(std::move(d).value());
       }
     }
   }
@@ -184,7 +203,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     if (progress) {
       control.progress = [&, base](double fr) { report(SearchStage::kCoarse, base + fr / queries.size()); };
     }
-    auto coarse = im.index->SearchCoarse(kq.descriptor, f, k, control);
+    auto coarse = im.index->SearchCoarse(kq.descriptors, f, k, control);
     if (!coarse.ok()) return coarse.status();
     const auto t1 = Clock::now();
     out.coarse_seconds += Seconds(t0, t1);

@@ -63,8 +63,9 @@ class ShardedIndex final : public SignatureIndex {
     return n;
   }
 
-  StatusOr<CoarseSearchResult> SearchCoarse(const CoarseDescriptor& query, const SearchFilter& filter, int k,
-                                            const ScanControl& control) const override {
+  using SignatureIndex::SearchCoarse;
+  StatusOr<CoarseSearchResult> SearchCoarse(std::span<const CoarseDescriptor> query, const SearchFilter& filter,
+                                            int k, const ScanControl& control) const override {
     if (k < 1) return InvalidArgument("index: search: k=" + std::to_string(k) + " must be >= 1");
     const int n = static_cast<int>(shards_.size());
     std::vector<CoarseSearchResult> results(n);
