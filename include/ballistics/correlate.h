@@ -2,10 +2,14 @@
 //
 // Pipeline of one comparison (reference R against target T, see
 // docs/accuracy.md for the literature and the reasoning behind every default):
-//   1. Orientation candidates: masked normalized cross-correlation (Padfield
-//      2012) of the whole signatures on a coarse grid for every angle of the
-//      allowed range (full 360 degrees when the orientation is unknown), and
-//      the best local maxima of that angle profile are kept.
+//   1. Orientation candidates: the coarse signatures are unwrapped into polar
+//      images about their centres, where a turn is a circular shift along the
+//      angle axis; one masked normalized cross-correlation (Padfield 2012)
+//      over that axis scores every angle of the allowed range at once (full
+//      360 degrees when the orientation is unknown). The best local maxima of
+//      this profile are kept, and each gets its translation from a Cartesian
+//      masked NCC of the coarse signatures at that angle (so the centres need
+//      not coincide).
 //   2. For each candidate angle the reference is cut into cells (8 x 8 grid),
 //      every cell is registered in a search region of the target (masked NCC,
 //      region = cell +- one cell) and the cells vote for a rigid transform; the
@@ -62,11 +66,15 @@ struct CorrelationConfig {
   double min_overlap_fraction = 0.5;
 
   // --- rotation search ---
-  double coarse_angle_step_deg = 3.0;   // angle grid of the orientation search
+  double coarse_angle_step_deg = 1.0;   // angle bins of the polar orientation profile
+  int polar_max_radial_shift = 2;       // coarse pixels of radial slack (centring errors)
+  // The target's polar image is also taken about centres up to this far from
+  // its own (grid of 2 coarse pixels): the two centres may not mark the same point.
+  double polar_center_search_um = 200.0;
   int max_candidates = 6;               // orientation candidates checked by cell voting
   double candidate_separation_deg = 9;  // candidate maxima closer than this are merged
   double cell_angle_step_deg = 3.0;     // cells are registered at consensus +- k * step
-  int cell_angle_steps = 2;             // k = -steps..steps (2: +- 6 degrees)
+  int cell_angle_steps = 1;             // k = -steps..steps (1: -3, 0, +3 degrees)
 
   // --- congruency (CMC) thresholds ---
   double ccf_threshold = 0.5;           // cmcR / NIST
@@ -150,6 +158,15 @@ class Correlator {
   explicit Correlator(const CorrelationConfig& config) : config_(config) {}
   CorrelationConfig config_;
 };
+
+// Robustness checks (orientation-unknown accuracy, tests, score-pairs
+// --turn-seed): the scan turned by theta_deg about its centre (OpenCV
+// convention, as above) and shifted by (dx_um, dy_um), on a canvas padded so
+// nothing is cut off; values and NaN mask turn together (bilinear, a point
+// stays valid only where all its neighbours were). The result is what a second
+// scan of the same casing placed at another angle looks like to Normalize.
+// INVALID_ARGUMENT for an empty scan or a bad pixel size.
+StatusOr<Scan> TurnScan(const Scan& scan, double theta_deg, double dx_um, double dy_um);
 
 // Masked normalized cross-correlation (Padfield 2012) of `tmpl` against
 // `image` (NaN = invalid) at integer displacements: result(y, x) is the NCC of

@@ -181,6 +181,9 @@ class PreparedSignature {
   Modality modality = Modality::kTopography3d;
   Level coarse;
   Level fine;
+  // Coarse level unwrapped about the image centre: rows = radius (coarse
+  // pixels), cols = angle (polar_bins over 360 degrees).
+  cv::Mat1f polar_v, polar_m;
   int cell_side = 0;    // pixels of the fine level
   int margin = 0;       // search margin around a cell, pixels
   int region_side = 0;  // cell_side + 2 * margin
@@ -224,7 +227,8 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
     WarpMasked(tf, m, cv::Size(side, side), &rv, &rm);
     ComputeSpectra(rv, rm, ref.fft_side, ref.fft_side, &region);
     if (region.valid < config.min_overlap_fraction * cell.valid) continue;
-    MaskedNccMaps(cell.spectra, region, config.min_overlap_fraction * cell.valid, &ncc, nullptr);
+    MaskedNccMaps(cell.spectra, region, config.min_overlap_fraction * cell.valid, &ncc, nullptr, 2 * margin + 1,
+                  2 * margin + 1);
     // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
     // cell inside the region; no wrap since fft_side >= side).
     float best = -2.0f;
@@ -407,6 +411,72 @@ struct Candidate {
   double score = -2;
 };
 
+// Polar unwrap about the image centre. With p = r (cos phi, -sin phi) (y
+// down), turning the image by theta (the Rigid convention) adds theta to phi,
+// so a rotation becomes a circular shift along the angle axis.
+void MakePolar(const Level& level, int bins, cv::Mat1f* v, cv::Mat1f* m, cv::Point2d offset_px = {0, 0}) {
+  const int radii = static_cast<int>(std::ceil(std::hypot(level.v.cols, level.v.rows) / 2.0)) + 1;
+  cv::Mat1f mx(radii, bins), my(radii, bins);
+  for (int j = 0; j < bins; ++j) {
+    const double phi = 2.0 * kPi * j / bins;
+    const double c = std::cos(phi), s = std::sin(phi);
+    for (int i = 0; i < radii; ++i) {
+      mx(i, j) = static_cast<float>(level.cx + offset_px.x + i * c);
+      my(i, j) = static_cast<float>(level.cy + offset_px.y - i * s);
+    }
+  }
+  cv::remap(level.v, *v, mx, my, cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+  cv::remap(level.m, *m, mx, my, cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+  for (int i = 0; i < radii; ++i) {
+    for (int j = 0; j < bins; ++j) {
+      if ((*m)(i, j) >= kMaskValid) {
+        (*m)(i, j) = 1.0f;
+      } else {
+        (*m)(i, j) = 0.0f;
+        (*v)(i, j) = 0.0f;
+      }
+    }
+  }
+}
+
+// Orientation profile: masked NCC of the polar images for every circular
+// shift along the angle axis (one FFT correlation scores all angles), the
+// best over small radial shifts. The two centres need not mark the same
+// point of the casing (the crop to valid data moves them by a few hundred µm
+// when a scan misses a piece of its rim), and a wrong centre smears the polar
+// image; so the target is unwrapped about a small grid of centres around its
+// own (offsets up to center_search_px, step 2 coarse pixels) and the best
+// centre is kept for each angle. Returns one score per angle bin (-2 where
+// there is too little overlap).
+std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSignature& tgt, int max_radial_shift,
+                                 int center_search_px) {
+  const int bins = ref.polar_v.cols;
+  const int radii = std::max(ref.polar_v.rows, tgt.polar_v.rows) + center_search_px;
+  const int nr = FastFftSize(radii + max_radial_shift);
+  MaskedSpectra a, b;
+  ComputeSpectra(ref.polar_v, ref.polar_m, nr, bins, &a);
+  std::vector<double> profile(bins, -2.0);
+  cv::Mat1f ncc, pv, pm;
+  for (int oy = -center_search_px; oy <= center_search_px; oy += 2) {
+    for (int ox = -center_search_px; ox <= center_search_px; ox += 2) {
+      if (ox * ox + oy * oy > center_search_px * center_search_px) continue;
+      // (The prepared polar image is shared and immutable: never unwrap into it.)
+      if (ox == 0 && oy == 0) {
+        ComputeSpectra(tgt.polar_v, tgt.polar_m, nr, bins, &b);
+      } else {
+        MakePolar(tgt.coarse, bins, &pv, &pm, cv::Point2d(ox, oy));
+        ComputeSpectra(pv, pm, nr, bins, &b);
+      }
+      MaskedNccMaps(a, b, 0.5 * std::min(a.valid, b.valid), &ncc, nullptr);
+      for (int sh = -max_radial_shift; sh <= max_radial_shift; ++sh) {
+        const float* row = ncc[(sh + nr) % nr];
+        for (int j = 0; j < bins; ++j) profile[j] = std::max<double>(profile[j], row[j]);
+      }
+    }
+  }
+  return profile;
+}
+
 // Masked NCC of the whole coarse signatures for every angle of the list;
 // returns, per angle, the best translation and its NCC.
 std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const std::vector<double>& angles) {
@@ -536,6 +606,12 @@ Status CorrelationConfig::Validate() const {
   if (!(coarse_angle_step_deg >= 0.1 && coarse_angle_step_deg <= 30)) {
     return bad("coarse_angle_step_deg", coarse_angle_step_deg, "is outside [0.1, 30]");
   }
+  if (!(polar_center_search_um >= 0 && polar_center_search_um <= 2000)) {
+    return bad("polar_center_search_um", polar_center_search_um, "is outside [0, 2000]");
+  }
+  if (polar_max_radial_shift < 0 || polar_max_radial_shift > 16) {
+    return bad("polar_max_radial_shift", polar_max_radial_shift, "is outside [0, 16]");
+  }
   if (max_candidates < 1 || max_candidates > 64) return bad("max_candidates", max_candidates, "is outside [1, 64]");
   if (!(candidate_separation_deg >= 0 && candidate_separation_deg <= 180)) {
     return bad("candidate_separation_deg", candidate_separation_deg, "is outside [0, 180]");
@@ -580,6 +656,8 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
       return InvalidArgument(who + "only " + Fmt(prep->coarse.valid) + " valid points at " +
                              Fmt(prep->coarse.pixel_um) + " um; at least 16 are needed");
     }
+    MakePolar(prep->coarse, std::max(8, static_cast<int>(std::lround(360.0 / config_.coarse_angle_step_deg))),
+              &prep->polar_v, &prep->polar_m);
     const Level& f = prep->fine;
     const int s = std::max(4, static_cast<int>(std::lround(std::max(f.v.cols, f.v.rows) /
                                                            static_cast<double>(config_.cell_grid))));
@@ -647,33 +725,46 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
                            " signature with a " + std::string(ModalityName(tgt.modality)) + " signature");
   }
   const CorrelationConfig& cfg = config_;
-  std::vector<double> angles;
   bool circular = true;
+  double max_rot = 180.0;
   if (options.max_rotation_deg.has_value()) {
-    const double max_rot = *options.max_rotation_deg;
+    max_rot = *options.max_rotation_deg;
     if (!(max_rot >= 0) || !std::isfinite(max_rot)) {
       return InvalidArgument("correlate: max_rotation_deg=" + Fmt(max_rot) + " is not a non-negative number");
     }
-    if (max_rot < 180.0) {
-      circular = false;
-      const int n = static_cast<int>(std::floor(max_rot / cfg.coarse_angle_step_deg + 1e-9));
-      for (int i = -n; i <= n; ++i) angles.push_back(i * cfg.coarse_angle_step_deg);
-      if (n * cfg.coarse_angle_step_deg < max_rot - 1e-9) {
-        angles.insert(angles.begin(), -max_rot);
-        angles.push_back(max_rot);
-      }
-    }
+    circular = max_rot >= 180.0;
   }
-  if (circular) {
-    const int n = std::max(1, static_cast<int>(std::lround(360.0 / cfg.coarse_angle_step_deg)));
-    for (int i = 0; i < n; ++i) angles.push_back(WrapDeg(i * 360.0 / n));
+  if (ref.polar_v.cols != tgt.polar_v.cols) {
+    return InvalidArgument("correlate: signatures prepared with different configs (" +
+                           std::to_string(ref.polar_v.cols) + " vs " + std::to_string(tgt.polar_v.cols) +
+                           " angle bins)");
   }
   try {
     ComparisonResult result;
     result.kind = ref.kind;
-    const std::vector<Candidate> profile = AngleProfile(ref.coarse, tgt.coarse, angles);
-    const std::vector<Candidate> candidates =
+    // Orientation candidates: maxima of the polar angle profile within the allowed range.
+    const std::vector<double> polar = PolarProfile(
+        ref, tgt, cfg.polar_max_radial_shift,
+        static_cast<int>(std::floor(cfg.polar_center_search_um / ref.coarse.pixel_um + 1e-9)));
+    const int bins = static_cast<int>(polar.size());
+    std::vector<Candidate> profile;
+    for (int j = 0; j < bins; ++j) {
+      const double theta = WrapDeg(360.0 * j / bins);
+      if (!circular && std::abs(theta) > max_rot + 1e-9) continue;
+      profile.push_back({Rigid{theta, 0, 0}, polar[j]});
+    }
+    if (!circular) {
+      std::sort(profile.begin(), profile.end(), [](const Candidate& x, const Candidate& y) {
+        return x.transform.theta_deg < y.transform.theta_deg;
+      });
+    }
+    std::vector<Candidate> candidates =
         PickCandidates(profile, circular, cfg.max_candidates, cfg.candidate_separation_deg);
+    // The translation of each candidate: Cartesian masked NCC at its angle
+    // (no assumption that the two centres coincide).
+    for (Candidate& c : candidates) {
+      c.transform = AngleProfile(ref.coarse, tgt.coarse, {c.transform.theta_deg}).front().transform;
+    }
     // Let the cells decide between the orientation candidates (one angle each).
     Rigid center = candidates.empty() ? Rigid{} : candidates.front().transform;
     int best_count = -1;
@@ -704,6 +795,55 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     return result;
   } catch (const std::exception& e) {
     return Internal(std::string("correlate: comparison failed: ") + e.what());
+  }
+}
+
+StatusOr<Scan> TurnScan(const Scan& scan, double theta_deg, double dx_um, double dy_um) {
+  if (scan.values.empty()) return InvalidArgument("correlate: TurnScan: the scan has no values");
+  if (!(scan.pixel_um_x > 0) || !(scan.pixel_um_y > 0)) {
+    return InvalidArgument("correlate: TurnScan: pixel size " + Fmt(scan.pixel_um_x) + " x " + Fmt(scan.pixel_um_y) +
+                           " um is not positive");
+  }
+  if (!std::isfinite(theta_deg) || !std::isfinite(dx_um) || !std::isfinite(dy_um)) {
+    return InvalidArgument("correlate: TurnScan: theta_deg=" + Fmt(theta_deg) + " dx_um=" + Fmt(dx_um) +
+                           " dy_um=" + Fmt(dy_um) + " must be finite");
+  }
+  try {
+    const cv::Mat1f& in = scan.values;
+    cv::Mat1f v(in.size()), m(in.size());
+    for (int y = 0; y < in.rows; ++y) {
+      for (int x = 0; x < in.cols; ++x) {
+        const bool ok = std::isfinite(in(y, x));
+        v(y, x) = ok ? in(y, x) : 0.0f;
+        m(y, x) = ok ? 1.0f : 0.0f;
+      }
+    }
+    const double sx = dx_um / scan.pixel_um_x, sy = dy_um / scan.pixel_um_y;
+    const int diag = static_cast<int>(std::ceil(std::hypot(in.cols, in.rows)));
+    const int pad_x = (diag - in.cols) / 2 + static_cast<int>(std::ceil(std::abs(sx))) + 1;
+    const int pad_y = (diag - in.rows) / 2 + static_cast<int>(std::ceil(std::abs(sy))) + 1;
+    const cv::Size out(in.cols + 2 * pad_x, in.rows + 2 * pad_y);
+    // Pixel sizes may differ in x and y: turn in µm, i.e. scale y by py/px around the rotation.
+    const double k = scan.pixel_um_y / scan.pixel_um_x;
+    const double c = std::cos(Rad(theta_deg)), s = std::sin(Rad(theta_deg));
+    const double cx = (in.cols - 1) / 2.0, cy = (in.rows - 1) / 2.0;
+    // forward map: (x, y) -> centre_out + R [(x - cx), (y - cy) k] with y scaled back.
+    cv::Matx23d fwd(c, s * k, 0, -s / k, c, 0);
+    fwd(0, 2) = pad_x + cx + sx - (c * cx + s * k * cy);
+    fwd(1, 2) = pad_y + cy + sy - (-s / k * cx + c * cy);
+    cv::Mat1f tv, tm;
+    cv::warpAffine(v, tv, cv::Mat(fwd), out, cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+    cv::warpAffine(m, tm, cv::Mat(fwd), out, cv::INTER_LINEAR, cv::BORDER_CONSTANT, 0);
+    for (int y = 0; y < out.height; ++y) {
+      for (int x = 0; x < out.width; ++x) {
+        if (tm(y, x) < kMaskValid) tv(y, x) = std::numeric_limits<float>::quiet_NaN();
+      }
+    }
+    Scan turned = scan;
+    turned.values = tv;
+    return turned;
+  } catch (const std::exception& e) {
+    return Internal(std::string("correlate: TurnScan failed: ") + e.what());
   }
 }
 

@@ -105,7 +105,7 @@ void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, in
 }
 
 void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap, cv::Mat1f* ncc,
-                   cv::Mat1f* overlap) {
+                   cv::Mat1f* overlap, int limit_rows, int limit_cols) {
   const FftPlan& plan = GetPlan(t.rows, t.cols);
   Workspace& ws = ThreadWorkspace();
   ws.Fit(plan);
@@ -128,11 +128,13 @@ void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_ov
   if (overlap != nullptr) overlap->create(plan.rows, plan.cols);
   const double scale = 1.0 / (static_cast<double>(plan.rows) * plan.cols);
   const double min_n = std::max(min_overlap, 2.0);
-  for (int y = 0; y < plan.rows; ++y) {
+  const int rows = limit_rows > 0 ? std::min(limit_rows, plan.rows) : plan.rows;
+  const int cols = limit_cols > 0 ? std::min(limit_cols, plan.cols) : plan.cols;
+  for (int y = 0; y < rows; ++y) {
     float* dn = (*ncc)[y];
     float* dov = overlap ? (*overlap)[y] : nullptr;
     const std::size_t row = static_cast<std::size_t>(y) * plan.cols;
-    for (int x = 0; x < plan.cols; ++x) {
+    for (int x = 0; x < cols; ++x) {
       const std::size_t k = row + x;
       const double n = std::round(ws.out[3][k] * scale);
       if (dov) dov[x] = static_cast<float>(n);

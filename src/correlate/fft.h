@@ -67,7 +67,9 @@ void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, in
 // ncc(y, x) = NCC of the template shifted by (y, x) (mod size) over the
 // overlap of both masks; overlap(y, x) = number of overlapping valid points.
 // Points whose overlap is below min_overlap get ncc = -2 (never a peak).
+// Only the rows/cols [0, limit_rows) x [0, limit_cols) are computed when the
+// limits are positive (the rest of the maps is left undefined).
 void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap,
-                   cv::Mat1f* ncc, cv::Mat1f* overlap);
+                   cv::Mat1f* ncc, cv::Mat1f* overlap, int limit_rows = 0, int limit_cols = 0);
 
 }  // namespace ballistics::correlate_internal

@@ -1,0 +1,95 @@
+// Time per pair comparison of the correlate stage, on one core, and how it
+// grows with the number of cells and angles. Synthetic breech-face-sized
+// signatures (545 x 545 points at 6.25 µm, like the Fadul scans): the timing
+// does not depend on the texture, only on sizes and settings.
+//   ninja -C build bench/correlate_bench && build/bench/correlate_bench
+#include <benchmark/benchmark.h>
+
+#include "ballistics/correlate.h"
+#include "correlate/synthetic.h"
+
+namespace ballistics {
+namespace {
+
+struct Pair {
+  std::shared_ptr<const PreparedSignature> a, b;
+};
+
+Pair MakePair(const Correlator& corr) {
+  cv::Mat1f ref = testing::BandLimitedTexture(545, 7);
+  testing::ApplyAnnulus(ref);
+  const cv::Mat1f tgt = testing::TurnShift(ref, 137.0, 6.0, -4.0, 20, 0.3, 0.1, 3);
+  return {corr.Prepare(testing::MakeSignature(ref)).value(), corr.Prepare(testing::MakeSignature(tgt)).value()};
+}
+
+void RunCompare(benchmark::State& state, const CorrelationConfig& cfg, const CompareOptions& opt) {
+  const Correlator corr = Correlator::Create(cfg).value();
+  const Pair p = MakePair(corr);
+  int cmc = 0;
+  for (auto _ : state) {
+    auto r = corr.Compare(*p.a, *p.b, opt);
+    cmc = r->cmc;
+    benchmark::DoNotOptimize(cmc);
+  }
+  state.counters["cmc"] = cmc;
+  state.counters["cells"] = corr.Compare(*p.a, *p.b, opt)->cells;
+}
+
+// Default settings, orientation unknown (full 360 degrees): the database case.
+void BM_CompareDefault(benchmark::State& state) { RunCompare(state, {}, {}); }
+BENCHMARK(BM_CompareDefault)->Unit(benchmark::kMillisecond);
+
+// Roughly aligned scans: |angle| <= 30 degrees.
+void BM_CompareAligned30(benchmark::State& state) {
+  CompareOptions opt;
+  opt.max_rotation_deg = 30;
+  RunCompare(state, {}, opt);
+}
+BENCHMARK(BM_CompareAligned30)->Unit(benchmark::kMillisecond);
+
+// Cells: cell_grid x cell_grid.
+void BM_CompareCellGrid(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.cell_grid = static_cast<int>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareCellGrid)->Arg(4)->Arg(6)->Arg(8)->Arg(10)->Arg(12)->Unit(benchmark::kMillisecond);
+
+// Angles of the orientation search: 360 / step.
+void BM_CompareCoarseAngles(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.coarse_angle_step_deg = 360.0 / static_cast<double>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareCoarseAngles)->Arg(60)->Arg(120)->Arg(240)->Unit(benchmark::kMillisecond);
+
+// Angles per cell in the final registration: 2 * steps + 1.
+void BM_CompareCellAngles(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.cell_angle_steps = static_cast<int>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareCellAngles)->Arg(0)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMillisecond);
+
+// Orientation candidates checked by cell voting.
+void BM_CompareCandidates(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.max_candidates = static_cast<int>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareCandidates)->Arg(1)->Arg(3)->Arg(6)->Arg(12)->Unit(benchmark::kMillisecond);
+
+// Preparing one signature (done once per scan, reused for every comparison).
+void BM_Prepare(benchmark::State& state) {
+  const Correlator corr = Correlator::Create().value();
+  cv::Mat1f ref = testing::BandLimitedTexture(545, 7);
+  testing::ApplyAnnulus(ref);
+  const Signature s = testing::MakeSignature(ref);
+  for (auto _ : state) benchmark::DoNotOptimize(corr.Prepare(s));
+}
+BENCHMARK(BM_Prepare)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace ballistics
+
+BENCHMARK_MAIN();
