@@ -236,6 +236,8 @@ void RegisterScorePairs(CLI::App& app) {
     }
     const int threads =
         args->threads > 0 ? args->threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    // Parallel over pairs; OpenCV's own worker threads would only oversubscribe the cores.
+    cv::setNumThreads(1);
     const Engines engines = MakeEngines();
     // Turns are drawn up front, in file order, so a seed gives the same copies every run.
     std::vector<std::optional<std::pair<double, cv::Point2d>>> turns(files.size());

@@ -42,10 +42,11 @@ const FftPlan& GetPlan(int rows, int cols) {
     RealBuffer real(plan->RealSize());
     ComplexBuffer spec(plan->ComplexSize());
     auto* c = reinterpret_cast<fftwf_complex*>(spec.data());
-    // FFTW_ESTIMATE: planning costs microseconds and does not touch the
-    // arrays; FFTW_MEASURE would gain little at these sizes.
-    plan->r2c = fftwf_plan_dft_r2c_2d(rows, cols, real.data(), c, FFTW_ESTIMATE);
-    plan->c2r = fftwf_plan_dft_c2r_2d(rows, cols, c, real.data(), FFTW_ESTIMATE);
+    // FFTW_MEASURE: a few hundred milliseconds once per size (a handful of
+    // sizes per process), repaid within a few comparisons; it overwrites the
+    // planning arrays, which are scratch here.
+    plan->r2c = fftwf_plan_dft_r2c_2d(rows, cols, real.data(), c, FFTW_MEASURE);
+    plan->c2r = fftwf_plan_dft_c2r_2d(rows, cols, c, real.data(), FFTW_MEASURE);
     slot = std::move(plan);
   }
   return *slot;
@@ -136,7 +137,8 @@ void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_ov
     const std::size_t row = static_cast<std::size_t>(y) * plan.cols;
     for (int x = 0; x < cols; ++x) {
       const std::size_t k = row + x;
-      const double n = std::round(ws.out[3][k] * scale);
+      // The overlap count is an integer up to FFT round-off.
+      const double n = static_cast<double>(static_cast<long>(ws.out[3][k] * scale + 0.5));
       if (dov) dov[x] = static_cast<float>(n);
       if (n < min_n) {
         dn[x] = -2.0f;
