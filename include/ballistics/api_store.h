@@ -184,6 +184,8 @@ class ApiDb {
   StatusOr<std::int64_t> CasingAgencyId(std::int64_t casing_id);
   // True when reader may read owner's casings (same agency or a share).
   StatusOr<bool> AgencyShares(std::int64_t owner_agency_id, std::int64_t reader_agency_id);
+  // Names of the agency and of the agencies sharing their casings with it.
+  StatusOr<std::vector<std::string>> VisibleAgencyNames(std::int64_t reader_agency_id);
 
   // ---- system connection: audit trail
   // Appends one row, chained to the previous one, under a transaction-scoped
@@ -216,7 +218,7 @@ class ApiDb {
   StatusOr<DecisionRow> RecordDecision(std::int64_t agency_id, std::int64_t comparison_id,
                                        const std::string& outcome, const std::string& examiner,
                                        const std::string& notes);
-  // Comparisons of the caller's searches without any decision, best rank first.
+  // Combined-list comparisons of the caller's searches without any decision, newest search first, best rank first.
   StatusOr<std::vector<ComparisonRow>> ListPendingReviews(int limit);
   // Everything linked to the start casings through leads, transitively
   // (WITH RECURSIVE over the lead graph), as far as row-level security shows it.

@@ -105,6 +105,32 @@ grpc::Status Call::CheckCasingAccess(std::int64_t casing_id) {
   return grpc::Status::OK;
 }
 
+StatusOr<std::vector<std::string>> Call::VisibleAgencies() {
+  auto lease = ctx_.pool->Acquire();
+  if (!lease.ok()) return lease.status();
+  auto v = (*lease)->VisibleAgencyNames(who_.agency_id);
+  lease->Check(v.status());
+  return v;
+}
+
+bool SearchSlots::Acquire(const std::function<bool()>& cancelled) {
+  std::unique_lock<std::mutex> l(mu_);
+  while (free_ == 0) {
+    if (cancelled()) return false;
+    cv_.wait_for(l, std::chrono::milliseconds(100));
+  }
+  --free_;
+  return true;
+}
+
+void SearchSlots::Release() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++free_;
+  }
+  cv_.notify_one();
+}
+
 StatusOr<std::unique_ptr<store::ApiDb>> Call::ScopedDb() {
   return store::ApiDb::ConnectScoped(ctx_.config.database_url, who_);
 }

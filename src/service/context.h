@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -58,10 +59,28 @@ class DbPool {
   std::vector<std::unique_ptr<store::ApiDb>> idle_;
 };
 
+// Bounds the number of searches running at once; the others wait here.
+class SearchSlots {
+ public:
+  explicit SearchSlots(int n) : free_(n) {}
+  // Waits for a slot; false when `cancelled` turned true first.
+  bool Acquire(const std::function<bool()>& cancelled);
+  void Release();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
+
+class SearchBackend;
+
 struct ServiceContext {
   ServerConfig config;
   std::unique_ptr<DbPool> pool;
   Metrics metrics;
+  std::unique_ptr<SearchBackend> search;  // null until loaded
+  std::unique_ptr<SearchSlots> search_slots;
 };
 
 // One RPC. Authorize() reads `authorization: Bearer <token>` and checks the
@@ -79,6 +98,8 @@ class Call {
   // NOT_FOUND for an unknown casing, PERMISSION_DENIED for another agency's
   // casing that is not shared with the caller's agency.
   grpc::Status CheckCasingAccess(std::int64_t casing_id);
+  // Names of the agencies whose casings the caller may read (own + shares).
+  StatusOr<std::vector<std::string>> VisibleAgencies();
   // A connection that runs as ballistics_app scoped to the caller's agency.
   StatusOr<std::unique_ptr<store::ApiDb>> ScopedDb();
   StatusOr<std::string> ScopedUrl();

@@ -7,6 +7,7 @@
 #include "ballistics/ingest.h"
 #include "ballistics/store.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
+#include "search_backend.h"
 #include "services.h"
 
 namespace ballistics::service {
@@ -188,6 +189,12 @@ class IngestServiceImpl final : public v1::IngestService::Service {
       if (!r.ok()) return ToGrpc(r);
     }
     call.AddRecord("casing:" + std::to_string(res->casing_id));
+    if (ctx_.search) {
+      // Searchable from now on. A failure here does not undo the upload (it is
+      // stored); the next server start indexes it.
+      Status a = ctx_.search->AddCasing(res->casing_id);
+      if (!a.ok()) call.SetDetail("not indexed yet: " + a.ToString());
+    }
     resp->set_casing_id(res->casing_id);
     resp->set_sha256_hex(prepared->sha256_hex);
     resp->set_already_existed(res->already_existed);

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "context.h"
+#include "search_backend.h"
 #include "services.h"
 
 namespace ballistics::service {
@@ -63,6 +64,16 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     // Fail at start, not at the first call, when the database is unreachable.
     BALLISTICS_ASSIGN_OR_RETURN(auto probe, impl->ctx.pool->Acquire());
   }
+  impl->ctx.search_slots = std::make_unique<SearchSlots>(config.max_concurrent_searches);
+  BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Load(config.database_url, config.search_threads));
+  impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get()] {
+    return "# HELP ballistics_index_signatures Signatures in the search index.\n"
+           "# TYPE ballistics_index_signatures gauge\nballistics_index_signatures " +
+           std::to_string(b->size()) +
+           "\n# HELP ballistics_index_bytes Memory held by the coarse index.\n"
+           "# TYPE ballistics_index_bytes gauge\nballistics_index_bytes " +
+           std::to_string(b->memory_bytes()) + "\n";
+  });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -73,6 +84,9 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->services.push_back(MakeIngestService(impl->ctx));
   impl->services.push_back(MakeCasingService(impl->ctx));
   impl->services.push_back(MakeAdminService(impl->ctx));
+  impl->services.push_back(MakeSearchService(impl->ctx));
+  impl->services.push_back(MakeReviewService(impl->ctx));
+  impl->services.push_back(MakeLeadService(impl->ctx));
   for (auto& s : impl->services) builder.RegisterService(s.get());
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) return Unavailable("cannot listen on " + config.listen);

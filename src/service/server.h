@@ -31,6 +31,8 @@ struct ServerConfig {
   std::uint64_t max_upload_bytes = 512ull << 20;
   // Searches that may run at once; more wait in the queue (metric ballistics_search_queue_depth).
   int max_concurrent_searches = 2;
+  // Threads of the coarse scan and of the CMC rerank of one search.
+  int search_threads = 2;
   // System connections kept open for authentication and audit.
   int db_pool_size = 4;
 };

@@ -13,6 +13,7 @@ namespace ballistics::service {
 std::unique_ptr<grpc::Service> MakeIngestService(ServiceContext& ctx);   // ingest_service.cc
 std::unique_ptr<grpc::Service> MakeCasingService(ServiceContext& ctx);   // ingest_service.cc
 std::unique_ptr<grpc::Service> MakeAdminService(ServiceContext& ctx);    // admin_service.cc
+std::unique_ptr<grpc::Service> MakeSearchService(ServiceContext& ctx);   // search_service.cc
 std::unique_ptr<grpc::Service> MakeReviewService(ServiceContext& ctx);   // review_service.cc
 std::unique_ptr<grpc::Service> MakeLeadService(ServiceContext& ctx);     // review_service.cc
 

@@ -288,6 +288,17 @@ StatusOr<bool> ApiDb::AgencyShares(std::int64_t owner_agency_id, std::int64_t re
   return r.rows() > 0;
 }
 
+StatusOr<std::vector<std::string>> ApiDb::VisibleAgencyNames(std::int64_t reader_agency_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("visible agencies",
+                                      "SELECT name FROM agencies WHERE id = $1 OR id IN (SELECT owner_agency_id FROM "
+                                      "agency_shares WHERE reader_agency_id = $1) ORDER BY name",
+                                      {pg::Param::Int(reader_agency_id)}));
+  std::vector<std::string> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(r.Text(i, 0));
+  return out;
+}
+
 // ---------------------------------------------------------------- audit
 
 StatusOr<std::int64_t> ApiDb::AppendAudit(const AuditEntry& e) {
@@ -534,8 +545,8 @@ StatusOr<std::vector<ComparisonRow>> ApiDb::ListPendingReviews(int limit) {
       pg::Result r,
       impl_->conn->Exec("pending reviews",
                         "SELECT " + kComparisonColumns +
-                            " FROM comparisons c WHERE NOT EXISTS (SELECT 1 FROM decisions d WHERE d.comparison_id = "
-                            "c.id) ORDER BY c.search_id DESC, c.list, c.rank LIMIT $1",
+                            " FROM comparisons c WHERE c.list = 'combined' AND NOT EXISTS (SELECT 1 FROM decisions d "
+                            "WHERE d.comparison_id = c.id) ORDER BY c.search_id DESC, c.rank LIMIT $1",
                         {pg::Param::Int(limit)}));
   std::vector<ComparisonRow> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back(ReadComparison(r, i));

@@ -1,0 +1,363 @@
+// SearchService: Search (server streaming: progress, then the result) and GetSearch.
+#include <google/protobuf/util/json_util.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ballistics/index.h"
+#include "ballistics/store.h"
+#include "ballistics/v1/search.grpc.pb.h"
+#include "search_backend.h"
+#include "services.h"
+
+namespace ballistics::service {
+namespace {
+
+using grpc::ServerContext;
+using grpc::StatusCode;
+namespace v1 = ::ballistics::v1;
+using store::ApiRole;
+using nlohmann::json;
+
+constexpr const char* kSearch = "/ballistics.v1.SearchService/Search";
+constexpr const char* kGetSearch = "/ballistics.v1.SearchService/GetSearch";
+
+json ScoreJson(const Candidate& c) {
+  json j{{"signature_id", c.signature_id}, {"coarse_score", c.coarse_score}, {"coarse_rank", c.coarse_rank},
+         {"score", c.score}};
+  if (c.comparison) {
+    const ComparisonResult& r = *c.comparison;
+    j["kind"] = std::string(SignatureKindName(r.kind));
+    j["cmc"] = r.cmc;
+    j["cells"] = r.cells;
+    j["ccf"] = r.ccf;
+    j["theta_deg"] = r.theta_deg;
+    j["dx_um"] = r.dx_um;
+    j["dy_um"] = r.dy_um;
+    j["identification"] = r.identification;
+  }
+  return j;
+}
+
+void FillScore(const json& j, v1::SignatureKind kind, v1::CmcScore* s) {
+  s->set_kind(kind);
+  s->set_cmc_count(j.value("cmc", 0));
+  s->set_cell_count(j.value("cells", 0));
+  s->set_ccf(j.value("ccf", 0.0));
+  s->mutable_registration()->set_theta_deg(j.value("theta_deg", 0.0));
+  s->mutable_registration()->set_dx_um(j.value("dx_um", 0.0));
+  s->mutable_registration()->set_dy_um(j.value("dy_um", 0.0));
+  // No calibrated likelihood-ratio model yet: the field stays absent (never made up).
+}
+
+StatusOr<SignatureKind> KindFromProto(int k) {
+  if (k == v1::BREECH_FACE) return SignatureKind::kBreechFace;
+  if (k == v1::FIRING_PIN) return SignatureKind::kFiringPin;
+  return InvalidArgument("signature kind " + std::to_string(k) + " is not BREECH_FACE or FIRING_PIN");
+}
+
+StatusOr<CasingSource> SourceFromProto(int s) {
+  switch (s) {
+    case v1::CRIME_SCENE: return CasingSource::kCrimeScene;
+    case v1::TEST_FIRE: return CasingSource::kTestFire;
+    case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
+    case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
+    default: return InvalidArgument("source " + std::to_string(s) + " cannot be searched");
+  }
+}
+
+v1::CasingSource SourceToProto(CasingSource s) {
+  switch (s) {
+    case CasingSource::kCrimeScene: return v1::CRIME_SCENE;
+    case CasingSource::kTestFire: return v1::TEST_FIRE;
+    case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
+    case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
+  }
+  return v1::CASING_SOURCE_UNSPECIFIED;
+}
+
+// Stage -> share of the whole search, so one progress bar runs 0..1 once.
+double Overall(SearchStage s, double f) {
+  switch (s) {
+    case SearchStage::kDescriptor: return 0.02 * f;
+    case SearchStage::kCoarse: return 0.02 + 0.18 * f;
+    case SearchStage::kRerank: return 0.20 + 0.78 * f;
+    case SearchStage::kMerge: return 0.98 + 0.02 * f;
+  }
+  return 0;
+}
+
+// Casing metadata read under row-level security, cached per search.
+class CasingInfo {
+ public:
+  explicit CasingInfo(std::unique_ptr<store::Store> st) : st_(std::move(st)) {}
+  const store::StoredCasing* Get(std::int64_t id) {
+    auto it = cache_.find(id);
+    if (it == cache_.end()) {
+      auto c = st_->GetCasing(id);
+      it = cache_.emplace(id, c.ok() ? std::optional<store::StoredCasing>(std::move(*c)) : std::nullopt).first;
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+
+ private:
+  std::unique_ptr<store::Store> st_;
+  std::map<std::int64_t, std::optional<store::StoredCasing>> cache_;
+};
+
+void FillCandidate(CasingInfo& info, std::int64_t casing_id, v1::Candidate* c) {
+  c->set_casing_id(casing_id);
+  if (const store::StoredCasing* s = info.Get(casing_id)) {
+    c->set_agency(s->metadata.agency);
+    c->set_case_number(s->metadata.case_number);
+    c->set_exhibit_id(s->metadata.exhibit_id);
+    c->set_calibre(s->metadata.calibre);
+    c->set_source(SourceToProto(s->metadata.source));
+  }
+}
+
+// Builds the proto lists from stored comparison rows (the same path for Search
+// and GetSearch, so both return exactly what was recorded).
+void FillLists(const std::vector<store::ComparisonRow>& rows, CasingInfo& info, v1::SearchResult* out) {
+  for (const auto& row : rows) {
+    const json d = json::parse(row.detail_json, nullptr, false);
+    v1::Candidate* c = row.list == "BF" ? out->add_breech_face()
+                       : row.list == "FP" ? out->add_firing_pin()
+                                          : out->add_combined();
+    FillCandidate(info, row.target_casing_id, c);
+    c->set_rank(row.rank);
+    c->set_comparison_id(row.id);
+    if (row.score) c->set_score(*row.score);
+    if (row.coarse_score) c->set_coarse_score(*row.coarse_score);
+    if (d.is_object() && d.contains("bf")) FillScore(d["bf"], v1::BREECH_FACE, c->mutable_breech_face());
+    if (d.is_object() && d.contains("fp")) FillScore(d["fp"], v1::FIRING_PIN, c->mutable_firing_pin());
+  }
+}
+
+class SearchServiceImpl final : public v1::SearchService::Service {
+ public:
+  explicit SearchServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
+
+  grpc::Status Search(ServerContext* sc, const v1::SearchRequest* req,
+                      grpc::ServerWriter<v1::SearchUpdate>* writer) override {
+    Call call(ctx_, sc, kSearch);
+    return call.Finish(Run(call, sc, *req, writer));
+  }
+
+  grpc::Status GetSearch(ServerContext* sc, const v1::GetSearchRequest* req, v1::SearchResult* out) override {
+    Call call(ctx_, sc, kGetSearch);
+    return call.Finish(Get(call, *req, out));
+  }
+
+ private:
+  grpc::Status Run(Call& call, ServerContext* sc, const v1::SearchRequest& req,
+                   grpc::ServerWriter<v1::SearchUpdate>* writer) {
+    grpc::Status st = call.Authorize({ApiRole::kExaminer, ApiRole::kAdmin});
+    if (!st.ok()) return st;
+    call.AddRecord("casing:" + std::to_string(req.casing_id()));
+    st = call.CheckCasingAccess(req.casing_id());
+    if (!st.ok()) return st;
+    if (!ctx_.search) return grpc::Status(StatusCode::UNAVAILABLE, "the search index is not loaded");
+    if (req.top_n() < 0 || req.top_n() > 200) {
+      return grpc::Status(StatusCode::INVALID_ARGUMENT, "top_n " + std::to_string(req.top_n()) + " is not in 0..200");
+    }
+    if (req.rerank_k() < 0) {
+      return grpc::Status(StatusCode::INVALID_ARGUMENT, "rerank_k " + std::to_string(req.rerank_k()) + " is negative");
+    }
+
+    ballistics::SearchRequest r;
+    r.query.casing_id = req.casing_id();
+    r.top_n = req.top_n() ? req.top_n() : 20;
+    r.rerank_k = req.rerank_k();
+    const v1::SearchFilter& f = req.filter();
+    for (int k : f.kinds()) {
+      auto kind = KindFromProto(k);
+      if (!kind.ok()) return ToGrpc(kind.status());
+      r.filter.kinds.push_back(*kind);
+    }
+    for (const auto& c : f.calibres()) r.filter.calibres.push_back(c);
+    for (int s : f.sources()) {
+      auto src = SourceFromProto(s);
+      if (!src.ok()) return ToGrpc(src.status());
+      r.filter.sources.push_back(*src);
+    }
+    if (f.has_captured_after()) r.filter.captured_after_unix = f.captured_after().seconds();
+    if (f.has_captured_before()) r.filter.captured_before_unix = f.captured_before().seconds();
+    // Agency scoping of the candidates: only agencies the caller may read.
+    if (call.is_admin()) {
+      for (const auto& a : f.agencies()) r.filter.agencies.push_back(a);
+    } else {
+      auto visible = call.VisibleAgencies();
+      if (!visible.ok()) return ToGrpc(visible.status());
+      for (const auto& a : f.agencies()) {
+        if (std::find(visible->begin(), visible->end(), a) == visible->end()) {
+          return grpc::Status(StatusCode::PERMISSION_DENIED, "agency '" + a + "' does not share with " +
+                                                                 call.who().agency);
+        }
+      }
+      r.filter.agencies = f.agencies().empty() ? *visible
+                                               : std::vector<std::string>(f.agencies().begin(), f.agencies().end());
+    }
+
+    auto db = call.ScopedDb();
+    if (!db.ok()) return ToGrpc(db.status());
+    std::string request_json;
+    (void)google::protobuf::util::MessageToJsonString(req, &request_json);
+    auto search_id = (*db)->CreateSearch(call.who().agency_id, req.casing_id(), call.who().holder, request_json);
+    if (!search_id.ok()) return ToGrpc(search_id.status());
+    call.AddRecord("search:" + std::to_string(*search_id));
+
+    // Queue for a slot; a client that gives up while waiting leaves the queue.
+    ctx_.metrics.search_queue_depth++;
+    const bool got = ctx_.search_slots->Acquire([sc] { return sc->IsCancelled(); });
+    ctx_.metrics.search_queue_depth--;
+    if (!got) {
+      (void)(*db)->FinishSearch(*search_id, "cancelled", false, 0, 0, 0, {});
+      return grpc::Status(StatusCode::CANCELLED, "search cancelled while queued");
+    }
+    ctx_.metrics.searches_running++;
+
+    // The engine runs on its own thread; this thread streams progress and
+    // watches for cancellation (client cancel or deadline), which it passes on
+    // through the flag the engine polls.
+    std::atomic<bool> cancelled{false};
+    std::mutex mu;
+    SearchStage stage = SearchStage::kDescriptor;
+    double fraction = 0;
+    bool changed = false;
+    std::optional<StatusOr<SearchResults>> result;
+    std::condition_variable cv;
+    std::thread worker([&] {
+      auto res = ctx_.search->engine().Search(
+          r,
+          [&](SearchStage s, double fr) {
+            std::lock_guard<std::mutex> l(mu);
+            stage = s;
+            fraction = fr;
+            changed = true;
+          },
+          &cancelled);
+      std::lock_guard<std::mutex> l(mu);
+      result.emplace(std::move(res));
+      cv.notify_all();
+    });
+    {
+      std::unique_lock<std::mutex> l(mu);
+      double last_sent = -1;
+      while (!result) {
+        cv.wait_for(l, std::chrono::milliseconds(100));
+        if (sc->IsCancelled()) cancelled = true;
+        if (changed && !cancelled) {
+          const double overall = Overall(stage, fraction);
+          changed = false;
+          // At most ~100 updates per search.
+          if (overall - last_sent >= 0.01 || overall >= 1.0) {
+            last_sent = overall;
+            v1::SearchUpdate u;
+            u.mutable_progress()->set_stage(std::string(SearchStageName(stage)));
+            u.mutable_progress()->set_fraction_done(overall);
+            l.unlock();
+            if (!writer->Write(u)) cancelled = true;
+            l.lock();
+          }
+        }
+      }
+    }
+    worker.join();
+    ctx_.search_slots->Release();
+    ctx_.metrics.searches_running--;
+
+    if (!result->ok()) {
+      const bool was_cancelled = result->status().code() == ballistics::StatusCode::kCancelled;
+      (void)(*db)->FinishSearch(*search_id, was_cancelled ? "cancelled" : "failed", false, 0, 0, 0, {});
+      if (was_cancelled && sc->IsCancelled()) {
+        return grpc::Status(StatusCode::CANCELLED, "search cancelled by the client or its deadline");
+      }
+      return ToGrpc(result->status());
+    }
+    const SearchResults& res = **result;
+
+    std::vector<store::NewComparison> rows;
+    auto add = [&](const Candidate& c, const char* list, json detail) {
+      store::NewComparison n;
+      n.target_casing_id = c.casing_id;
+      n.list = list;
+      n.rank = c.rank;
+      n.coarse_score = c.coarse_score;
+      n.score = c.score;
+      n.detail_json = detail.dump();
+      rows.push_back(std::move(n));
+    };
+    for (const Candidate& c : res.breech_face) add(c, "BF", json{{"bf", ScoreJson(c)}});
+    for (const Candidate& c : res.firing_pin) add(c, "FP", json{{"fp", ScoreJson(c)}});
+    for (const CombinedCandidate& cc : res.combined) {
+      store::NewComparison n;
+      n.target_casing_id = cc.casing_id;
+      n.list = "combined";
+      n.rank = cc.rank;
+      n.score = cc.combined_score;
+      json d = json::object();
+      if (cc.breech_face) d["bf"] = ScoreJson(*cc.breech_face);
+      if (cc.firing_pin) d["fp"] = ScoreJson(*cc.firing_pin);
+      n.detail_json = d.dump();
+      rows.push_back(std::move(n));
+    }
+    auto ids = (*db)->FinishSearch(*search_id, "done", res.partial, res.shards_answered, res.shards_total,
+                                   res.signatures_scanned, rows);
+    if (!ids.ok()) return ToGrpc(ids.status());
+    auto stored = (*db)->GetSearchComparisons(*search_id);
+    if (!stored.ok()) return ToGrpc(stored.status());
+
+    auto url = call.ScopedUrl();
+    if (!url.ok()) return ToGrpc(url.status());
+    auto st_conn = store::Store::Connect(*url);
+    if (!st_conn.ok()) return ToGrpc(st_conn.status());
+    CasingInfo info(std::move(*st_conn));
+    v1::SearchUpdate u;
+    v1::SearchResult* out = u.mutable_result();
+    out->set_search_id(*search_id);
+    out->set_query_casing_id(req.casing_id());
+    FillLists(*stored, info, out);
+    out->set_shards_answered(res.shards_answered);
+    out->set_shards_total(res.shards_total);
+    out->set_partial(res.partial);
+    out->set_signatures_scanned(res.signatures_scanned);
+    if (!writer->Write(u)) return grpc::Status(StatusCode::CANCELLED, "client went away before the result");
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Get(Call& call, const v1::GetSearchRequest& req, v1::SearchResult* out) {
+    grpc::Status st = call.Authorize({ApiRole::kExaminer, ApiRole::kAgencyReader, ApiRole::kAdmin});
+    if (!st.ok()) return st;
+    call.AddRecord("search:" + std::to_string(req.search_id()));
+    auto db = call.ScopedDb();
+    if (!db.ok()) return ToGrpc(db.status());
+    auto s = (*db)->GetSearch(req.search_id());  // row-level security: other agencies' searches are NOT_FOUND
+    if (!s.ok()) return ToGrpc(s.status());
+    auto rows = (*db)->GetSearchComparisons(req.search_id());
+    if (!rows.ok()) return ToGrpc(rows.status());
+    auto url = call.ScopedUrl();
+    if (!url.ok()) return ToGrpc(url.status());
+    auto st_conn = store::Store::Connect(*url);
+    if (!st_conn.ok()) return ToGrpc(st_conn.status());
+    CasingInfo info(std::move(*st_conn));
+    out->set_search_id(s->id);
+    out->set_query_casing_id(s->query_casing_id);
+    FillLists(*rows, info, out);
+    out->set_shards_answered(s->shards_answered);
+    out->set_shards_total(s->shards_total);
+    out->set_partial(s->partial);
+    out->set_signatures_scanned(s->signatures_scanned);
+    return grpc::Status::OK;
+  }
+
+  ServiceContext& ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> MakeSearchService(ServiceContext& ctx) {
+  return std::make_unique<SearchServiceImpl>(ctx);
+}
+
+}  // namespace ballistics::service

@@ -1,0 +1,243 @@
+// Search and the examiner workflow through the real server: upload Fadul
+// scans, search (progress stream, then the result), mates ranked first, record
+// a hit, see the lead; agency scoping of the candidates; deadlines.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "api_server.h"
+#include "ballistics/v1/leads.grpc.pb.h"
+#include "ballistics/v1/review.grpc.pb.h"
+#include "ballistics/v1/search.grpc.pb.h"
+
+namespace ballistics {
+namespace {
+
+using testing::Authorize;
+using testing::FadulBytes;
+using testing::Metadata;
+using testing::Upload;
+
+// scan name -> slide, from the data set's own ground truth.
+std::map<std::string, int> Slides() {
+  std::map<std::string, int> m;
+  std::ifstream f(testing::SharedDataDir() / "fadul" / "ground_truth.csv");
+  std::string line;
+  std::getline(f, line);
+  while (std::getline(f, line)) {
+    const auto a = line.find(','), b = line.find(',', a + 1);
+    m[line.substr(0, a)] = std::stoi(line.substr(a + 1, b - a - 1));
+  }
+  return m;
+}
+
+class ApiSearchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(db_.url().empty());
+    tokens_ = testing::Bootstrap(db_.url());
+    ASSERT_FALSE(tokens_.examiner_b.empty());
+    server_.Start(db_.url());
+    ASSERT_TRUE(server_.channel()) << server_.Log();
+  }
+  void TearDown() override { EXPECT_EQ(server_.Stop(), 0) << server_.Log(); }
+
+  std::int64_t Put(const std::string& token, const std::string& agency, const std::string& scan) {
+    auto up = Upload(server_.channel(), token, FadulBytes(scan), Metadata(agency, "Fadul", scan));
+    EXPECT_TRUE(up.status.ok()) << scan << ": " << up.status.error_message();
+    names_[up.response.casing_id()] = scan;
+    return up.response.casing_id();
+  }
+
+  struct SearchRun {
+    grpc::Status status;
+    std::vector<v1::SearchProgress> progress;
+    v1::SearchResult result;
+    bool got_result = false;
+  };
+  SearchRun Search(const std::string& token, std::int64_t casing, int deadline_ms = 300000) {
+    auto stub = v1::SearchService::NewStub(server_.channel());
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+    v1::SearchRequest req;
+    req.set_casing_id(casing);
+    req.set_top_n(10);
+    auto reader = stub->Search(&ctx, req);
+    SearchRun run;
+    v1::SearchUpdate u;
+    while (reader->Read(&u)) {
+      if (u.has_progress()) run.progress.push_back(u.progress());
+      if (u.has_result()) {
+        run.result = u.result();
+        run.got_result = true;
+      }
+    }
+    run.status = reader->Finish();
+    return run;
+  }
+
+  testing::TestDatabase db_;
+  testing::Tokens tokens_;
+  testing::ApiServer server_;
+  std::map<std::int64_t, std::string> names_;
+};
+
+TEST_F(ApiSearchTest, MatesRankFirstHitBecomesLead) {
+  const auto slides = Slides();
+  const std::int64_t query = Put(tokens_.technician_a, "Agency A", "fadul-1-1");
+  for (const char* s : {"fadul-1-2", "fadul-F", "fadul-2-1", "fadul-C", "fadul-3-1", "fadul-3-2"}) {
+    Put(tokens_.technician_a, "Agency A", s);
+  }
+  // A mate of 2-1 and C in agency B: agency A's searches must never show it.
+  const std::int64_t b_casing = Put(tokens_.technician_b, "Agency B", "fadul-2-2");
+
+  SearchRun run = Search(tokens_.examiner_a, query);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message() << "\n" << server_.Log();
+  ASSERT_TRUE(run.got_result);
+  EXPECT_FALSE(run.progress.empty());
+  for (std::size_t i = 1; i < run.progress.size(); ++i) {
+    EXPECT_GE(run.progress[i].fraction_done(), run.progress[i - 1].fraction_done());
+  }
+  const v1::SearchResult& r = run.result;
+  EXPECT_GT(r.search_id(), 0);
+  EXPECT_FALSE(r.partial());
+  EXPECT_EQ(r.shards_answered(), r.shards_total());
+  ASSERT_GE(r.breech_face_size(), 2) << r.DebugString();
+  // The two mates of fadul-1-1 (same slide) are the top two breech-face candidates.
+  std::set<int> top_slides;
+  for (int i = 0; i < 2; ++i) {
+    const auto& c = r.breech_face(i);
+    EXPECT_EQ(c.rank(), i + 1);
+    EXPECT_EQ(slides.at(names_.at(c.casing_id())), 1) << "rank " << i + 1 << ": " << names_.at(c.casing_id());
+    EXPECT_EQ(c.agency(), "Agency A");
+    EXPECT_EQ(c.breech_face().kind(), v1::BREECH_FACE);
+    EXPECT_GT(c.breech_face().cell_count(), 0);
+  }
+  for (const auto& c : r.breech_face()) {
+    EXPECT_NE(c.casing_id(), b_casing);
+    EXPECT_NE(c.casing_id(), query);
+  }
+  for (const auto& c : r.combined()) EXPECT_NE(c.casing_id(), b_casing);
+  EXPECT_EQ(r.breech_face(0).breech_face().cmc_count() >= r.breech_face(1).breech_face().cmc_count(), true);
+
+  // GetSearch returns what was recorded.
+  {
+    auto stub = v1::SearchService::NewStub(server_.channel());
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.reader_a);
+    v1::GetSearchRequest req;
+    req.set_search_id(r.search_id());
+    v1::SearchResult again;
+    ASSERT_TRUE(stub->GetSearch(&ctx, req, &again).ok());
+    ASSERT_EQ(again.breech_face_size(), r.breech_face_size());
+    EXPECT_EQ(again.breech_face(0).casing_id(), r.breech_face(0).casing_id());
+    EXPECT_EQ(again.breech_face(0).comparison_id(), r.breech_face(0).comparison_id());
+  }
+
+  // Pending reviews, a hit, the lead.
+  auto review = v1::ReviewService::NewStub(server_.channel());
+  int pending_before = 0;
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_a);
+    v1::ListPendingReviewsResponse out;
+    ASSERT_TRUE(review->ListPendingReviews(&ctx, v1::ListPendingReviewsRequest(), &out).ok());
+    pending_before = out.reviews_size();
+    EXPECT_EQ(pending_before, r.combined_size());
+  }
+  const v1::Candidate& best = r.combined(0);
+  v1::Decision decision;
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_a);
+    v1::RecordDecisionRequest req;
+    req.set_comparison_id(best.comparison_id());
+    req.set_outcome(v1::HIT);
+    req.set_notes("agreement of breech-face marks");
+    grpc::Status s = review->RecordDecision(&ctx, req, &decision);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_GT(decision.lead_id(), 0);
+    EXPECT_EQ(decision.examiner(), "examiner-a");
+  }
+  {
+    // Another agency cannot decide on this comparison (row-level security: not found).
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_b);
+    v1::RecordDecisionRequest req;
+    req.set_comparison_id(best.comparison_id());
+    req.set_outcome(v1::NO_HIT);
+    v1::Decision d;
+    EXPECT_EQ(review->RecordDecision(&ctx, req, &d).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_a);
+    v1::ListPendingReviewsResponse out;
+    ASSERT_TRUE(review->ListPendingReviews(&ctx, v1::ListPendingReviewsRequest(), &out).ok());
+    EXPECT_EQ(out.reviews_size(), pending_before - 1);
+  }
+  auto leads = v1::LeadService::NewStub(server_.channel());
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.reader_a);
+    v1::GetLinkedRequest req;
+    req.set_casing_id(query);
+    v1::LinkedGraph g;
+    ASSERT_TRUE(leads->GetLinked(&ctx, req, &g).ok());
+    ASSERT_EQ(g.leads_size(), 1);
+    EXPECT_EQ(g.leads(0).lead_id(), decision.lead_id());
+    std::set<std::int64_t> ids;
+    for (const auto& c : g.casings()) ids.insert(c.casing_id());
+    EXPECT_EQ(ids, (std::set<std::int64_t>{query, best.casing_id()}));
+  }
+  {
+    // Transitively: a hit from the candidate to a third casing links all three.
+    SearchRun second = Search(tokens_.examiner_a, best.casing_id());
+    ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+    const v1::Candidate* third = nullptr;
+    for (const auto& c : second.result.combined()) {
+      if (c.casing_id() != query) {
+        third = &c;
+        break;
+      }
+    }
+    ASSERT_NE(third, nullptr);
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_a);
+    v1::RecordDecisionRequest req;
+    req.set_comparison_id(third->comparison_id());
+    req.set_outcome(v1::HIT);
+    v1::Decision d;
+    ASSERT_TRUE(review->RecordDecision(&ctx, req, &d).ok());
+    grpc::ClientContext ctx2;
+    Authorize(&ctx2, tokens_.examiner_a);
+    v1::GetLinkedRequest lreq;
+    lreq.set_casing_id(query);
+    v1::LinkedGraph g;
+    ASSERT_TRUE(leads->GetLinked(&ctx2, lreq, &g).ok());
+    EXPECT_EQ(g.casings_size(), 3);
+    EXPECT_EQ(g.leads_size(), 2);
+  }
+
+  // Examiner of agency B searching with agency A's casing.
+  SearchRun denied = Search(tokens_.examiner_b, query);
+  EXPECT_EQ(denied.status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << denied.status.error_message();
+  // Technicians do not search.
+  EXPECT_EQ(Search(tokens_.technician_a, query).status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // A deadline too short to finish: the call ends with DEADLINE_EXCEEDED and no
+  // search is left running on the server (it was told to stop, or never began).
+  SearchRun late = Search(tokens_.examiner_a, query, 30);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << late.status.error_message();
+  bool stopped = false;
+  for (int i = 0; i < 100 && !stopped; ++i) {
+    stopped = testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'running'") == 0;
+    if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(stopped) << server_.Log();
+  EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'done'"), 2);
+}
+
+}  // namespace
+}  // namespace ballistics
