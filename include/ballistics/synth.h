@@ -23,6 +23,8 @@
 // down). The casing, and so the primer disk, moves with the gun frame up to the
 // shot's small primer play (ShotTruth::primer_offset_*).
 //
+// All functions are pure and thread-safe (per-thread caches only).
+//
 // Units are in the names; heights are µm (docs/synth.md has the calibration
 // against the Fadul and DFSC scans).
 #pragma once

@@ -289,16 +289,36 @@ CoarseField DropoutField(std::uint64_t key, int side, double pixel_um) {
   return CoarseField(StreamSeed(key, Stream::kShotDropout), side, pixel_um, 4, bs);
 }
 
+// Column range [first, second) of each row that a circle (pixel units) covers: the
+// region lies inside it, so the loops skip the rest of the grid.
+using RowSpans = std::vector<std::pair<int, int>>;
+RowSpans CircleSpans(int side, double cx, double cy, double radius) {
+  RowSpans spans(static_cast<std::size_t>(side), {0, 0});
+  for (int r = 0; r < side; ++r) {
+    const double dy = r - cy;
+    if (std::abs(dy) >= radius) continue;
+    const double half = std::sqrt(radius * radius - dy * dy);
+    const int lo = std::max(0, static_cast<int>(std::floor(cx - half)));
+    const int hi = std::min(side, static_cast<int>(std::ceil(cx + half)) + 1);
+    if (lo < hi) spans[static_cast<std::size_t>(r)] = {lo, hi};
+  }
+  return spans;
+}
+
 // Threshold on the dropout field so that `fraction` of the region goes missing:
 // the quantile over every other row and column of the region (within ~0.5 %).
 template <typename InRegion>
-float DropoutThreshold(const CoarseField& blobs, int side, double fraction, InRegion&& in_region) {
+float DropoutThreshold(const CoarseField& blobs, int side, double fraction, InRegion&& in_region,
+                       const RowSpans* spans = nullptr) {
   if (fraction <= 0.0 || blobs.empty()) return std::numeric_limits<float>::infinity();
   std::vector<float> v;
   v.reserve(static_cast<std::size_t>(side) * side / 4);
   for (int r = 0; r < side; r += 2) {
-    for (int c = 0; c < side; c += 2) {
-      if (in_region(r, c)) v.push_back(blobs.At(r, c));
+    const int lo = spans ? (*spans)[static_cast<std::size_t>(r)].first : 0;
+    const int hi = spans ? (*spans)[static_cast<std::size_t>(r)].second : side;
+    const CoarseField::Row row = blobs.RowAt(r);
+    for (int c = lo + (lo & 1); c < hi; c += 2) {
+      if (in_region(r, c)) v.push_back(row.At(c));
     }
   }
   if (v.empty()) return std::numeric_limits<float>::infinity();
@@ -352,7 +372,7 @@ template <typename InRegion>
 Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64_t key, const ShotParams& p,
                           int side, const ShotOptions& o, const cv::Mat1f& map, double map_pixel_um,
                           const Spectrum& primer_spectrum, Stream primer_stream, double rms_um,
-                          InRegion&& in_region, double* missing_fraction) {
+                          InRegion&& in_region, const RowSpans& spans, double* missing_fraction) {
   const ShotGeometry geo(side, o.pixel_um, p, key, o.deformation_um);
   const CoarseField primer = PrimerTexture(StreamSeed(key, primer_stream), side, o.pixel_um, primer_spectrum, o.primer_slope_delta);
   const CoarseField contact = ContactWeight(key, side, o.pixel_um, p, o.contact_variation, geo);
@@ -360,7 +380,7 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
   float threshold = std::numeric_limits<float>::infinity();
   if (p.dropout > 0.0) {
     blobs = DropoutField(key, side, o.pixel_um);
-    threshold = DropoutThreshold(blobs, side, p.dropout, in_region);
+    threshold = DropoutThreshold(blobs, side, p.dropout, in_region, &spans);
   }
   // Transferred marks (a share of the variance) plus the primer's own texture (the rest).
   const float a = static_cast<float>(std::sqrt(p.transfer));
@@ -375,6 +395,7 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
   sig.pipeline_version = std::string(kSynthVersion);
   sig.pixel_um = o.pixel_um;
   sig.values.create(side, side);
+  sig.values.setTo(nan);
   std::size_t region_count = 0, missing = 0;
   double sum_sq = 0.0;
   const bool has_blobs = !blobs.empty(), has_contact = !contact.empty(), deformed = geo.deformed();
@@ -389,6 +410,9 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
     for (int c0 = 0; c0 < side; c0 += kTileCols) {
       const int c1 = std::min(side, c0 + kTileCols);
       for (int r = r0; r < r1; ++r) {
+        const auto [span_lo, span_hi] = spans[static_cast<std::size_t>(r)];
+        const int first = std::max(c0, span_lo), last = std::min(c1, span_hi);
+        if (first >= last) continue;
         float* out = sig.values[r];
         const double qy = geo.Qy(r);
         const CoarseField::Row primer_row = primer.RowAt(r);
@@ -397,19 +421,17 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
         const CoarseField::Row dx_row = deformed ? geo.DxRow(r) : CoarseField::Row{};
         const CoarseField::Row dy_row = deformed ? geo.DyRow(r) : CoarseField::Row{};
         double row_sum_sq = 0.0;  // a local accumulator stays in a register
-        for (int c = c0; c < c1; ++c) {
-          if (!in_region(r, c)) {
-            out[c] = nan;
-            continue;
-          }
+        // Gun-frame coordinates are linear along the row: step them.
+        const double px0 = geo.Px(geo.Qx(first), qy), py0 = geo.Py(geo.Qx(first), qy);
+        const double dpx = geo.Px(geo.Qx(first + 1), qy) - px0, dpy = geo.Py(geo.Qx(first + 1), qy) - py0;
+        for (int c = first; c < last; ++c) {
+          if (!in_region(r, c)) continue;
           ++region_count;
           if (has_blobs && blob_row.At(c) > threshold) {
-            out[c] = nan;
             ++missing;
             continue;
           }
-          const double qx = geo.Qx(c);
-          double px = geo.Px(qx, qy), py = geo.Py(qx, qy);
+          double px = px0 + (c - first) * dpx, py = py0 + (c - first) * dpy;
           if (deformed) {
             px += deformation * dx_row.At(c);
             py += deformation * dy_row.At(c);
@@ -431,7 +453,7 @@ Signature RenderSignature(SignatureKind kind, const FirearmModel& m, std::uint64
   for (int r = 0; r < side; ++r) {
     float* out = sig.values[r];
     double row_sum_sq = 0.0;
-    for (int c = 0; c < side; ++c) {
+    for (int c = spans[static_cast<std::size_t>(r)].first; c < spans[static_cast<std::size_t>(r)].second; ++c) {
       if (std::isnan(out[c])) continue;
       float v = out[c] * gain;
       if (noise > 0.0f) v += noise * internal::UnitVarianceUniform(static_cast<std::uint32_t>(white.Next()));
@@ -469,10 +491,11 @@ StatusOr<Signature> BreechFaceSignature(const FirearmSurface& gun, std::uint64_t
     const double df = (c - fcx) * (c - fcx) + (r - fcy) * (r - fcy);
     return dp < out2 && df > in2;
   };
+  const RowSpans spans = CircleSpans(side, pcx, pcy, std::sqrt(out2));
   double missing = 0.0;
   Signature sig = RenderSignature(SignatureKind::kBreechFace, m, key, p, side, o, gun.breech_face_um, gun.pixel_um,
                                   internal::BreechIsotropicSpectrum(m), Stream::kShotNoise, m.mark_rms_um,
-                                  in_region, &missing);
+                                  in_region, spans, &missing);
   FillTruth(truth, m, shot_seed, p, missing);
   return sig;
 }
@@ -493,10 +516,11 @@ StatusOr<Signature> FiringPinSignature(const FirearmSurface& gun, std::uint64_t 
     const double qx = geo.Qx(c), qy = geo.Qy(r);
     return internal::FiringPinNorm(m, geo.Px(qx, qy), geo.Py(qx, qy)) < 1.0;
   };
+  const RowSpans spans = CircleSpans(side, fcx, fcy, std::sqrt(reach2));
   double missing = 0.0;
   Signature sig = RenderSignature(SignatureKind::kFiringPin, m, key, p, side, o, gun.firing_pin_um,
                                   gun.firing_pin_pixel_um, internal::FiringPinSpectrum(),
-                                  Stream::kShotFiringPinNoise, m.fp_mark_rms_um, in_region, &missing);
+                                  Stream::kShotFiringPinNoise, m.fp_mark_rms_um, in_region, spans, &missing);
   FillTruth(truth, m, shot_seed, p, missing);
   return sig;
 }
