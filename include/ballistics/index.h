@@ -296,7 +296,7 @@ using SearchProgress = std::function<void(SearchStage stage, double fraction)>;
 struct SearchEngineConfig {
   // Default K (candidates per kind reranked by CMC), from the measured recall
   // of the coarse stage (docs/search.md).
-  int default_rerank_k = 200;
+  int default_rerank_k = 50;
   int max_rerank_k = 5000;
   int max_top_n = 1000;
   int rerank_threads = 2;

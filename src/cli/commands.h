@@ -13,6 +13,7 @@ void RegisterPreprocessCommands(CLI::App& app); // normalize              (cmd_p
 void RegisterStoreCommands(CLI::App& app);     // ingest, db ...         (cmd_store.cc)
 void RegisterCorrelateCommands(CLI::App& app); // compare, score-pairs   (cmd_correlate.cc)
 void RegisterSynthCommands(CLI::App& app);     // synth                  (cmd_synth.cc)
+void RegisterIndexCommands(CLI::App& app);     // search-local           (cmd_index.cc)
 void RegisterApiCommands(CLI::App& app);       // admin, audit, upload, casing (cmd_api.cc)
 
 // Exit codes shared by all commands.

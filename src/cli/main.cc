@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   ballistics::cli::RegisterStoreCommands(app);
   ballistics::cli::RegisterCorrelateCommands(app);
   ballistics::cli::RegisterSynthCommands(app);
+  ballistics::cli::RegisterIndexCommands(app);
   ballistics::cli::RegisterApiCommands(app);
   try {
     app.parse(argc, argv);
