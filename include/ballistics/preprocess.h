@@ -100,6 +100,10 @@ struct NormalizeConfig {
 
   // --- quality warnings ---
   double warn_min_valid_area_mm2 = 1.5;
+  // Warn when valid BF points cover less than this share of the BF annulus
+  // (dropouts, debris, a partial scan). Reference files: 0.67-0.97, except
+  // fadul-8-1 (0.45), a crescent missing the top third: warned, correctly.
+  double warn_min_coverage = 0.5;
   double warn_max_upsampling = 2.0;      // scan pixel coarser than this x target
 };
 
@@ -108,7 +112,7 @@ struct Segmentation {
   // The input was a pre-processed breech-face annulus (e.g. the Fadul files):
   // no segmentation was done, the valid points are the breech face. The primer
   // fields then hold the annulus' outer circle (fitted to its outer rim) and
-  // the FP fields the circle of equal area of the hole (firing_pin_found stays
+  // the FP fields the largest empty circle in the hole (firing_pin_found stays
   // false: no FP data exist).
   bool already_cropped = false;
   cv::Point2d primer_center_px;
@@ -116,6 +120,11 @@ struct Segmentation {
   bool firing_pin_found = false;
   cv::Point2d firing_pin_center_px;
   double firing_pin_radius_px = 0;
+  // The annulus the BF signature was taken from (outer: about the primer
+  // centre; inner: the hole cut around the FP, which includes the aperture
+  // ring). Its area is the reference of the coverage warning.
+  double breech_face_outer_radius_px = 0;
+  double breech_face_inner_radius_px = 0;
 };
 
 struct NormalizedCasing {

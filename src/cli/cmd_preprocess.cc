@@ -72,7 +72,9 @@ nlohmann::json ToJson(const std::string& file, const Scan& scan, const Normalize
                        {"primer_radius_px", s.primer_radius_px},
                        {"firing_pin_found", s.firing_pin_found},
                        {"firing_pin_center_px", {s.firing_pin_center_px.x, s.firing_pin_center_px.y}},
-                       {"firing_pin_radius_px", s.firing_pin_radius_px}};
+                       {"firing_pin_radius_px", s.firing_pin_radius_px},
+                       {"breech_face_outer_radius_px", s.breech_face_outer_radius_px},
+                       {"breech_face_inner_radius_px", s.breech_face_inner_radius_px}};
   j["breech_face"] = SignatureJson(c.breech_face);
   j["firing_pin"] = c.firing_pin ? SignatureJson(*c.firing_pin) : nlohmann::json();
   j["warnings"] = c.warnings;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <numbers>
 #include <string>
 
 #include <opencv2/imgproc.hpp>
@@ -223,6 +224,18 @@ StatusOr<NormalizedCasing> NormalizeImpl(const Scan& scan, const NormalizeConfig
   if (out.breech_face.quality.valid_area_mm2 < config.warn_min_valid_area_mm2) {
     out.warnings.push_back(Fmt("breech-face valid area %.2f mm2 is below %.2f mm2: comparisons will be weak",
                                out.breech_face.quality.valid_area_mm2, config.warn_min_valid_area_mm2));
+  }
+  const Segmentation& seg = out.segmentation;
+  const double px_um = std::sqrt(scan.pixel_um_x * scan.pixel_um_y);
+  const double r_out = seg.breech_face_outer_radius_px * px_um * 1e-3;
+  const double r_in = std::min(seg.breech_face_inner_radius_px * px_um * 1e-3, r_out);
+  const double annulus_mm2 = std::numbers::pi * (r_out * r_out - r_in * r_in);
+  if (annulus_mm2 > 0) {
+    const double coverage = out.breech_face.quality.valid_area_mm2 / annulus_mm2;
+    if (coverage < config.warn_min_coverage) {
+      out.warnings.push_back(Fmt("only %.0f %% of the breech-face annulus (%.2f mm2) holds valid points: "
+                                 "dropouts, debris or a partial scan", 100 * coverage, annulus_mm2));
+    }
   }
   return out;
 }

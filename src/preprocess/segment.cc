@@ -157,13 +157,8 @@ bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config,
   cv::Mat1i labels;
   cv::Mat stats, centroids;
   const int n = cv::connectedComponentsWithStats(hole_candidates, labels, stats, centroids, 8, CV_32S);
-  int largest = 0, largest_label = 0;
-  for (int i = 1; i < n; ++i) {
-    if (stats.at<int>(i, cv::CC_STAT_AREA) > largest) {
-      largest = stats.at<int>(i, cv::CC_STAT_AREA);
-      largest_label = i;
-    }
-  }
+  int largest = 0;
+  for (int i = 1; i < n; ++i) largest = std::max(largest, stats.at<int>(i, cv::CC_STAT_AREA));
   if (static_cast<double>(largest) / hull_area < config.cropped_min_hole_fraction) return false;
 
   // The annulus' outer circle: fitted to the points of the outer contour that
@@ -179,9 +174,18 @@ bool DetectAlreadyCropped(const cv::Mat1b& valid, const NormalizeConfig& config,
   seg->already_cropped = true;
   seg->primer_center_px = outer.center;
   seg->primer_radius_px = outer.radius;
-  // The hole where the FP impression was cut out, for display only.
-  seg->firing_pin_center_px = {centroids.at<double>(largest_label, 0), centroids.at<double>(largest_label, 1)};
-  seg->firing_pin_radius_px = std::sqrt(largest / std::numbers::pi);
+  // The hole where the FP impression was cut out: the largest empty circle
+  // inside the hull (distance transform maximum). Unlike the equal-area circle
+  // of the invalid region, it does not grow when dropouts connect to the hole.
+  cv::Mat1f dist;
+  cv::distanceTransform(hole_candidates, dist, cv::DIST_L2, cv::DIST_MASK_5);
+  double max_dist = 0;
+  cv::Point max_loc;
+  cv::minMaxLoc(dist, nullptr, &max_dist, nullptr, &max_loc);
+  seg->firing_pin_center_px = max_loc;
+  seg->firing_pin_radius_px = max_dist;
+  seg->breech_face_outer_radius_px = outer.radius;
+  seg->breech_face_inner_radius_px = max_dist;
   seg->firing_pin_found = false;
   return true;
 }
@@ -239,6 +243,7 @@ StatusOr<RegionMasks> SegmentRaw3d(const Scan& scan, const NormalizeConfig& conf
   RegionMasks out;
   out.segmentation.primer_center_px = grid.ToInput(primer.center);
   out.segmentation.primer_radius_px = grid.RadiusToInput(primer.radius);
+  out.segmentation.breech_face_outer_radius_px = out.segmentation.primer_radius_px * config.primer_shrink;
 
   // 3. The firing-pin crater: the largest deep component near the primer centre.
   const cv::Mat1b fp_search = DiskMask(coarse.size(), {primer.center,
@@ -273,6 +278,7 @@ StatusOr<RegionMasks> SegmentRaw3d(const Scan& scan, const NormalizeConfig& conf
       aperture_radius = std::max(aperture_radius, CircleOfRegion(FillHoles(c.mask)).radius);
     }
     exclusion_radius = aperture_radius * config.firing_pin_dilation;
+    out.segmentation.breech_face_inner_radius_px = grid.RadiusToInput(exclusion_radius);
     out.segmentation.firing_pin_found = true;
     out.segmentation.firing_pin_center_px = grid.ToInput(crater->center);
     out.segmentation.firing_pin_radius_px = grid.RadiusToInput(crater->radius);
@@ -360,6 +366,7 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
   RegionMasks out;
   out.segmentation.primer_center_px = grid.ToInput(primer->center);
   out.segmentation.primer_radius_px = grid.RadiusToInput(primer->radius);
+  out.segmentation.breech_face_outer_radius_px = out.segmentation.primer_radius_px * config.primer_shrink;
 
   // 2. Firing pin, from radial profiles. Under ring light the FP crater is
   //    dark and its rim a sharp circular step to the bright flowback ring;
@@ -474,6 +481,7 @@ StatusOr<RegionMasks> SegmentImage2d(const Scan& scan, const NormalizeConfig& co
     out.segmentation.firing_pin_found = true;
     out.segmentation.firing_pin_center_px = grid.ToInput(fp->center);
     out.segmentation.firing_pin_radius_px = grid.RadiusToInput(fp->radius);
+    out.segmentation.breech_face_inner_radius_px = grid.RadiusToInput(aperture_r * config.firing_pin_dilation);
     bf &= ~DiskMaskInput(size, ToInput(grid, {fp->center, aperture_r * config.firing_pin_dilation}),
                          scan.pixel_um_x, scan.pixel_um_y);
     out.firing_pin = DiskMaskInput(size, ToInput(grid, *fp), scan.pixel_um_x, scan.pixel_um_y) & valid_in;

@@ -56,6 +56,25 @@ TEST(Normalize, CroppedAnnulusIsResampledToTarget) {
               CountValid(scan.values) * 7.37 * 7.37 * 1e-6, 0.03 * result->breech_face.quality.valid_area_mm2);
 }
 
+TEST(Normalize, CoverageWarningForHeavyDropouts) {
+  const Scan full = testing::CroppedAnnulusScan(301, 6.25, 150, 90);
+  const auto ok = Normalize(full);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(ok->warnings.empty()) << ok->warnings.front();
+  EXPECT_NEAR(ok->segmentation.breech_face_outer_radius_px, 150, 2);
+  EXPECT_NEAR(ok->segmentation.breech_face_inner_radius_px, 90, 2);
+  // Drop 70 % of the annulus in blocks (a dirty or badly lit primer).
+  Scan holey = full;
+  for (int y = 0; y < holey.values.rows; ++y)
+    for (int x = 0; x < holey.values.cols; ++x)
+      if ((x / 10 + y / 10) % 10 < 7) holey.values(y, x) = kNaN;
+  const auto r = Normalize(holey);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  bool warned = false;
+  for (const std::string& w : r->warnings) warned |= w.find("breech-face annulus") != std::string::npos;
+  EXPECT_TRUE(warned);
+}
+
 TEST(Normalize, TiltAndFormAreRemoved) {
   // A cropped annulus on a steep tilted, curved form: the signature must not
   // keep the form (RMS near the 1 µm marks, not the ~40 µm form).
