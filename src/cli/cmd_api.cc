@@ -5,6 +5,10 @@
 //   ballisticsctl audit verify                    [--database-url URL | --server H:P --token T]
 //   ballisticsctl upload FILE... --server H:P --token T --case C --calibre K [--agency A] ...
 //   ballisticsctl casing get ID --server H:P --token T
+//   ballisticsctl search --casing ID [--top N] [--json]        (progress bar on stderr)
+//   ballisticsctl review pending | decide COMPARISON --outcome hit|no-hit|inconclusive [--notes ...]
+//   ballisticsctl leads --casing ID
+//   ballisticsctl report --search ID --out report.html [--top N]   (self-contained HTML)
 // Admin commands talk to PostgreSQL directly when a database URL is given: that
 // is how the first admin token is made (bootstrap), and such calls are written
 // to the audit trail too. Everything else goes through the gRPC API.
@@ -13,6 +17,7 @@
 #include <openssl/evp.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -25,6 +30,9 @@
 #include "ballistics/io.h"
 #include "ballistics/v1/admin.grpc.pb.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
+#include "ballistics/v1/leads.grpc.pb.h"
+#include "ballistics/v1/review.grpc.pb.h"
+#include "ballistics/v1/search.grpc.pb.h"
 #include "commands.h"
 #include "progress.h"
 
@@ -414,9 +422,347 @@ void RunCasingGet(const CasingArgs& a) {
   std::cout << j.dump(2) << "\n";
 }
 
+// ---------------------------------------------------------------- search, review, leads
+
+struct SearchArgs {
+  ClientOptions client;
+  std::int64_t casing = 0;
+  int top = 20;
+  bool json = false;
+};
+
+nlohmann::json CandidateJson(const v1::Candidate& c) {
+  auto score = [](const v1::CmcScore& s) {
+    return nlohmann::json{{"cmc", s.cmc_count()},
+                          {"cells", s.cell_count()},
+                          {"ccf", s.ccf()},
+                          {"theta_deg", s.registration().theta_deg()},
+                          {"dx_um", s.registration().dx_um()},
+                          {"dy_um", s.registration().dy_um()}};
+  };
+  nlohmann::json j{{"rank", c.rank()},           {"casing_id", c.casing_id()},   {"agency", c.agency()},
+                   {"case", c.case_number()},    {"exhibit", c.exhibit_id()},    {"score", c.score()},
+                   {"coarse_score", c.coarse_score()}, {"comparison_id", c.comparison_id()}};
+  if (c.has_breech_face()) j["breech_face"] = score(c.breech_face());
+  if (c.has_firing_pin()) j["firing_pin"] = score(c.firing_pin());
+  return j;
+}
+
+void RunSearch(const SearchArgs& a) {
+  auto stub = v1::SearchService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::SearchRequest req;
+  req.set_casing_id(a.casing);
+  req.set_top_n(a.top);
+  auto reader = stub->Search(&ctx, req);
+  v1::SearchUpdate u;
+  v1::SearchResult result;
+  bool got = false;
+  {
+    ProgressBar progress("search", 1000);
+    std::size_t shown = 0;
+    while (reader->Read(&u)) {
+      if (u.has_progress()) {
+        const auto now = static_cast<std::size_t>(u.progress().fraction_done() * 1000);
+        if (now > shown) progress.Advance(now - shown);
+        shown = std::max(shown, now);
+      } else if (u.has_result()) {
+        result = u.result();
+        got = true;
+      }
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) FailRpc("search", s);
+  if (!got) Fail("search: the server sent no result", kExitInternal);
+  if (a.json) {
+    nlohmann::json j{{"search_id", result.search_id()},
+                     {"query_casing_id", result.query_casing_id()},
+                     {"partial", result.partial()},
+                     {"shards_answered", result.shards_answered()},
+                     {"shards_total", result.shards_total()},
+                     {"signatures_scanned", result.signatures_scanned()}};
+    for (const auto& [name, list] : {std::pair{"breech_face", &result.breech_face()},
+                                     std::pair{"firing_pin", &result.firing_pin()},
+                                     std::pair{"combined", &result.combined()}}) {
+      j[name] = nlohmann::json::array();
+      for (const auto& c : *list) j[name].push_back(CandidateJson(c));
+    }
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::printf("search %lld for casing %lld: %lld signatures scanned, shards %d/%d%s\n",
+              static_cast<long long>(result.search_id()), static_cast<long long>(result.query_casing_id()),
+              static_cast<long long>(result.signatures_scanned()), result.shards_answered(), result.shards_total(),
+              result.partial() ? " (PARTIAL: some shards did not answer)" : "");
+  std::printf("%4s %8s %-14s %-12s %-16s %9s %6s %10s\n", "rank", "casing", "agency", "case", "exhibit",
+              "BF CMC", "CCF", "comparison");
+  for (const auto& c : result.combined()) {
+    const auto& bf = c.breech_face();
+    std::printf("%4d %8lld %-14.14s %-12.12s %-16.16s %4d/%-4d %6.3f %10lld\n", c.rank(),
+                static_cast<long long>(c.casing_id()), c.agency().c_str(), c.case_number().c_str(),
+                c.exhibit_id().c_str(), bf.cmc_count(), bf.cell_count(), bf.ccf(),
+                static_cast<long long>(c.comparison_id()));
+  }
+}
+
+struct ReviewArgs {
+  ClientOptions client;
+  std::int64_t comparison = 0;
+  std::string outcome;
+  std::string notes;
+  int limit = 50;
+};
+
+void RunPending(const ReviewArgs& a) {
+  auto stub = v1::ReviewService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::ListPendingReviewsRequest req;
+  req.set_limit(a.limit);
+  v1::ListPendingReviewsResponse out;
+  grpc::Status s = stub->ListPendingReviews(&ctx, req, &out);
+  if (!s.ok()) FailRpc("review pending", s);
+  std::printf("%10s %8s %10s %10s %9s %6s\n", "comparison", "search", "query", "candidate", "BF CMC", "CCF");
+  for (const auto& r : out.reviews()) {
+    std::printf("%10lld %8lld %10lld %10lld %4d/%-4d %6.3f\n", static_cast<long long>(r.comparison_id()),
+                static_cast<long long>(r.search_id()), static_cast<long long>(r.reference_casing_id()),
+                static_cast<long long>(r.target_casing_id()), r.score().cmc_count(), r.score().cell_count(),
+                r.score().ccf());
+  }
+}
+
+void RunDecide(const ReviewArgs& a) {
+  v1::DecisionOutcome o;
+  if (a.outcome == "hit") o = v1::HIT;
+  else if (a.outcome == "no-hit" || a.outcome == "no_hit") o = v1::NO_HIT;
+  else if (a.outcome == "inconclusive") o = v1::INCONCLUSIVE;
+  else Fail("--outcome '" + a.outcome + "' is not hit, no-hit or inconclusive", kExitUsage);
+  auto stub = v1::ReviewService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::RecordDecisionRequest req;
+  req.set_comparison_id(a.comparison);
+  req.set_outcome(o);
+  req.set_notes(a.notes);
+  v1::Decision d;
+  grpc::Status s = stub->RecordDecision(&ctx, req, &d);
+  if (!s.ok()) FailRpc("review decide", s);
+  std::cout << "decision " << d.decision_id() << " recorded by " << d.examiner();
+  if (d.lead_id()) std::cout << "; lead " << d.lead_id() << " links the two casings";
+  std::cout << "\n";
+}
+
+struct LeadArgs {
+  ClientOptions client;
+  std::int64_t casing = 0;
+};
+
+void RunLeads(const LeadArgs& a) {
+  auto stub = v1::LeadService::NewStub(Connect(a.client));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, a.client);
+  v1::GetLinkedRequest req;
+  req.set_casing_id(a.casing);
+  v1::LinkedGraph g;
+  grpc::Status s = stub->GetLinked(&ctx, req, &g);
+  if (!s.ok()) FailRpc("leads", s);
+  nlohmann::json j{{"casings", nlohmann::json::array()}, {"leads", nlohmann::json::array()}};
+  for (const auto& c : g.casings()) {
+    j["casings"].push_back({{"casing_id", c.casing_id()}, {"agency", c.agency()}, {"case", c.case_number()},
+                            {"exhibit", c.exhibit_id()}});
+  }
+  for (const auto& l : g.leads()) {
+    j["leads"].push_back({{"lead_id", l.lead_id()}, {"casing_a", l.casing_a()}, {"casing_b", l.casing_b()},
+                          {"decision_id", l.decision_id()}});
+  }
+  std::cout << j.dump(2) << "\n";
+}
+
+// ---------------------------------------------------------------- report
+
+std::string Base64(const std::string& in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                       static_cast<unsigned char>(in[i + 2]);
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += t[(v >> 6) & 63];
+    out += t[v & 63];
+  }
+  if (i < in.size()) {
+    unsigned v = static_cast<unsigned char>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+    out += t[v >> 18];
+    out += t[(v >> 12) & 63];
+    out += i + 1 < in.size() ? t[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string Html(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '&': o += "&amp;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string Img(const std::string& png, const std::string& alt) {
+  if (png.empty()) return "<p class=missing>" + Html(alt) + ": not available</p>";
+  return "<img alt=\"" + Html(alt) + "\" src=\"data:image/png;base64," + Base64(png) + "\">";
+}
+
+struct ReportArgs {
+  ClientOptions client;
+  std::int64_t search = 0;
+  std::string out;
+  int top = 5;
+};
+
+// A self-contained HTML page (images inline as data: URIs, no scripts, no
+// external resources) an examiner can archive with the case file.
+void RunReport(const ReportArgs& a) {
+  auto channel = Connect(a.client);
+  auto search = v1::SearchService::NewStub(channel);
+  v1::SearchResult r;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::GetSearchRequest req;
+    req.set_search_id(a.search);
+    grpc::Status s = search->GetSearch(&ctx, req, &r);
+    if (!s.ok()) FailRpc("report: get search", s);
+  }
+  v1::Casing query;
+  {
+    auto casings = v1::CasingService::NewStub(channel);
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::GetCasingRequest req;
+    req.set_casing_id(r.query_casing_id());
+    grpc::Status s = casings->GetCasing(&ctx, req, &query);
+    if (!s.ok()) FailRpc("report: query casing", s);
+  }
+  auto review = v1::ReviewService::NewStub(channel);
+  std::ostringstream h;
+  h << "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>Search " << r.search_id()
+    << "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
+       "td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}th{background:#eee}"
+       ".cand{border-top:2px solid #444;margin-top:24px;padding-top:8px}.imgs img{max-width:32%;margin-right:1%;"
+       "vertical-align:top}.cellmap img{max-width:66%}.missing{color:#a00}</style></head><body>\n";
+  h << "<h1>Search " << r.search_id() << ": casing " << query.casing_id() << "</h1>\n";
+  h << "<p>Agency " << Html(query.metadata().agency()) << ", case " << Html(query.metadata().case_number())
+    << ", exhibit " << Html(query.metadata().exhibit_id()) << ", calibre " << Html(query.metadata().calibre())
+    << ". Scan SHA-256 <code>" << query.sha256_hex() << "</code>.</p>\n";
+  h << "<p>" << r.signatures_scanned() << " signatures scanned; shards answered " << r.shards_answered() << " of "
+    << r.shards_total() << (r.partial() ? " &mdash; <b>PARTIAL result</b>" : "") << ".</p>\n";
+  h << "<h2>Candidates (combined ranking)</h2>\n<table><tr><th>rank</th><th>casing</th><th>agency</th>"
+       "<th>case</th><th>exhibit</th><th>BF CMC / cells</th><th>BF CCF</th><th>&theta; (deg)</th>"
+       "<th>dx, dy (&micro;m)</th><th>score</th></tr>\n";
+  for (const auto& c : r.combined()) {
+    const auto& bf = c.breech_face();
+    char buf[512];
+    std::snprintf(buf, sizeof(buf),
+                  "<tr><td>%d</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td><td>%d / %d</td><td>%.3f</td>"
+                  "<td>%.1f</td><td>%.0f, %.0f</td><td>%.3f</td></tr>\n",
+                  c.rank(), static_cast<long long>(c.casing_id()), Html(c.agency()).c_str(),
+                  Html(c.case_number()).c_str(), Html(c.exhibit_id()).c_str(), bf.cmc_count(), bf.cell_count(),
+                  bf.ccf(), bf.registration().theta_deg(), bf.registration().dx_um(), bf.registration().dy_um(),
+                  c.score());
+    h << buf;
+  }
+  h << "</table>\n<p>CMC: congruent matching cells (Song 2013): cells of one signature that find their best "
+       "match in the other at a common rotation and translation with correlation above the threshold. "
+       "No calibrated likelihood ratio is shown: none is computed yet.</p>\n";
+  int shown = 0;
+  for (const auto& c : r.combined()) {
+    if (shown++ >= a.top) break;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, a.client);
+    v1::GetComparisonRequest req;
+    req.set_comparison_id(c.comparison_id());
+    v1::ComparisonDetail d;
+    grpc::Status s = review->GetComparison(&ctx, req, &d);
+    h << "<div class=cand><h3>Rank " << c.rank() << ": casing " << c.casing_id() << " (" << Html(c.agency())
+      << ", case " << Html(c.case_number()) << ", exhibit " << Html(c.exhibit_id()) << ")</h3>\n";
+    if (!s.ok()) {
+      h << "<p class=missing>comparison " << c.comparison_id() << " unavailable: " << Html(s.error_message())
+        << "</p></div>\n";
+      continue;
+    }
+    int congruent = 0;
+    for (const auto& cell : d.cells()) congruent += cell.congruent() ? 1 : 0;
+    h << "<p>Comparison " << d.comparison_id() << ": " << d.score().cmc_count() << " CMC of "
+      << d.score().cell_count() << " cells (recomputed: " << congruent << " of " << d.cells_size()
+      << "), CCF " << d.score().ccf() << ", pixel " << d.pixel_um() << " &micro;m.</p>\n";
+    h << "<div class=imgs>" << Img(d.reference_png(), "query signature") << Img(d.target_png(), "candidate signature")
+      << "</div>\n<div class=cellmap>" << Img(d.cell_map_png(), "cell map (green: congruent, red: not)")
+      << "</div></div>\n";
+  }
+  h << "</body></html>\n";
+  std::ofstream f(a.out, std::ios::binary);
+  f << h.str();
+  if (!f.good()) Fail("cannot write " + a.out, kExitInputError);
+  std::cout << "report written to " << a.out << " (" << h.str().size() / 1024 << " KiB)\n";
+}
+
 }  // namespace
 
 void RegisterApiCommands(CLI::App& app) {
+  {
+    auto a = std::make_shared<ReportArgs>();
+    CLI::App* c = app.add_subcommand("report", "Self-contained HTML report of a search for the examiner (API)");
+    c->add_option("--search", a->search, "Search id")->required();
+    c->add_option("--out", a->out, "Output HTML file")->required();
+    c->add_option("--top", a->top, "Candidates shown with images")->check(CLI::Range(1, 50))->capture_default_str();
+    AddClientOptions(c, a->client);
+    c->callback([a] { RunReport(*a); });
+  }
+  {
+    auto a = std::make_shared<SearchArgs>();
+    CLI::App* c = app.add_subcommand("search", "Search the database for casings matching a stored casing (API)");
+    c->add_option("--casing", a->casing, "Query casing id")->required();
+    c->add_option("--top", a->top, "Candidates per list")->check(CLI::Range(1, 200))->capture_default_str();
+    c->add_flag("--json", a->json, "Full result as JSON");
+    AddClientOptions(c, a->client);
+    c->callback([a] { RunSearch(*a); });
+  }
+  {
+    CLI::App* review = app.add_subcommand("review", "Examiner review of search candidates (API)");
+    review->require_subcommand(1);
+    auto p = std::make_shared<ReviewArgs>();
+    CLI::App* pending = review->add_subcommand("pending", "Comparisons still without a decision");
+    pending->add_option("--limit", p->limit, "At most this many")->capture_default_str();
+    AddClientOptions(pending, p->client);
+    pending->callback([p] { RunPending(*p); });
+    auto d = std::make_shared<ReviewArgs>();
+    CLI::App* decide = review->add_subcommand("decide", "Record a decision; a hit creates a lead");
+    decide->add_option("comparison_id", d->comparison, "Comparison id (from search)")->required();
+    decide->add_option("--outcome", d->outcome, "hit, no-hit or inconclusive")->required();
+    decide->add_option("--notes", d->notes, "Examiner notes");
+    AddClientOptions(decide, d->client);
+    decide->callback([d] { RunDecide(*d); });
+  }
+  {
+    auto a = std::make_shared<LeadArgs>();
+    CLI::App* c = app.add_subcommand("leads", "Everything linked to a casing through hits (API, JSON)");
+    c->add_option("--casing", a->casing, "Casing id")->required();
+    AddClientOptions(c, a->client);
+    c->callback([a] { RunLeads(*a); });
+  }
   // admin
   CLI::App* admin = app.add_subcommand("admin", "Agencies and API tokens (admins; bootstrap with --database-url)");
   admin->require_subcommand(1);

@@ -99,7 +99,8 @@ class IngestServiceImpl final : public v1::IngestService::Service {
       return grpc::Status(StatusCode::RESOURCE_EXHAUSTED, "upload of " + std::to_string(header.total_bytes()) +
                                                               " bytes is over the limit of " + std::to_string(limit));
     }
-    call.SetDetail("file_name=" + header.file_name() + " client_request_id=" + header.client_request_id());
+    call.SetDetail("file_name=" + header.file_name() + " client_request_id=" + header.client_request_id() +
+                   " capture_device=" + header.metadata().capture_device());
 
     // Metadata first: a bad one is refused before the bytes are read.
     const v1::CasingMetadata& pm = header.metadata();

@@ -1,5 +1,13 @@
 // ReviewService (decisions, pending reviews) and LeadService (the lead graph).
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ballistics/correlate.h"
+#include "ballistics/store.h"
 
 #include "ballistics/v1/leads.grpc.pb.h"
 #include "ballistics/v1/review.grpc.pb.h"
@@ -39,6 +47,72 @@ void FillScoreFromDetail(const std::string& detail_json, v1::CmcScore* s) {
   s->mutable_registration()->set_dy_um(k.value("dy_um", 0.0));
 }
 
+// Signature values colour-mapped over their robust range (1st..99th
+// percentile of the valid points), invalid points mid grey: the picture an
+// examiner compares, independent of outliers.
+cv::Mat3b Colourize(const cv::Mat1f& v) {
+  std::vector<float> valid;
+  valid.reserve(v.total());
+  for (float x : v) {
+    if (std::isfinite(x)) valid.push_back(x);
+  }
+  cv::Mat3b out(v.size(), cv::Vec3b(128, 128, 128));
+  if (valid.size() < 2) return out;
+  auto pct = [&](double q) {
+    auto it = valid.begin() + static_cast<std::ptrdiff_t>(q * (valid.size() - 1));
+    std::nth_element(valid.begin(), it, valid.end());
+    return *it;
+  };
+  const float lo = pct(0.01), hi = pct(0.99);
+  const float span = hi > lo ? hi - lo : 1.0f;
+  cv::Mat1b grey(v.size(), 0);
+  for (int r = 0; r < v.rows; ++r) {
+    for (int c = 0; c < v.cols; ++c) {
+      const float x = v(r, c);
+      if (std::isfinite(x)) grey(r, c) = cv::saturate_cast<uchar>(255.0f * (x - lo) / span);
+    }
+  }
+  cv::Mat3b coloured;
+  cv::applyColorMap(grey, coloured, cv::COLORMAP_VIRIDIS);
+  coloured.copyTo(out, v == v);  // v == v is false exactly at NaN
+  return out;
+}
+
+std::string Png(const cv::Mat& m) {
+  std::vector<uchar> buf;
+  cv::imencode(".png", m, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+// The cell map: reference and target side by side, each cell of the direction
+// that gave the score drawn where it is in the reference and where it
+// registered in the target; green = congruent (counted in the CMC), red = not.
+// Cell positions are relative to each signature's centre (correlate.h).
+cv::Mat3b CellMap(const cv::Mat3b& ref, double ref_px_um, const cv::Mat3b& tgt, double tgt_px_um,
+                  const DirectionResult& dir) {
+  const int h = std::max(ref.rows, tgt.rows);
+  cv::Mat3b canvas(h, ref.cols + 10 + tgt.cols, cv::Vec3b(255, 255, 255));
+  ref.copyTo(canvas(cv::Rect(0, 0, ref.cols, ref.rows)));
+  tgt.copyTo(canvas(cv::Rect(ref.cols + 10, 0, tgt.cols, tgt.rows)));
+  const int thickness = std::max(1, ref.cols / 300);
+  for (const CellResult& c : dir.cell_results) {
+    const cv::Scalar colour = c.congruent ? cv::Scalar(0, 200, 0) : cv::Scalar(0, 0, 230);
+    const double half = c.size_um / ref_px_um / 2;
+    const cv::Point2d p(c.x_um / ref_px_um + ref.cols / 2.0, c.y_um / ref_px_um + ref.rows / 2.0);
+    cv::rectangle(canvas, cv::Point(cvRound(p.x - half), cvRound(p.y - half)),
+                  cv::Point(cvRound(p.x + half), cvRound(p.y + half)), colour, thickness);
+    const double th = c.size_um / tgt_px_um / 2;
+    const cv::Point2d q(c.target_x_um / tgt_px_um + tgt.cols / 2.0 + ref.cols + 10,
+                        c.target_y_um / tgt_px_um + tgt.rows / 2.0);
+    cv::RotatedRect rr(q, cv::Size2f(static_cast<float>(2 * th), static_cast<float>(2 * th)),
+                       static_cast<float>(-c.theta_deg));
+    cv::Point2f pts[4];
+    rr.points(pts);
+    for (int i = 0; i < 4; ++i) cv::line(canvas, pts[i], pts[(i + 1) % 4], colour, thickness);
+  }
+  return canvas;
+}
+
 class ReviewServiceImpl final : public v1::ReviewService::Service {
  public:
   explicit ReviewServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
@@ -57,9 +131,62 @@ class ReviewServiceImpl final : public v1::ReviewService::Service {
       out->set_reference_casing_id(c->reference_casing_id);
       out->set_target_casing_id(c->target_casing_id);
       FillScoreFromDetail(c->detail_json, out->mutable_score());
-      // Images and the per-cell map are not rendered yet (see docs/api.md).
+      st = RenderComparison(call, *c, out);
     }
     return call.Finish(st);
+  }
+
+  // Signatures read under row-level security; the comparison is recomputed
+  // (deterministic) to get the per-cell results the search did not keep.
+  grpc::Status RenderComparison(Call& call, const store::ComparisonRow& row, v1::ComparisonDetail* out) {
+    const SignatureKind kind =
+        out->score().kind() == v1::FIRING_PIN ? SignatureKind::kFiringPin : SignatureKind::kBreechFace;
+    auto url = call.ScopedUrl();
+    if (!url.ok()) return ToGrpc(url.status());
+    auto st = store::Store::Connect(*url);
+    if (!st.ok()) return ToGrpc(st.status());
+    auto pick = [&](std::int64_t casing) -> StatusOr<Signature> {
+      BALLISTICS_ASSIGN_OR_RETURN(auto sigs, (*st)->GetSignatures(casing));
+      for (auto& s : sigs) {
+        if (s.signature.kind == kind) return std::move(s.signature);
+      }
+      return NotFound("casing " + std::to_string(casing) + " has no " + std::string(SignatureKindName(kind)) +
+                      " signature visible to " + call.who().agency);
+    };
+    auto ref = pick(row.reference_casing_id);
+    if (!ref.ok()) return ToGrpc(ref.status());
+    auto tgt = pick(row.target_casing_id);
+    if (!tgt.ok()) return ToGrpc(tgt.status());
+    auto correlator = Correlator::Create(kind == SignatureKind::kFiringPin ? CorrelationConfig::FiringPin()
+                                                                           : CorrelationConfig{});
+    if (!correlator.ok()) return ToGrpc(correlator.status());
+    auto cmp = correlator->Compare(*ref, *tgt);
+    if (!cmp.ok()) return ToGrpc(cmp.status());
+    const cv::Mat3b ref_img = Colourize(ref->values), tgt_img = Colourize(tgt->values);
+    out->set_reference_png(Png(ref_img));
+    out->set_target_png(Png(tgt_img));
+    // The direction whose CMC count is the pair's score (min of both).
+    const DirectionResult& dir = cmp->forward.cmc == cmp->cmc ? cmp->forward : cmp->backward;
+    const bool forward = &dir == &cmp->forward;
+    out->set_cell_map_png(Png(forward ? CellMap(ref_img, ref->pixel_um, tgt_img, tgt->pixel_um, dir)
+                                      : CellMap(tgt_img, tgt->pixel_um, ref_img, ref->pixel_um, dir)));
+    out->set_pixel_um(ref->pixel_um);
+    for (const CellResult& c : dir.cell_results) {
+      v1::CellResult* p = out->add_cells();
+      const double half = c.size_um / 2;
+      const double px = forward ? ref->pixel_um : tgt->pixel_um;
+      const cv::Mat1f& grid = forward ? ref->values : tgt->values;
+      p->set_x_px(static_cast<int>(std::lround((c.x_um - half) / px + grid.cols / 2.0)));
+      p->set_y_px(static_cast<int>(std::lround((c.y_um - half) / px + grid.rows / 2.0)));
+      p->set_width_px(static_cast<int>(std::lround(c.size_um / px)));
+      p->set_height_px(static_cast<int>(std::lround(c.size_um / px)));
+      p->mutable_registration()->set_theta_deg(c.theta_deg);
+      p->mutable_registration()->set_dx_um(c.dx_um);
+      p->mutable_registration()->set_dy_um(c.dy_um);
+      p->set_ccf(c.ccf);
+      p->set_congruent(c.congruent);
+    }
+    return grpc::Status::OK;
   }
 
   grpc::Status RecordDecision(ServerContext* sc, const v1::RecordDecisionRequest* req, v1::Decision* out) override {
