@@ -12,7 +12,10 @@
 //   slot = block * kLanes + lane; a block whose lanes all fail the filter is
 //   not scored at all.
 // Removal moves the last slot into the hole, so the blocks stay dense.
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -53,11 +56,11 @@ bool HitBefore(const CoarseHit& a, const CoarseHit& b) {
 
 namespace index_internal {
 
-// Cross-spectra of one block: xre/xim[k * kLanes + lane] (int32, exact).
-// Compiled for AVX2 and a generic fallback, picked at run time.
-__attribute__((target_clones("avx2", "default"))) void BlockCrossSpectrum(
-    const std::int8_t* __restrict block, const std::int8_t* __restrict q, int rings, int freqs,
-    std::int32_t* __restrict xre, std::int32_t* __restrict xim) {
+namespace {
+
+// Portable version: exact int32 sums of int8 products.
+void BlockCrossSpectrumGeneric(const std::int8_t* __restrict block, const std::int8_t* __restrict q, int rings,
+                               int freqs, std::int32_t* __restrict xre, std::int32_t* __restrict xim) {
   constexpr int L = kLanes;
   std::memset(xre, 0, sizeof(std::int32_t) * freqs * L);
   std::memset(xim, 0, sizeof(std::int32_t) * freqs * L);
@@ -74,6 +77,55 @@ __attribute__((target_clones("avx2", "default"))) void BlockCrossSpectrum(
         ai[l] += qi * cr - qr * ci;
       }
     }
+  }
+}
+
+// AVX2: the (re, im) int8 pairs of 16 lanes are widened to int16 and one
+// vpmaddwd per 8 lanes computes q_re*c_re + q_im*c_im (the real part), a
+// second with (q_im, -q_re) the imaginary part; the sum over rings stays in
+// registers (k outer, r inner). Same exact int32 result as the generic loop.
+__attribute__((target("avx2"))) void BlockCrossSpectrumAvx2(const std::int8_t* __restrict block,
+                                                             const std::int8_t* __restrict q, int rings, int freqs,
+                                                             std::int32_t* __restrict xre,
+                                                             std::int32_t* __restrict xim) {
+  static_assert(kLanes == 16, "the AVX2 kernel handles 16 lanes");
+  for (int k = 0; k < freqs; ++k) {
+    __m256i re0 = _mm256_setzero_si256(), re1 = _mm256_setzero_si256();
+    __m256i im0 = _mm256_setzero_si256(), im1 = _mm256_setzero_si256();
+    for (int r = 0; r < rings; ++r) {
+      const int j = r * freqs + k;
+      const std::int16_t qr = q[2 * j], qi = q[2 * j + 1];
+      // Pairs (lo 16 bits, hi 16 bits) = (qr, qi) and (qi, -qr).
+      const __m256i wre = _mm256_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint16_t>(qr)) |
+                                            (static_cast<std::int32_t>(qi) << 16));
+      const __m256i wim = _mm256_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint16_t>(qi)) |
+                                            (static_cast<std::int32_t>(-qr) << 16));
+      const __m256i c8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + static_cast<std::size_t>(j) * 32));
+      const __m256i c_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c8));       // lanes 0..7
+      const __m256i c_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c8, 1));  // lanes 8..15
+      re0 = _mm256_add_epi32(re0, _mm256_madd_epi16(c_lo, wre));
+      re1 = _mm256_add_epi32(re1, _mm256_madd_epi16(c_hi, wre));
+      im0 = _mm256_add_epi32(im0, _mm256_madd_epi16(c_lo, wim));
+      im1 = _mm256_add_epi32(im1, _mm256_madd_epi16(c_hi, wim));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xre + k * kLanes), re0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xre + k * kLanes + 8), re1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xim + k * kLanes), im0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xim + k * kLanes + 8), im1);
+  }
+}
+
+}  // namespace
+
+// Cross-spectra of one block: xre/xim[k * kLanes + lane] (int32, exact).
+void BlockCrossSpectrum(const std::int8_t* block, const std::int8_t* q, int rings, int freqs, std::int32_t* xre,
+                        std::int32_t* xim) {
+  // BALLISTICS_INDEX_NO_AVX2=1 forces the generic loop (benchmarks, checks).
+  static const bool avx2 = __builtin_cpu_supports("avx2") && std::getenv("BALLISTICS_INDEX_NO_AVX2") == nullptr;
+  if (avx2) {
+    BlockCrossSpectrumAvx2(block, q, rings, freqs, xre, xim);
+  } else {
+    BlockCrossSpectrumGeneric(block, q, rings, freqs, xre, xim);
   }
 }
 
@@ -238,10 +290,29 @@ class FlatIndex final : public SignatureIndex {
       result.scanned += __builtin_popcount(pass);
       std::fill(best, best + kLanes, -2.0f);
       // The block (kLanes x Dim bytes) stays in cache across the query variants.
+      const bool full = static_cast<int>(heap.size()) >= k;
       for (const CoarseDescriptor& q : queries) {
         index_internal::BlockCrossSpectrum(s.data.data() + b * block_bytes, q.coeffs.data(), s.rings, s.freqs,
                                            xre.data(), xim.data());
-        for (int l = 0; l < kLanes; ++l) {
+        // Exact pruning: the correlation at any shift is at most sum_k |X_k|
+        // (triangle inequality), so a lane whose bound cannot beat both its
+        // best variant so far and the k-th best hit skips the inverse FFT.
+        // The 1e-3 margin covers float rounding of the FFT.
+        std::uint32_t need = 0;
+        for (int l = 0; l < lanes; ++l) {
+          if ((pass & (1u << l)) == 0) continue;
+          float bound = 0;
+          for (int f = 0; f < s.freqs; ++f) {
+            const float re = static_cast<float>(xre[f * kLanes + l]), im = static_cast<float>(xim[f * kLanes + l]);
+            bound += std::sqrt(re * re + im * im);
+          }
+          const float per_variant = bound * q.scale * 1.001f;
+          const float to_beat = full ? std::max(best[l], heap.front().score / s.scale[first + l]) : best[l];
+          if (per_variant >= to_beat) need |= 1u << l;
+        }
+        if (need == 0) continue;
+        for (int l = 0; l < lanes; ++l) {
+          if ((need & (1u << l)) == 0) continue;
           float* in = scorer.spectrum(l);
           for (int f = 0; f < s.freqs; ++f) {
             in[2 * (f + 1)] = static_cast<float>(xre[f * kLanes + l]);
@@ -249,7 +320,9 @@ class FlatIndex final : public SignatureIndex {
           }
         }
         scorer.Execute();
-        for (int l = 0; l < lanes; ++l) best[l] = std::max(best[l], scorer.Max(l) * q.scale);
+        for (int l = 0; l < lanes; ++l) {
+          if (need & (1u << l)) best[l] = std::max(best[l], scorer.Max(l) * q.scale);
+        }
       }
       for (int l = 0; l < lanes; ++l) {
         if ((pass & (1u << l)) == 0) continue;

@@ -200,6 +200,27 @@ TEST(FlatIndexTest, AddRemoveAndLookups) {
   EXPECT_GT(index->MemoryBytes(), 96u * 120);
 }
 
+// The index scan (SIMD kernel, pruning, batched FFT) gives the scores of the
+// one-pair DescriptorSimilarity, and scores every candidate when k = all.
+TEST(FlatIndexTest, ScanScoresEqualPairwiseSimilarity) {
+  std::mt19937 rng(8);
+  auto index = MakeFlatIndex();
+  std::vector<CoarseDescriptor> ds;
+  for (int i = 0; i < 77; ++i) {
+    ds.push_back(RandomDescriptor(rng));
+    ASSERT_TRUE(index->Add(Record(i + 1, i + 1), ds.back()).ok());
+  }
+  const CoarseDescriptor q = RandomDescriptor(rng);
+  auto r = index->SearchCoarse(q, {}, 77).value();
+  ASSERT_EQ(r.hits.size(), 77u);
+  for (const CoarseHit& h : r.hits) {
+    EXPECT_NEAR(h.score, DescriptorSimilarity(q, ds[h.signature_id - 1]), 1e-5) << h.signature_id;
+  }
+  // Top 5 with pruning = the first 5 of the full ranking.
+  auto top = index->SearchCoarse(q, {}, 5).value();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(top.hits[i].signature_id, r.hits[i].signature_id);
+}
+
 TEST(ShardedIndexTest, MergesTopKLikeAFlatIndex) {
   std::mt19937 rng(5);
   auto flat = MakeFlatIndex();
