@@ -64,6 +64,42 @@ log "what is stored"
 "$CTL" casings list
 "$CTL" db status
 
+# ---- the API: ballisticsd with TLS, upload and search through gRPC, HTML report
+D="$BUILD_DIR/src/server/ballisticsd"
+API_DIR="$REPO_ROOT/var/api"
+mkdir -p "$API_DIR"
+if [ ! -s "$API_DIR/server.crt" ]; then
+  log "making a self-signed TLS certificate for localhost (demo only) in $API_DIR"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$API_DIR/server.key" -out "$API_DIR/server.crt" -days 365 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+fi
+log "creating an examiner API token for agency CSAFE (directly on the database: bootstrap)"
+TOKEN="$("$CTL" admin create-token --agency CSAFE --role examiner --holder demo --valid-days 1 2>/dev/null)"
+GRPC_PORT="$(free_port 50051)"
+rm -f "$API_DIR/port"
+log "starting ballisticsd (TLS) on 127.0.0.1:$GRPC_PORT"
+"$D" --listen "127.0.0.1:$GRPC_PORT" --tls-cert "$API_DIR/server.crt" --tls-key "$API_DIR/server.key" \
+  --metrics-listen "127.0.0.1:0" --port-file "$API_DIR/port" >"$API_DIR/ballisticsd.log" 2>&1 &
+D_PID=$!
+stop_server() { kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null || true; }
+trap 'stop_server; [ $KEEP -eq 1 ] || pg_stop "${PG_DIR:-}"' EXIT
+for _ in $(seq 600); do [ -s "$API_DIR/port" ] && break; kill -0 "$D_PID" 2>/dev/null || { cat "$API_DIR/ballisticsd.log"; die "ballisticsd did not start"; }; sleep 0.1; done
+API=(--server "localhost:$GRPC_PORT" --ca-cert "$API_DIR/server.crt" --token "$TOKEN")
+
+log "uploading fadul-1-1 through the API (already stored above: the same casing comes back)"
+CASING="$("$CTL" upload "$DATA/fadul/fadul-1-1.x3p" --case "Fadul-2011" --calibre "9mm Luger" --source test-fire \
+  --json "${API[@]}" | sed -n 's/.*"casing_id": *\([0-9]*\).*/\1/p' | head -1)"
+log "searching with casing $CASING through gRPC"
+"$CTL" search --casing "$CASING" --top 10 "${API[@]}" | tee "$API_DIR/search.txt"
+SEARCH_ID="$(sed -n 's/^search \([0-9]*\) .*/\1/p' "$API_DIR/search.txt")"
+"$CTL" report --search "$SEARCH_ID" --out "$API_DIR/report.html" --top 3 "${API[@]}"
+log "examiner report: $API_DIR/report.html"
+log "metrics: curl http://127.0.0.1:$(cut -d' ' -f2 "$API_DIR/port")/metrics ; server log: $API_DIR/ballisticsd.log"
+if [ $KEEP -eq 1 ]; then
+  trap - EXIT
+  log "ballisticsd keeps running (pid $D_PID): export BALLISTICS_SERVER=localhost:$GRPC_PORT BALLISTICS_CA_CERT=$API_DIR/server.crt BALLISTICS_TOKEN=$TOKEN"
+fi
+
 if [ $KEEP -eq 1 ]; then
   log "PostgreSQL keeps running: export BALLISTICS_DATABASE_URL=$DB_URL"
 fi
