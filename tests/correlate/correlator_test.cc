@@ -242,3 +242,54 @@ TEST(CorrelatorErrorsTest, RejectsMixedKindsAndBadRotation) {
 
 }  // namespace
 }  // namespace ballistics
+
+namespace ballistics {
+namespace {
+
+TEST(TurnScanTest, MovesAPointWhereTheConventionSays) {
+  // A bright blob 40 px right of the centre, turned by +90 degrees (OpenCV:
+  // counter-clockwise as displayed, y down) must end up 40 px *above* the centre.
+  Scan scan;
+  scan.pixel_um_x = scan.pixel_um_y = 5.0;
+  scan.values = cv::Mat1f::zeros(101, 101);
+  cv::circle(scan.values, cv::Point(90, 50), 3, cv::Scalar(1.0), -1);
+  auto turned = TurnScan(scan, 90.0, 0.0, 0.0);
+  ASSERT_TRUE(turned.ok()) << turned.status().ToString();
+  const cv::Mat1f& v = turned->values;
+  cv::Mat1f finite = v.clone();
+  cv::patchNaNs(finite, 0.0);
+  auto centroid = [](const cv::Mat1f& m) {
+    const cv::Moments mo = cv::moments(m);
+    return cv::Point2d(mo.m10 / mo.m00, mo.m01 / mo.m00);
+  };
+  cv::Point2d c = centroid(finite);
+  const double cx = (v.cols - 1) / 2.0, cy = (v.rows - 1) / 2.0;
+  EXPECT_NEAR(c.x - cx, 0.0, 0.5);
+  EXPECT_NEAR(c.y - cy, -40.0, 0.5);
+  // Corners of the padded canvas hold no data.
+  EXPECT_TRUE(std::isnan(v(0, 0)));
+  // A shift in µm moves it by shift / pixel.
+  auto shifted = TurnScan(scan, 0.0, 50.0, -25.0);
+  ASSERT_TRUE(shifted.ok());
+  cv::Mat1f f2 = shifted->values.clone();
+  cv::patchNaNs(f2, 0.0);
+  c = centroid(f2);
+  EXPECT_NEAR(c.x - (f2.cols - 1) / 2.0, 40.0 + 10.0, 0.5);
+  EXPECT_NEAR(c.y - (f2.rows - 1) / 2.0, -5.0, 0.5);
+}
+
+TEST(TurnScanTest, RejectsBadInput) {
+  Scan scan;
+  EXPECT_EQ(TurnScan(scan, 10, 0, 0).status().code(), StatusCode::kInvalidArgument);
+  scan.values = cv::Mat1f::zeros(10, 10);
+  scan.pixel_um_x = 0;
+  scan.pixel_um_y = 1;
+  auto r = TurnScan(scan, 10, 0, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("pixel size 0"), std::string::npos) << r.status().message();
+  scan.pixel_um_x = 1;
+  EXPECT_FALSE(TurnScan(scan, std::nan(""), 0, 0).ok());
+}
+
+}  // namespace
+}  // namespace ballistics
