@@ -16,7 +16,7 @@ BALLISTICS_DEBS=(
   libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libzip-dev libpugixml-dev libssl-dev libtiff-dev
   postgresql postgresql-contrib
-  python3-grpcio python3-protobuf openssl
+  python3-grpcio python3-protobuf openssl chromium
 )
 
 # Installs the packages that are missing; skips apt entirely when all are present.

@@ -93,6 +93,28 @@ for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', html):
     assert w > 100 and h > 100, (w, h)
 print("report: 6 inline PNGs, no external resources")
 PYEOF
+# Rendered by headless Chromium (no network, no GPU): the screenshot has the
+# window's size and is not blank (a blank page decodes to a handful of byte values).
+chromium --headless --no-sandbox --disable-gpu --disable-background-networking --user-data-dir="$TMP/chrome" \
+  --window-size=1280,2000 --screenshot="$TMP/report.png" "file://$TMP/report.html" >"$TMP/chrome.log" 2>&1 \
+  || { cat "$TMP/chrome.log"; echo "FAIL: chromium"; exit 1; }
+"$PY" - "$TMP/report.png" <<'PYEOF'
+import sys, zlib
+png = open(sys.argv[1], "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n", "screenshot is not a PNG"
+w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+assert (w, h) == (1280, 2000), (w, h)
+idat, i = b"", 8
+while i < len(png):
+    n = int.from_bytes(png[i:i + 4], "big")
+    if png[i + 4:i + 8] == b"IDAT":
+        idat += png[i + 8:i + 8 + n]
+    i += 12 + n
+raw = zlib.decompress(idat)
+distinct = len(set(raw[::7]))
+assert distinct > 100, f"screenshot looks blank ({distinct} distinct byte values)"
+print(f"report rendered by chromium: {w}x{h}, {distinct} distinct byte values")
+PYEOF
 
 kill -TERM "$PID"
 wait "$PID" && rc=0 || rc=$?
