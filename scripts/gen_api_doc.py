@@ -41,6 +41,43 @@ server reflection (`grpcurl -insecure localhost:50051 list`).
 | examiner | + search, review, decide, read leads |
 | agency_reader | read own agency's casings, searches, comparisons, leads |
 | admin | manage agencies and tokens, verify the audit trail, read everything |
+
+## Running it
+
+```sh
+ballisticsd --database-url URL --tls-cert server.crt --tls-key server.key \
+            --listen 0.0.0.0:50051 --metrics-listen 127.0.0.1:9464
+ballisticsctl admin create-agency MDSP --database-url URL            # bootstrap, on the database
+ballisticsctl admin create-token --agency MDSP --role admin --holder ops --database-url URL
+ballisticsctl admin create-token --agency MDSP --role examiner --holder "J. Doe" \
+            --server host:50051 --ca-cert ca.pem --token $ADMIN_TOKEN     # later, through the API
+ballisticsctl upload scans/*.x3p --case 24-123 --calibre "9mm Luger" --server ... --token ...
+ballisticsctl search --casing 17 ; ballisticsctl review pending ; ballisticsctl review decide 42 --outcome hit
+ballisticsctl leads --casing 17 ; ballisticsctl report --search 5 --out report.html
+ballisticsctl audit verify --database-url URL
+```
+
+- TLS is on unless `--insecure` (meant for loopback tests); the demo makes a
+  self-signed pair with openssl. Clients pass `--ca-cert` (or trust system CAs).
+- The same options go into a `--config` file as `key = value` lines.
+- The server listens on 127.0.0.1 unless told otherwise; SIGTERM stops accepting
+  calls, gives running ones `--shutdown-grace-s` seconds, then cancels them.
+- Evidence is read and written as the PostgreSQL role `ballistics_app`
+  (no superuser, no BYPASSRLS) with the caller's agency as a session setting;
+  tokens and the audit trail only through the schema owner's connection
+  (`db/migrations/0010_api_security.sql`).
+- Metrics (`GET /metrics`, Prometheus text): `ballistics_grpc_requests_total{method,code}`,
+  `ballistics_grpc_request_duration_seconds` (histogram), `ballistics_uploads_in_flight`,
+  `ballistics_upload_bytes_total`, `ballistics_searches_running`, `ballistics_search_queue_depth`,
+  `ballistics_index_signatures`, `ballistics_index_bytes`.
+- Python: `examples/python` (stubs from `gen_stubs.sh`, Debian's python3-grpcio).
+
+Known limits: the search index and the full signatures live in the server's
+memory (loaded at start, extended on upload); `overlay_png` is not rendered yet;
+`MANUFACTURER_TEST_FIRE` is refused until the registry schema exists; the audit
+chain detects edits and deletions inside the trail, but deleting the newest
+rows is only detectable against a head hash kept outside the database
+(`audit verify` prints it).
 """
 
 
