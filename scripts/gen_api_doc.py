@@ -54,6 +54,7 @@ ballisticsctl admin create-token --agency MDSP --role examiner --holder "J. Doe"
 ballisticsctl upload scans/*.x3p --case 24-123 --calibre "9mm Luger" --server ... --token ...
 ballisticsctl search --casing 17 ; ballisticsctl review pending ; ballisticsctl review decide 42 --outcome hit
 ballisticsctl leads --casing 17 ; ballisticsctl report --search 5 --out report.html
+ballisticsctl admin share --owner MDSP --reader BCPD --database-url URL     # BCPD may read MDSP casings
 ballisticsctl audit verify --database-url URL
 ```
 

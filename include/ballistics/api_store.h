@@ -184,6 +184,9 @@ class ApiDb {
   StatusOr<std::int64_t> CasingAgencyId(std::int64_t casing_id);
   // True when reader may read owner's casings (same agency or a share).
   StatusOr<bool> AgencyShares(std::int64_t owner_agency_id, std::int64_t reader_agency_id);
+  // Lets reader_agency read owner_agency's casings (searches of the reader then
+  // include them). NOT_FOUND for an unknown agency; idempotent.
+  Status ShareAgency(const std::string& owner_agency, const std::string& reader_agency);
   // Names of the agency and of the agencies sharing their casings with it.
   StatusOr<std::vector<std::string>> VisibleAgencyNames(std::int64_t reader_agency_id);
 

@@ -2,6 +2,7 @@
 //   ballisticsctl admin create-agency NAME        [--database-url URL | --server H:P --token T]
 //   ballisticsctl admin create-token --agency A --role R --holder H [--valid-days N] [...same]
 //   ballisticsctl admin revoke-token ID           [...same]
+//   ballisticsctl admin share --owner A --reader B --database-url URL   (B may read A's casings)
 //   ballisticsctl audit verify                    [--database-url URL | --server H:P --token T]
 //   ballisticsctl upload FILE... --server H:P --token T --case C --calibre K [--agency A] ...
 //   ballisticsctl casing get ID --server H:P --token T
@@ -256,6 +257,19 @@ void RunRevokeToken(const AdminArgs& a) {
     if (!s.ok()) FailRpc("revoke-token", s);
   }
   std::cout << "token " << a.token_id << " revoked\n";
+}
+
+struct ShareArgs {
+  std::string url, owner, reader;
+};
+
+void RunShare(const ShareArgs& a) {
+  if (a.url.empty()) Fail("admin share works on the database: pass --database-url", kExitUsage);
+  auto db = DbOrFail(a.url);
+  Status s = db->ShareAgency(a.owner, a.reader);
+  AuditDirect(*db, "admin share", s, "", "owner=" + a.owner + " reader=" + a.reader);
+  if (!s.ok()) Fail(s.ToString(), kExitInputError);
+  std::cout << "agency '" << a.reader << "' may now read the casings of '" << a.owner << "'\n";
 }
 
 void RunAuditVerify(const AdminArgs& a) {
@@ -792,6 +806,14 @@ void RegisterApiCommands(CLI::App& app) {
     c->add_option("token_id", a->token_id, "Token id")->required();
     AddAdminTarget(c, *a);
     c->callback([a] { RunRevokeToken(*a); });
+  }
+  {
+    auto a = std::make_shared<ShareArgs>();
+    CLI::App* c = admin->add_subcommand("share", "Let one agency read another's casings (sharing by policy)");
+    c->add_option("--owner", a->owner, "Agency whose casings are shared")->required();
+    c->add_option("--reader", a->reader, "Agency that may read them")->required();
+    c->add_option("--database-url", a->url, "PostgreSQL URL (default $BALLISTICS_DATABASE_URL)")->envname(kUrlEnv);
+    c->callback([a] { RunShare(*a); });
   }
   // audit
   CLI::App* audit = app.add_subcommand("audit", "The hash-chained audit trail");

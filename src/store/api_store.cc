@@ -288,6 +288,17 @@ StatusOr<bool> ApiDb::AgencyShares(std::int64_t owner_agency_id, std::int64_t re
   return r.rows() > 0;
 }
 
+Status ApiDb::ShareAgency(const std::string& owner_agency, const std::string& reader_agency) {
+  BALLISTICS_ASSIGN_OR_RETURN(std::int64_t owner, AgencyId(owner_agency));
+  BALLISTICS_ASSIGN_OR_RETURN(std::int64_t reader, AgencyId(reader_agency));
+  if (owner == reader) return InvalidArgument("an agency always reads its own casings");
+  return impl_->conn
+      ->Exec("share agency",
+             "INSERT INTO agency_shares (owner_agency_id, reader_agency_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+             {pg::Param::Int(owner), pg::Param::Int(reader)})
+      .status();
+}
+
 StatusOr<std::vector<std::string>> ApiDb::VisibleAgencyNames(std::int64_t reader_agency_id) {
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r, impl_->conn->Exec("visible agencies",

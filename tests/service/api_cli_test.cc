@@ -100,6 +100,19 @@ TEST(ApiCliTest, BootstrapUploadAndAuditVerify) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("UNAUTHENTICATED"), std::string::npos) << r.err;
 
+  // Another agency's examiner: refused until agency A shares with agency B.
+  ASSERT_EQ(Ctl("admin create-agency 'Agency B'", db.url(), tmp).exit_code, 0);
+  r = Ctl("admin create-token --agency 'Agency B' --role examiner --holder exb", db.url(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string exb = Trim(r.out);
+  r = Ctl("casing get " + std::to_string(id) + api + " --token " + exb, "", tmp);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.err.find("PERMISSION_DENIED"), std::string::npos) << r.err;
+  r = Ctl("admin share --owner 'Agency A' --reader 'Agency B'", db.url(), tmp);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = Ctl("casing get " + std::to_string(id) + api + " --token " + exb, "", tmp);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
   // The audit trail: direct and through the API.
   r = Ctl("audit verify", db.url(), tmp);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -107,10 +120,11 @@ TEST(ApiCliTest, BootstrapUploadAndAuditVerify) {
   r = Ctl("audit verify --json" + api + " --token " + admin, "", tmp);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(nlohmann::json::parse(r.out)["ok"].get<bool>());
-  // Rows: create-agency x2 (one failed), bootstrap create-token (the bad role is a
-  // usage error, refused before the database), API create-token, 2 uploads,
-  // casing get x2 (one unauthenticated), API audit verify. Direct verify writes none.
-  EXPECT_EQ(db.Count("audit_log"), 9);
+  // Rows: create-agency x3 (one failed), bootstrap create-token x2 (the bad role is
+  // a usage error, refused before the database), API create-token, 2 uploads,
+  // casing get x4 (one unauthenticated, one denied), share, API audit verify.
+  // Direct verify writes none.
+  EXPECT_EQ(db.Count("audit_log"), 14);
 
   ASSERT_TRUE(testing::ExecSql(db.url(), "SET session_replication_role = replica; "
                                          "UPDATE audit_log SET records = '' WHERE seq = 6"));
