@@ -124,7 +124,8 @@ Pair score = CMC count, the smaller of the two directions. Identification at CMC
 | this engine, orientation unknown (360 deg search) $(summary < "$WORK/fadul.txt")
 | this engine, every scan turned 0-360 deg and shifted, 360 deg search $(summary < "$WORK/turned.txt")
 
-Wall time of the first run: $(cat "$WORK/fadul.sec") s for 780 pairs on $THREADS threads (about
+Wall-clock time of the first run (on the shared 2-core VM while other builds ran; CPU time per
+pair is in docs/benchmarks.md): $(cat "$WORK/fadul.sec") s for 780 pairs on $THREADS threads (about
 $NPAIRS_PER_CORE_MS ms per pair per core, including reading and normalizing the 40 scans once).
 
 The true relative rotations of the KM pairs (first run): $KM_ANGLES degrees.
