@@ -74,7 +74,7 @@ ballisticsctl audit verify --database-url URL
 - Python: `examples/python` (stubs from `gen_stubs.sh`, Debian's python3-grpcio).
 
 Known limits: the search index and the full signatures live in the server's
-memory (loaded at start, extended on upload); `overlay_png` is not rendered yet;
+memory (loaded at start, extended on upload);
 `MANUFACTURER_TEST_FIRE` is refused until the registry schema exists; the audit
 chain detects edits and deletions inside the trail, but deleting the newest
 rows is only detectable against a head hash kept outside the database

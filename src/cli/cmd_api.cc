@@ -723,6 +723,7 @@ void RunReport(const ReportArgs& a) {
       << d.score().cell_count() << " cells (recomputed: " << congruent << " of " << d.cells_size()
       << "), CCF " << d.score().ccf() << ", pixel " << d.pixel_um() << " &micro;m.</p>\n";
     h << "<div class=imgs>" << Img(d.reference_png(), "query signature") << Img(d.target_png(), "candidate signature")
+      << Img(d.overlay_png(), "overlay at the registration (query magenta, candidate green)")
       << "</div>\n<div class=cellmap>" << Img(d.cell_map_png(), "cell map (green: congruent, red: not)")
       << "</div></div>\n";
   }

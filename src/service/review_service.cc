@@ -4,6 +4,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 
 #include "ballistics/correlate.h"
@@ -113,6 +114,68 @@ cv::Mat3b CellMap(const cv::Mat3b& ref, double ref_px_um, const cv::Mat3b& tgt, 
   return canvas;
 }
 
+// The target resampled onto the reference grid at the consensus registration
+// (reference point p, centre-relative in um, lies on target point
+// q = Rot(theta) p + t, OpenCV's rotation convention, as in src/correlate), then
+// both shown in one picture: reference in magenta, target in green, so marks
+// that line up look grey-white and mismatches look coloured.
+cv::Mat3b Overlay(const Signature& ref, const Signature& tgt, const ComparisonResult& cmp, double* ncc) {
+  const double th = cmp.theta_deg * CV_PI / 180.0, c = std::cos(th), s = std::sin(th);
+  cv::Mat1f map_x(ref.values.size()), map_y(ref.values.size());
+  const double crx = (ref.values.cols - 1) / 2.0, cry = (ref.values.rows - 1) / 2.0;
+  const double ctx = (tgt.values.cols - 1) / 2.0, cty = (tgt.values.rows - 1) / 2.0;
+  for (int y = 0; y < ref.values.rows; ++y) {
+    for (int x = 0; x < ref.values.cols; ++x) {
+      const double px = (x - crx) * ref.pixel_um, py = (y - cry) * ref.pixel_um;
+      const double qx = c * px + s * py + cmp.dx_um, qy = -s * px + c * py + cmp.dy_um;
+      map_x(y, x) = static_cast<float>(qx / tgt.pixel_um + ctx);
+      map_y(y, x) = static_cast<float>(qy / tgt.pixel_um + cty);
+    }
+  }
+  cv::Mat1f warped;
+  // NaN propagates through the bilinear weights: invalid target data stays invalid.
+  cv::remap(tgt.values, warped, map_x, map_y, cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+            cv::Scalar(std::numeric_limits<float>::quiet_NaN()));
+  auto grey = [](const cv::Mat1f& v) {
+    std::vector<float> valid;
+    for (float x : v) {
+      if (std::isfinite(x)) valid.push_back(x);
+    }
+    cv::Mat1b g(v.size(), 0);
+    if (valid.size() < 2) return g;
+    std::sort(valid.begin(), valid.end());
+    const float lo = valid[valid.size() / 100], hi = valid[valid.size() * 99 / 100];
+    const float span = hi > lo ? hi - lo : 1.0f;
+    for (int r = 0; r < v.rows; ++r) {
+      for (int k = 0; k < v.cols; ++k) {
+        if (std::isfinite(v(r, k))) g(r, k) = cv::saturate_cast<uchar>(255.0f * (v(r, k) - lo) / span);
+      }
+    }
+    return g;
+  };
+  const cv::Mat1b a = grey(ref.values), b = grey(warped);
+  cv::Mat3b out(ref.values.size(), cv::Vec3b(255, 255, 255));
+  double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+  long n = 0;
+  for (int r = 0; r < out.rows; ++r) {
+    for (int k = 0; k < out.cols; ++k) {
+      const bool va = std::isfinite(ref.values(r, k)), vb = std::isfinite(warped(r, k));
+      if (va && vb) {
+        const double x = ref.values(r, k), y = warped(r, k);
+        sa += x, sb += y, saa += x * x, sbb += y * y, sab += x * y, ++n;
+      }
+      // BGR: reference in blue+red (magenta), target in green.
+      out(r, k) = cv::Vec3b(va ? a(r, k) : 255, vb ? b(r, k) : 255, va ? a(r, k) : 255);
+    }
+  }
+  *ncc = 0;
+  if (n > 1) {
+    const double cov = sab - sa * sb / n, va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+    if (va > 0 && vb > 0) *ncc = cov / std::sqrt(va * vb);
+  }
+  return out;
+}
+
 class ReviewServiceImpl final : public v1::ReviewService::Service {
  public:
   explicit ReviewServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
@@ -171,6 +234,11 @@ class ReviewServiceImpl final : public v1::ReviewService::Service {
     out->set_cell_map_png(Png(forward ? CellMap(ref_img, ref->pixel_um, tgt_img, tgt->pixel_um, dir)
                                       : CellMap(tgt_img, tgt->pixel_um, ref_img, ref->pixel_um, dir)));
     out->set_pixel_um(ref->pixel_um);
+    double overlay_ncc = 0;
+    out->set_overlay_png(Png(Overlay(*ref, *tgt, *cmp, &overlay_ncc)));
+    // The overlay's own correlation over the common valid area: a check that
+    // the picture shows the registration the score was computed at.
+    call.SetDetail("overlay_ncc=" + std::to_string(overlay_ncc) + " ccf=" + std::to_string(cmp->ccf));
     for (const CellResult& c : dir.cell_results) {
       v1::CellResult* p = out->add_cells();
       const double half = c.size_um / 2;

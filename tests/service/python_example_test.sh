@@ -80,8 +80,8 @@ read -r CMP TARGET < <("$PY" -c 'import json,sys; c=json.load(open(sys.argv[1]))
 echo "ballisticsctl search / review decide / leads over TLS: ok"
 SEARCH_ID="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["search_id"])' "$TMP/search.json")"
 "$CTL" report --search "$SEARCH_ID" --out "$TMP/report.html" --top 2 "${API[@]}"
-# Self-contained: two candidates x (query, candidate, cell map) inline PNGs, nothing fetched from elsewhere.
-[ "$(grep -o 'src="data:image/png;base64,' "$TMP/report.html" | wc -l)" -eq 6 ] || { echo "FAIL: report images"; exit 1; }
+# Self-contained: two candidates x (query, candidate, overlay, cell map) inline PNGs, nothing fetched from elsewhere.
+[ "$(grep -o 'src="data:image/png;base64,' "$TMP/report.html" | wc -l)" -eq 8 ] || { echo "FAIL: report images"; exit 1; }
 ! grep -Eq '(src|href)="(http|//|/)' "$TMP/report.html" || { echo "FAIL: report references external resources"; exit 1; }
 "$PY" - "$TMP/report.html" <<'PYEOF'
 import base64, re, sys
@@ -91,7 +91,7 @@ for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', html):
     assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert w > 100 and h > 100, (w, h)
-print("report: 6 inline PNGs, no external resources")
+print("report: 8 inline PNGs, no external resources")
 PYEOF
 # Rendered by headless Chromium (no network, no GPU): the screenshot has the
 # window's size and is not blank (a blank page decodes to a handful of byte values).
