@@ -150,7 +150,7 @@ void BM_StoreScan(benchmark::State& state) {
           // Every scan was stored once: empty the tables so the next round inserts again.
           state.PauseTiming();
           const double before = backend_pid > 0 ? ProcessCpuSeconds(backend_pid) : 0;
-          Exec(side, "TRUNCATE signatures, scan_blobs, scans, casings, cases, agencies");
+          Exec(side, "TRUNCATE signatures, scan_blobs, scans, casings, cases, agencies CASCADE");
           const double after = backend_pid > 0 ? ProcessCpuSeconds(backend_pid) : 0;
           paused_server_cpu += after - before;
           state.ResumeTiming();
