@@ -15,7 +15,6 @@
 // to the audit trail too. Everything else goes through the gRPC API.
 // Client TLS: --ca-cert (PEM of the server's CA or self-signed certificate);
 // --insecure only for a loopback server started with --insecure.
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -327,19 +326,6 @@ v1::CasingSource SourceOrFail(const std::string& s) {
   Fail("unknown --source '" + s + "' (crime-scene, test-fire, recovered-firearm, police-issued)", kExitUsage);
 }
 
-std::string Sha256Hex(const std::string& b) {
-  unsigned char d[32];
-  unsigned int n = 0;
-  EVP_Digest(b.data(), b.size(), d, &n, EVP_sha256(), nullptr);
-  static const char* hx = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : d) {
-    s += hx[c >> 4];
-    s += hx[c & 15];
-  }
-  return s;
-}
-
 void RunUpload(const UploadArgs& a) {
   const v1::CasingSource source = SourceOrFail(a.source);
   auto channel = Connect(a.client);
@@ -352,7 +338,8 @@ void RunUpload(const UploadArgs& a) {
   int worst = 0;
   for (const auto& path : a.files) {
     const std::string bytes = ReadFile(path);
-    const std::string sha = Sha256Hex(bytes);
+    const std::string sha = ballistics::Sha256Hex(
+        {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
     grpc::ClientContext ctx;
     Prepare(&ctx, a.client);
     v1::UploadScanResponse resp;

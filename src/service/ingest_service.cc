@@ -1,10 +1,10 @@
 // IngestService.UploadScan and CasingService.GetCasing.
-#include <openssl/evp.h>
 
 #include <cstdio>
 #include <ctime>
 
 #include "ballistics/ingest.h"
+#include "ballistics/io.h"
 #include "ballistics/store.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
 #include "search_backend.h"
@@ -55,19 +55,6 @@ v1::CasingSource ToProto(CasingSource s) {
 
 v1::SignatureKind ToProto(SignatureKind k) {
   return k == SignatureKind::kBreechFace ? v1::BREECH_FACE : v1::FIRING_PIN;
-}
-
-std::string Sha256Hex(const std::vector<std::uint8_t>& b) {
-  unsigned char d[32];
-  unsigned int n = 0;
-  EVP_Digest(b.data(), b.size(), d, &n, EVP_sha256(), nullptr);
-  static const char* hx = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : d) {
-    s += hx[c >> 4];
-    s += hx[c & 15];
-  }
-  return s;
 }
 
 grpc::Status Invalid(const std::string& m) { return grpc::Status(StatusCode::INVALID_ARGUMENT, m); }
