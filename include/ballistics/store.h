@@ -117,6 +117,23 @@ struct StoredSignature {
   Signature signature;
 };
 
+// A signature with the casing fields a search filters on (what an index needs
+// besides the values), read in one query.
+struct SearchableSignature {
+  StoredSignature stored;
+  std::string agency;
+  std::string calibre;
+  CasingSource source = CasingSource::kCrimeScene;
+  std::optional<std::string> captured_at;  // ISO 8601 UTC, as in CasingMetadata
+};
+
+// Ids only (a shard worker's catch-up after a lost LISTEN connection).
+struct SignatureRef {
+  std::int64_t id = 0;
+  std::int64_t casing_id = 0;
+  int shard = -1;
+};
+
 struct ListCasingsOptions {
   std::optional<std::string> agency;
   std::optional<std::string> case_number;
@@ -176,6 +193,15 @@ class Store {
   Status LoadSignatures(std::span<const int> shards,
                         const std::function<Status(StoredSignature&&)>& sink, int batch_rows = 64);
 
+  // Like LoadSignatures, with the casing's filter fields joined in (one
+  // server-side binary cursor per shard, `batch_rows` rows per FETCH).
+  Status LoadSearchableSignatures(std::span<const int> shards,
+                                  const std::function<Status(SearchableSignature&&)>& sink, int batch_rows = 64);
+  // The same for one casing (empty vector if it has no signatures).
+  StatusOr<std::vector<SearchableSignature>> GetSearchableSignatures(std::int64_t casing_id);
+  // Ids of every signature of the given shards, in (shard, id) order.
+  StatusOr<std::vector<SignatureRef>> ListSignatureRefs(std::span<const int> shards);
+
   // LISTEN on kSignaturesChannel, then wait up to timeout_ms for notifications;
   // returns the payloads received (possibly none).
   Status ListenSignatures();
@@ -190,3 +216,58 @@ class Store {
 
 }  // namespace store
 }  // namespace ballistics
+
+// ---- Evidence strength: reference populations and LR models ----
+// Schema: db/migrations/0030_reference_populations.sql; implementation
+// src/store/evidence_store.cc. The model itself is domain data of the evidence
+// stage (evidence::ModelToJson / ModelFromJson); the store keeps its JSON and the
+// population's scores and knows nothing of the statistics.
+namespace ballistics::store {
+
+struct ReferenceScoreRow {
+  bool same_source = false;
+  int cmc = 0;
+  int cells = 0;
+};
+
+struct ReferenceModelRecord {
+  std::int64_t id = 0;             // evidence_models.id (set by the store)
+  std::int64_t population_id = 0;  // set by the store
+  std::string name;
+  SignatureKind kind = SignatureKind::kBreechFace;
+  std::string calibre;             // "" = any calibre
+  std::string pipeline_version;
+  std::string model;               // e.g. "beta-binomial CMC + ELUB"
+  std::string params_json;         // evidence::ModelToJson
+  std::vector<ReferenceScoreRow> scores;
+  std::string created_at;          // ISO 8601 UTC (set by the store)
+};
+
+// One connection, not thread-safe (like Store).
+class EvidenceDb {
+ public:
+  // Unreachable -> UNAVAILABLE.
+  static StatusOr<std::unique_ptr<EvidenceDb>> Connect(const std::string& database_url);
+  ~EvidenceDb();
+  EvidenceDb(const EvidenceDb&) = delete;
+  EvidenceDb& operator=(const EvidenceDb&) = delete;
+
+  // Population, scores and model in one transaction; replaces an earlier one of
+  // the same (name, kind, calibre, pipeline_version). Returns the model id.
+  // INVALID_ARGUMENT for empty name/version/params or a score the schema rejects.
+  StatusOr<std::int64_t> SaveReferenceModel(const ReferenceModelRecord& record);
+  // The newest model for this kind and pipeline version: of this calibre if one
+  // exists, else of any calibre (""); scores filled. NOT_FOUND when none.
+  StatusOr<ReferenceModelRecord> FindReferenceModel(SignatureKind kind, const std::string& calibre,
+                                                    const std::string& pipeline_version);
+  // Every stored model, newest first, without scores.
+  StatusOr<std::vector<ReferenceModelRecord>> ListReferenceModels();
+
+  class Impl;
+
+ private:
+  explicit EvidenceDb(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ballistics::store

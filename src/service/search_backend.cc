@@ -2,14 +2,17 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 
 #include "ballistics/store.h"
+#include "server.h"
 
 namespace ballistics::service {
 
-class SearchBackend::MemorySource final : public SignatureSource {
+class LocalSearchBackend::MemorySource final : public SignatureSource {
  public:
   StatusOr<Signature> Load(std::int64_t signature_id) const override {
     std::shared_lock l(mu_);
@@ -19,16 +22,22 @@ class SearchBackend::MemorySource final : public SignatureSource {
   }
   void Put(std::int64_t id, Signature s) {
     std::unique_lock l(mu_);
+    bytes_ += s.values.total() * sizeof(float) + sizeof(Signature) + s.pipeline_version.size();
     sigs_[id] = std::move(s);
   }
   bool Has(std::int64_t id) const {
     std::shared_lock l(mu_);
     return sigs_.count(id) > 0;
   }
+  std::size_t bytes() const {
+    std::shared_lock l(mu_);
+    return bytes_;
+  }
 
  private:
   mutable std::shared_mutex mu_;
   std::map<std::int64_t, Signature> sigs_;
+  std::size_t bytes_ = 0;
 };
 
 namespace {
@@ -45,79 +54,253 @@ std::int64_t ParseIsoUtc(const std::optional<std::string>& s) {
   return static_cast<std::int64_t>(timegm(&tm));
 }
 
-SignatureRecord RecordFor(const store::StoredCasing& c, const store::StoredSignature& s) {
+SignatureRecord RecordFor(const store::SearchableSignature& s) {
   SignatureRecord r;
-  r.signature_id = s.id;
-  r.casing_id = s.casing_id;
-  r.kind = s.signature.kind;
-  r.modality = s.signature.modality;
-  r.calibre = c.metadata.calibre;
-  r.agency = c.metadata.agency;
-  r.source = c.metadata.source;
-  r.captured_at_unix = ParseIsoUtc(c.metadata.captured_at);
-  r.shard = s.shard;
+  r.signature_id = s.stored.id;
+  r.casing_id = s.stored.casing_id;
+  r.kind = s.stored.signature.kind;
+  r.modality = s.stored.signature.modality;
+  r.calibre = s.calibre;
+  r.agency = s.agency;
+  r.source = s.source;
+  r.captured_at_unix = ParseIsoUtc(s.captured_at);
+  r.shard = s.stored.shard;
   return r;
+}
+
+// Descriptors of a batch on up to `threads` threads (the bulk load is bound by
+// this arithmetic, not by the cursor).
+std::vector<StatusOr<CoarseDescriptor>> Descriptors(const std::vector<store::SearchableSignature>& batch,
+                                                    int threads) {
+  std::vector<StatusOr<CoarseDescriptor>> out(batch.size(), Internal("not computed"));
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next.fetch_add(1); i < batch.size(); i = next.fetch_add(1)) {
+      out[i] = ComputeDescriptor(batch[i].stored.signature);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::min<int>(threads, static_cast<int>(batch.size())); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  return out;
 }
 
 }  // namespace
 
+StatusOr<std::vector<int>> ParseShardRanges(const std::string& ranges) {
+  std::set<int> out;
+  std::size_t start = 0;
+  auto number = [](const std::string& t, const std::string& piece) -> StatusOr<int> {
+    if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 4) {
+      return InvalidArgument("shard range '" + piece + "': '" + t + "' is not a shard number");
+    }
+    const int v = std::stoi(t);
+    if (v >= store::kSignatureShards) {
+      return InvalidArgument("shard range '" + piece + "': shard " + t + " is not in 0.." +
+                             std::to_string(store::kSignatureShards - 1));
+    }
+    return v;
+  };
+  while (start <= ranges.size()) {
+    std::size_t comma = ranges.find(',', start);
+    if (comma == std::string::npos) comma = ranges.size();
+    std::string piece = ranges.substr(start, comma - start);
+    piece.erase(0, piece.find_first_not_of(" \t"));
+    piece.erase(piece.find_last_not_of(" \t") + 1);
+    const std::size_t dash = piece.find('-');
+    if (dash == std::string::npos) {
+      BALLISTICS_ASSIGN_OR_RETURN(int v, number(piece, piece));
+      out.insert(v);
+    } else {
+      BALLISTICS_ASSIGN_OR_RETURN(int a, number(piece.substr(0, dash), piece));
+      BALLISTICS_ASSIGN_OR_RETURN(int b, number(piece.substr(dash + 1), piece));
+      if (b < a) return InvalidArgument("shard range '" + piece + "' is reversed");
+      for (int v = a; v <= b; ++v) out.insert(v);
+    }
+    start = comma + 1;
+  }
+  return std::vector<int>(out.begin(), out.end());
+}
+
 StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Load(const std::string& url, int threads) {
-  std::unique_ptr<SearchBackend> b(new SearchBackend());
+  std::vector<int> all;
+  for (int i = 0; i < store::kSignatureShards; ++i) all.push_back(i);
+  BALLISTICS_ASSIGN_OR_RETURN(auto b, LocalSearchBackend::Load(url, std::move(all), threads));
+  return std::unique_ptr<SearchBackend>(std::move(b));
+}
+
+StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Create(const ServerConfig& config) {
+  if (config.role != "single") {
+    return InvalidArgument("search role '" + config.role + "' is not single or coordinator");
+  }
+  return Load(config.database_url, config.search_threads);
+}
+
+class LocalSearchBackend::ListenConnection {
+ public:
+  std::unique_ptr<store::Store> store;
+};
+
+StatusOr<std::unique_ptr<LocalSearchBackend>> LocalSearchBackend::Load(const std::string& url, std::vector<int> shards,
+                                                                      int threads, bool listen) {
+  if (shards.empty()) return InvalidArgument("search backend: no shards to hold");
+  std::unique_ptr<LocalSearchBackend> b(new LocalSearchBackend());
   b->url_ = url;
-  b->index_ = MakeShardedIndex(store::kSignatureShards, threads);
+  b->shards_ = std::move(shards);
+  b->shard_set_ = std::set<int>(b->shards_.begin(), b->shards_.end());
+  b->threads_ = std::max(1, threads);
+  b->index_ = MakeShardedIndex(store::kSignatureShards, b->threads_);
   b->source_ = std::make_shared<MemorySource>();
   SearchEngineConfig config;
-  config.rerank_threads = threads;
+  config.rerank_threads = b->threads_;
   BALLISTICS_ASSIGN_OR_RETURN(b->engine_, SearchEngine::Create(b->index_, b->source_, config));
 
-  BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url));
-  std::map<std::int64_t, store::StoredCasing> casings;
-  store::ListCasingsOptions opt;
-  for (;;) {
-    BALLISTICS_ASSIGN_OR_RETURN(auto page, st->ListCasings(opt));
-    if (page.empty()) break;
-    opt.after_id = page.back().id;
-    for (auto& c : page) casings[c.id] = std::move(c);
+  // LISTEN first: a signature committed while the shards are being read is
+  // then either in the snapshot or in the notification queue (AddCasing skips
+  // the ones already present), never in neither.
+  b->listen_conn_ = std::make_unique<ListenConnection>();
+  if (listen) {
+    BALLISTICS_ASSIGN_OR_RETURN(b->listen_conn_->store, store::Store::Connect(url));
+    BALLISTICS_RETURN_IF_ERROR(b->listen_conn_->store->ListenSignatures());
   }
-  std::vector<int> shards;
-  for (int i = 0; i < store::kSignatureShards; ++i) shards.push_back(i);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url));
   int skipped = 0;
-  Status s = st->LoadSignatures(shards, [&](store::StoredSignature&& sig) -> Status {
-    auto c = casings.find(sig.casing_id);
-    if (c == casings.end()) return Status::Ok();  // stored after the listing: AddCasing picks it up
-    auto d = ComputeDescriptor(sig.signature);
-    if (!d.ok()) {
-      ++skipped;  // too little valid data for a coarse descriptor: not searchable
-      spdlog::warn("signature {} of casing {} not indexed: {}", sig.id, sig.casing_id, d.status().ToString());
-      return Status::Ok();
+  std::vector<store::SearchableSignature> batch;
+  constexpr int kBatch = 64;
+  auto flush = [&]() -> Status {
+    auto descriptors = Descriptors(batch, b->threads_);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      store::SearchableSignature& sig = batch[i];
+      if (!descriptors[i].ok()) {
+        ++skipped;  // too little valid data for a coarse descriptor: not searchable
+        spdlog::warn("signature {} of casing {} not indexed: {}", sig.stored.id, sig.stored.casing_id,
+                     descriptors[i].status().ToString());
+        continue;
+      }
+      BALLISTICS_RETURN_IF_ERROR(b->index_->Add(RecordFor(sig), *descriptors[i]));
+      b->source_->Put(sig.stored.id, std::move(sig.stored.signature));
     }
-    BALLISTICS_RETURN_IF_ERROR(b->index_->Add(RecordFor(c->second, sig), *d));
-    b->source_->Put(sig.id, std::move(sig.signature));
+    batch.clear();
     return Status::Ok();
-  });
+  };
+  Status s = st->LoadSearchableSignatures(
+      b->shards_,
+      [&](store::SearchableSignature&& sig) -> Status {
+        batch.push_back(std::move(sig));
+        if (static_cast<int>(batch.size()) >= kBatch) return flush();
+        return Status::Ok();
+      },
+      kBatch);
   BALLISTICS_RETURN_IF_ERROR(s);
-  spdlog::info("search index: {} signatures of {} casings loaded ({} not indexable), {} KiB", b->index_->Size(),
-               casings.size(), skipped, b->index_->MemoryBytes() / 1024);
+  BALLISTICS_RETURN_IF_ERROR(flush());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("search index: {} signatures of {} shard(s) loaded in {:.2f} s ({} not indexable), {} KiB coarse, "
+               "{} KiB signatures",
+               b->index_->Size(), b->shards_.size(), seconds, skipped, b->index_->MemoryBytes() / 1024,
+               b->source_->bytes() / 1024);
+  if (listen) b->listener_ = std::thread([p = b.get()] { p->Listen(); });
   return b;
 }
 
-Status SearchBackend::AddCasing(std::int64_t casing_id) {
+LocalSearchBackend::~LocalSearchBackend() {
+  stop_ = true;
+  if (listener_.joinable()) listener_.join();
+}
+
+std::size_t LocalSearchBackend::memory_bytes() const { return index_->MemoryBytes() + source_->bytes(); }
+std::size_t LocalSearchBackend::signature_bytes() const { return source_->bytes(); }
+
+StatusOr<SearchResults> LocalSearchBackend::Search(const SearchRequest& request, const SearchProgress& progress,
+                                                   const std::atomic<bool>* cancelled) const {
+  BALLISTICS_ASSIGN_OR_RETURN(SearchResults out, engine_->Search(request, progress, cancelled));
+  // The index has a slot for every shard; only the ones loaded here count.
+  out.shards_total = store::kSignatureShards;
+  out.shards_answered = static_cast<int>(shards_.size());
+  out.partial = out.shards_answered < out.shards_total;
+  return out;
+}
+
+Status LocalSearchBackend::AddCasing(std::int64_t casing_id) {
   std::lock_guard<std::mutex> l(add_mu_);
   BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url_));
-  BALLISTICS_ASSIGN_OR_RETURN(store::StoredCasing c, st->GetCasing(casing_id));
-  BALLISTICS_ASSIGN_OR_RETURN(auto sigs, st->GetSignatures(casing_id));
+  BALLISTICS_ASSIGN_OR_RETURN(auto sigs, st->GetSearchableSignatures(casing_id));
   for (auto& sig : sigs) {
-    if (source_->Has(sig.id)) continue;
-    auto d = ComputeDescriptor(sig.signature);
+    if (!holds(sig.stored.shard) || source_->Has(sig.stored.id)) continue;
+    auto d = ComputeDescriptor(sig.stored.signature);
     if (!d.ok()) {
-      spdlog::warn("signature {} of casing {} not indexed: {}", sig.id, casing_id, d.status().ToString());
+      spdlog::warn("signature {} of casing {} not indexed: {}", sig.stored.id, casing_id, d.status().ToString());
       continue;
     }
-    Status a = index_->Add(RecordFor(c, sig), *d);
+    Status a = index_->Add(RecordFor(sig), *d);
     if (!a.ok() && a.code() != StatusCode::kAlreadyExists) return a;
-    source_->Put(sig.id, std::move(sig.signature));
+    source_->Put(sig.stored.id, std::move(sig.stored.signature));
   }
   return Status::Ok();
+}
+
+// After a lost listener connection: every signature id of our shards that is
+// not loaded yet (cheap: ids only), then its casing.
+Status LocalSearchBackend::CatchUp() {
+  BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url_));
+  BALLISTICS_ASSIGN_OR_RETURN(auto refs, st->ListSignatureRefs(shards_));
+  std::set<std::int64_t> casings;
+  for (const auto& r : refs) {
+    if (!source_->Has(r.id)) casings.insert(r.casing_id);
+  }
+  for (std::int64_t c : casings) BALLISTICS_RETURN_IF_ERROR(AddCasing(c));
+  if (!casings.empty()) spdlog::info("search index: caught up {} casing(s) after a lost LISTEN", casings.size());
+  return Status::Ok();
+}
+
+void LocalSearchBackend::Listen() {
+  auto& conn = listen_conn_->store;
+  auto pause = [&] {
+    for (int i = 0; i < 10 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  };
+  while (!stop_) {
+    if (!conn) {
+      auto c = store::Store::Connect(url_);
+      Status s = c.ok() ? (*c)->ListenSignatures() : c.status();
+      if (s.ok()) s = CatchUp();
+      if (!s.ok()) {
+        spdlog::warn("search index: listener: {}; retrying", s.ToString());
+        pause();
+        continue;
+      }
+      conn = std::move(*c);
+    }
+    // Short waits: the destructor's stop flag is seen within 250 ms.
+    auto n = conn->WaitForNotifications(250);
+    if (!n.ok()) {
+      spdlog::warn("search index: listener lost its connection: {}", n.status().ToString());
+      conn.reset();
+      continue;
+    }
+    std::set<std::int64_t> casings;  // a casing's BF and FP notify separately
+    for (const std::string& payload : *n) {
+      ++notifications_;
+      const auto j = nlohmann::json::parse(payload, nullptr, false);
+      if (!j.is_object() || !j.contains("casing_id") || !j.contains("partition")) {
+        spdlog::warn("search index: ignoring notification '{}'", payload);
+        continue;
+      }
+      const std::string part = j["partition"].get<std::string>();
+      const auto pos = part.rfind("_p");
+      if (pos == std::string::npos) continue;
+      if (holds(std::atoi(part.c_str() + pos + 2))) casings.insert(j["casing_id"].get<std::int64_t>());
+    }
+    for (std::int64_t c : casings) {
+      Status s = AddCasing(c);
+      if (!s.ok()) {
+        spdlog::warn("search index: casing {} from a notification: {}", c, s.ToString());
+        // Reconnecting catches up by id, so a failed add is retried, not lost.
+        conn.reset();
+      }
+    }
+  }
 }
 
 }  // namespace ballistics::service

@@ -1,7 +1,20 @@
-// The in-process search index of ballisticsd: every stored signature's coarse
-// descriptor in a sharded in-memory index (include/ballistics/index.h), built
-// from PostgreSQL at start and extended after each upload, and the signatures
-// themselves for the CMC rerank.
+// The search side of ballisticsd, in one of three shapes (docs/architecture.md, "Roles"):
+//
+//  - single process (the default): every shard in one in-process index;
+//  - shard worker (--role shard): the shards of its range, served to a
+//    coordinator over ShardService (shard_server.h);
+//  - coordinator (--role coordinator): no index; fans each search out to the
+//    workers and merges their lists (shard_coordinator.h).
+//
+// LocalSearchBackend holds the coarse descriptors of its shards' signatures in
+// a sharded in-memory index (include/ballistics/index.h) and the signatures
+// themselves for the CMC rerank. It is filled at start by one server-side
+// cursor per shard (Store::LoadSearchableSignatures: values and filter fields
+// in one query, descriptors computed on `threads` threads), and kept current
+// by a listener: LISTEN ballistics_signatures is issued before the bulk load,
+// so a signature committed by ANY process (another ballisticsd, ballisticsctl
+// ingest) during or after the load is added within about a second. After a
+// lost listener connection it reconnects and catches up by id.
 //
 // Loaded over the system connection: the index spans every agency, because a
 // search is a comparison against the whole database (the way NIBIN shares
@@ -10,7 +23,7 @@
 // candidate details are read under row-level security.
 //
 // Known limit: the full signatures are held in memory (fine for thousands of
-// casings, not millions); a store-backed SignatureSource with a cache is next.
+// casings, not millions); see docs/operations.md for the bytes per signature.
 #pragma once
 
 #include <atomic>
@@ -18,34 +31,85 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ballistics/index.h"
 #include "ballistics/status.h"
 
 namespace ballistics::service {
 
+struct ServerConfig;
+
 class SearchBackend {
  public:
-  // Loads everything from the database at `url` (schema owner).
+  virtual ~SearchBackend() = default;
+
+  // Single process: every shard, loaded from the database at `url` (schema owner).
   static StatusOr<std::unique_ptr<SearchBackend>> Load(const std::string& url, int threads);
+  // By config.role: a coordinator over config.shard_workers, or a local backend
+  // holding config.shards.
+  static StatusOr<std::unique_ptr<SearchBackend>> Create(const ServerConfig& config);
 
-  // Adds a newly stored casing's signatures (no-op for those already present).
-  Status AddCasing(std::int64_t casing_id);
+  // A search; the result says which shards answered (partial when not all).
+  virtual StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
+                                         const std::atomic<bool>* cancelled) const = 0;
+  // Called after an upload: makes the casing searchable now rather than when
+  // the listener sees it (no-op for signatures already present, or not held here).
+  virtual Status AddCasing(std::int64_t casing_id) = 0;
 
+  virtual std::int64_t size() const = 0;
+  virtual std::size_t memory_bytes() const = 0;
+};
+
+class LocalSearchBackend final : public SearchBackend {
+ public:
+  // Loads `shards` (each in 0..store::kSignatureShards-1) from `url`; with
+  // `listen`, a thread follows new ingests until destruction.
+  static StatusOr<std::unique_ptr<LocalSearchBackend>> Load(const std::string& url, std::vector<int> shards,
+                                                            int threads, bool listen = true);
+  ~LocalSearchBackend() override;
+
+  StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
+                                 const std::atomic<bool>* cancelled) const override;
+  Status AddCasing(std::int64_t casing_id) override;
+  std::int64_t size() const override { return index_->Size(); }
+  // Coarse index + the signatures kept for the rerank.
+  std::size_t memory_bytes() const override;
+  std::size_t signature_bytes() const;
+
+  const std::vector<int>& shards() const { return shards_; }
+  bool holds(int shard) const { return shard_set_.count(shard) > 0; }
   const SearchEngine& engine() const { return *engine_; }
-  std::int64_t size() const { return index_->Size(); }
-  std::size_t memory_bytes() const { return index_->MemoryBytes(); }
+  // Notifications handled by the listener so far (tests, metrics).
+  std::int64_t notifications_seen() const { return notifications_.load(); }
 
  private:
   class MemorySource;
-  SearchBackend() = default;
+  LocalSearchBackend() = default;
+  void Listen();
+  Status CatchUp();
+
   std::string url_;
+  std::vector<int> shards_;
+  std::set<int> shard_set_;
+  int threads_ = 1;
   std::mutex add_mu_;
   std::shared_ptr<SignatureIndex> index_;
   std::shared_ptr<MemorySource> source_;
   std::unique_ptr<SearchEngine> engine_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::int64_t> notifications_{0};
+  std::thread listener_;
+  class ListenConnection;
+  std::unique_ptr<ListenConnection> listen_conn_;
 };
+
+// "0-7", "0-3,8,10-11" -> sorted unique shard numbers; INVALID_ARGUMENT naming
+// the bad piece (out of 0..store::kSignatureShards-1, reversed, not a number).
+StatusOr<std::vector<int>> ParseShardRanges(const std::string& ranges);
 
 }  // namespace ballistics::service

@@ -228,7 +228,7 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     std::optional<StatusOr<SearchResults>> result;
     std::condition_variable cv;
     std::thread worker([&] {
-      auto res = ctx_.search->engine().Search(
+      auto res = ctx_.search->Search(
           r,
           [&](SearchStage s, double fr) {
             std::lock_guard<std::mutex> l(mu);

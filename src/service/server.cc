@@ -65,7 +65,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     BALLISTICS_ASSIGN_OR_RETURN(auto probe, impl->ctx.pool->Acquire());
   }
   impl->ctx.search_slots = std::make_unique<SearchSlots>(config.max_concurrent_searches);
-  BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Load(config.database_url, config.search_threads));
+  BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Create(config));
   impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get()] {
     return "# HELP ballistics_index_signatures Signatures in the search index.\n"
            "# TYPE ballistics_index_signatures gauge\nballistics_index_signatures " +

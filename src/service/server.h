@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ballistics/status.h"
 
@@ -35,6 +36,19 @@ struct ServerConfig {
   int search_threads = 2;
   // System connections kept open for authentication and audit.
   int db_pool_size = 4;
+
+  // Search topology (docs/operations.md, "Several machines"): "single" (every
+  // shard in this process), "coordinator" (fans searches out to shard_workers).
+  // A shard worker does not run this server (shard_server.h).
+  std::string role = "single";
+  // Coordinator: host:port of each shard worker.
+  std::vector<std::string> shard_workers;
+  // Coordinator: longest wait for a worker's answer (also bounded by the client's deadline).
+  int shard_timeout_ms = 60000;
+  // Coordinator: PEM roots that worker certificates must chain to; empty =
+  // the coordinator's own tls_cert_file (one self-signed pair shared by all).
+  // Plaintext to the workers only with `insecure`.
+  std::string shard_ca_file;
 };
 
 class Server {

@@ -431,39 +431,129 @@ StatusOr<StoreCounts> Store::Counts() {
   return out;
 }
 
-Status Store::LoadSignatures(std::span<const int> shards, const std::function<Status(StoredSignature&&)>& sink,
-                             int batch_rows) {
-  if (batch_rows <= 0) return InvalidArgument("store: load signatures: batch_rows " + std::to_string(batch_rows));
+namespace {
+
+Status CheckShards(std::span<const int> shards, const char* what) {
   for (int shard : shards) {
     if (shard < 0 || shard >= kSignatureShards) {
-      return InvalidArgument("store: load signatures: shard " + std::to_string(shard) + " is not in 0.." +
+      return InvalidArgument(std::string("store: ") + what + ": shard " + std::to_string(shard) + " is not in 0.." +
                              std::to_string(kSignatureShards - 1));
     }
   }
-  pg::Connection& c = *impl_->conn;
+  return Status::Ok();
+}
+
+// "signatures_p07" for shard 7; built from a range-checked integer, never from input text.
+std::string PartitionTable(int shard) {
+  char table[32];
+  std::snprintf(table, sizeof(table), "signatures_p%02d", shard);
+  return table;
+}
+
+// Streams `select` (a query over one partition) through a binary cursor,
+// batch_rows rows per FETCH, each row handed to `row_sink`.
+Status StreamCursor(pg::Connection& c, const std::string& select, int batch_rows,
+                    const std::function<Status(const pg::Result&, int)>& row_sink) {
+  // A cursor (inside a transaction: one consistent snapshot per shard) keeps the
+  // client's memory at one batch however large the shard is.
+  BALLISTICS_ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(c));
+  BALLISTICS_RETURN_IF_ERROR(c.ExecScript("declare cursor", "DECLARE shard_cursor NO SCROLL CURSOR FOR " + select));
+  const std::string fetch = "FETCH FORWARD " + std::to_string(batch_rows) + " FROM shard_cursor";
+  for (;;) {
+    BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, c.Exec("fetch signatures", fetch, {}, /*binary_result=*/true));
+    for (int i = 0; i < r.rows(); ++i) BALLISTICS_RETURN_IF_ERROR(row_sink(r, i));
+    if (r.rows() < batch_rows) break;
+  }
+  return tx->Commit();
+}
+
+// Signature columns (prefixed s.) then the casing fields a search filters on.
+std::string SearchableSelect(const std::string& from_table) {
+  std::string cols;
+  std::string list = kSignatureColumns;
+  // "id, casing_id, ..." -> "s.id, s.casing_id, ..."
+  std::size_t start = 0;
+  while (start < list.size()) {
+    std::size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    std::string col = list.substr(start, comma - start);
+    col.erase(0, col.find_first_not_of(' '));
+    cols += (cols.empty() ? "s." : ", s.") + col;
+    start = comma + 1;
+  }
+  return "SELECT " + cols + ", a.name, c.calibre, c.source::text, " + IsoColumn("c.captured_at") +
+         ", s.tableoid::regclass::text FROM " + from_table +
+         " s JOIN casings c ON c.id = s.casing_id JOIN agencies a ON a.id = c.agency_id ";
+}
+
+StatusOr<SearchableSignature> DecodeSearchableRow(const pg::Result& r, int row) {
+  SearchableSignature out;
+  BALLISTICS_ASSIGN_OR_RETURN(out.stored, DecodeSignatureRow(r, row, ShardOfPartition(r.Text(row, 17))));
+  out.agency = r.Text(row, 13);
+  out.calibre = r.Text(row, 14);
+  auto src = ParseCasingSource(r.Text(row, 15));
+  out.source = src.ok() ? *src : CasingSource::kCrimeScene;
+  if (!r.IsNull(row, 16)) out.captured_at = r.Text(row, 16);
+  return out;
+}
+
+}  // namespace
+
+Status Store::LoadSignatures(std::span<const int> shards, const std::function<Status(StoredSignature&&)>& sink,
+                             int batch_rows) {
+  if (batch_rows <= 0) return InvalidArgument("store: load signatures: batch_rows " + std::to_string(batch_rows));
+  BALLISTICS_RETURN_IF_ERROR(CheckShards(shards, "load signatures"));
   for (int shard : shards) {
-    // The partition name is built from a range-checked integer, never from input text.
-    char table[32];
-    std::snprintf(table, sizeof(table), "signatures_p%02d", shard);
-    // A cursor (inside a transaction: one consistent snapshot per shard) keeps the
-    // client's memory at one batch however large the shard is.
-    BALLISTICS_ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(c));
-    BALLISTICS_RETURN_IF_ERROR(c.ExecScript("declare cursor", std::string("DECLARE shard_cursor NO SCROLL CURSOR FOR "
-                                                                          "SELECT ") +
-                                                                  kSignatureColumns + " FROM " + table +
-                                                                  " ORDER BY id"));
-    const std::string fetch = "FETCH FORWARD " + std::to_string(batch_rows) + " FROM shard_cursor";
-    for (;;) {
-      BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, c.Exec("fetch signatures", fetch, {}, /*binary_result=*/true));
-      for (int i = 0; i < r.rows(); ++i) {
-        BALLISTICS_ASSIGN_OR_RETURN(StoredSignature s, DecodeSignatureRow(r, i, shard));
-        BALLISTICS_RETURN_IF_ERROR(sink(std::move(s)));
-      }
-      if (r.rows() < batch_rows) break;
-    }
-    BALLISTICS_RETURN_IF_ERROR(tx->Commit());
+    BALLISTICS_RETURN_IF_ERROR(StreamCursor(
+        *impl_->conn, std::string("SELECT ") + kSignatureColumns + " FROM " + PartitionTable(shard) + " ORDER BY id",
+        batch_rows, [&](const pg::Result& r, int i) -> Status {
+          BALLISTICS_ASSIGN_OR_RETURN(StoredSignature s, DecodeSignatureRow(r, i, shard));
+          return sink(std::move(s));
+        }));
   }
   return Status::Ok();
+}
+
+Status Store::LoadSearchableSignatures(std::span<const int> shards,
+                                       const std::function<Status(SearchableSignature&&)>& sink, int batch_rows) {
+  if (batch_rows <= 0) {
+    return InvalidArgument("store: load searchable signatures: batch_rows " + std::to_string(batch_rows));
+  }
+  BALLISTICS_RETURN_IF_ERROR(CheckShards(shards, "load searchable signatures"));
+  for (int shard : shards) {
+    BALLISTICS_RETURN_IF_ERROR(StreamCursor(*impl_->conn, SearchableSelect(PartitionTable(shard)) + "ORDER BY s.id",
+                                            batch_rows, [&](const pg::Result& r, int i) -> Status {
+                                              BALLISTICS_ASSIGN_OR_RETURN(SearchableSignature s,
+                                                                          DecodeSearchableRow(r, i));
+                                              return sink(std::move(s));
+                                            }));
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<SearchableSignature>> Store::GetSearchableSignatures(std::int64_t casing_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r,
+                              impl_->conn->Exec("read searchable signatures",
+                                                SearchableSelect("signatures") + "WHERE s.casing_id = $1 ORDER BY s.id",
+                                                {pg::Param::Int(casing_id)}, /*binary_result=*/true));
+  std::vector<SearchableSignature> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    BALLISTICS_ASSIGN_OR_RETURN(SearchableSignature s, DecodeSearchableRow(r, i));
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+StatusOr<std::vector<SignatureRef>> Store::ListSignatureRefs(std::span<const int> shards) {
+  BALLISTICS_RETURN_IF_ERROR(CheckShards(shards, "list signature ids"));
+  std::vector<SignatureRef> out;
+  for (int shard : shards) {
+    BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("list signature ids",
+                                                                "SELECT id, casing_id FROM " + PartitionTable(shard) +
+                                                                    " ORDER BY id"));
+    for (int i = 0; i < r.rows(); ++i) out.push_back({r.Int64(i, 0), r.Int64(i, 1), shard});
+  }
+  return out;
 }
 
 Status Store::ListenSignatures() {
