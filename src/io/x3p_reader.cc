@@ -365,6 +365,10 @@ T LoadLittleEndian(const std::uint8_t* p) {
 
 // data.bin -> µm heights. +-Inf is treated as missing like NaN: no instrument
 // measures an infinite height, so it can only be a writer's "no data" marker.
+// The same holds for a finite value whose µm height does not fit a float
+// (|h| > FLT_MAX µm = 3.4e32 m; found by fuzz_x3p: 3.4e38 m in an 'F' file
+// became +Inf, and converting an out-of-range double to float is undefined
+// behaviour, C++20 [conv.double]).
 cv::Mat1f DecodeHeights(const Header& h, std::span<const std::uint8_t> data, double to_um) {
   cv::Mat1f values(static_cast<int>(h.size_y), static_cast<int>(h.size_x));
   const std::size_t bpv = BytesPerValue(h.data_type);
@@ -380,7 +384,8 @@ cv::Mat1f DecodeHeights(const Header& h, std::span<const std::uint8_t> data, dou
         case 'L': v = h.z_offset + h.z_increment * LoadLittleEndian<std::int32_t>(src); break;
         case 'I': v = h.z_offset + h.z_increment * LoadLittleEndian<std::int16_t>(src); break;
       }
-      row[x] = std::isfinite(v) ? static_cast<float>(v * to_um) : nan;
+      const double um = v * to_um;
+      row[x] = std::isfinite(um) && std::abs(um) <= std::numeric_limits<float>::max() ? static_cast<float>(um) : nan;
     }
   }
   return values;

@@ -1,0 +1,157 @@
+// libFuzzer harness: the request validation of the gRPC handlers, without a
+// server. The first input byte picks the message, the rest is its protobuf
+// wire encoding, parsed as the server's gRPC layer parses it:
+//   even: UploadScanRequest (IngestService.UploadScan's header message),
+//   odd:  SearchRequest (SearchService.Search).
+// The proto -> domain mapping below mirrors src/service/ingest_service.cc and
+// search_service.cc (Upload / Run up to the database) and calls the same
+// domain validation: ingest::NormalizedMetadata + ValidateMetadata +
+// ValidatePrepareOptions for uploads, SearchEngine::Search's request checks
+// (run against an empty index) for searches. The request is also rendered to
+// JSON as the search handler stores it.
+//
+// Oracle: accepted metadata obeys ingest.h's rules (non-empty, at most
+// kMaxMetadataChars, no control characters) and normalizing is idempotent;
+// every refusal is INVALID_ARGUMENT / NOT_FOUND with a message.
+#include <google/protobuf/util/json_util.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+
+#include "ballistics/index.h"
+#include "ballistics/ingest.h"
+#include "ballistics/v1/ingest.pb.h"
+#include "ballistics/v1/search.pb.h"
+#include "fuzz_util.h"
+
+namespace {
+
+using namespace ballistics;
+namespace v1 = ::ballistics::v1;
+
+// As ingest_service.cc's TimestampIso.
+std::string TimestampIso(const google::protobuf::Timestamp& t) {
+  const std::time_t s = static_cast<std::time_t>(t.seconds());
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+void CheckAccepted(const std::string& field, const std::string& v) {
+  if (v.empty() || v.size() > ingest::kMaxMetadataChars) fuzz::Fail(field + " accepted with length " + std::to_string(v.size()));
+  for (unsigned char c : v) {
+    if (c < 0x20 || c == 0x7f) fuzz::Fail(field + " accepted with a control character");
+  }
+}
+
+void Upload(const v1::UploadScanRequest& msg) {
+  if (!msg.has_header()) return;
+  const v1::CasingMetadata& pm = msg.header().metadata();
+  CasingMetadata md;
+  md.agency = pm.agency().empty() ? "fuzz-agency" : pm.agency();
+  md.case_number = pm.case_number();
+  md.exhibit_id = pm.exhibit_id();
+  md.calibre = pm.calibre();
+  switch (pm.source()) {
+    case v1::CRIME_SCENE: md.source = CasingSource::kCrimeScene; break;
+    case v1::TEST_FIRE: md.source = CasingSource::kTestFire; break;
+    case v1::RECOVERED_FIREARM: md.source = CasingSource::kRecoveredFirearm; break;
+    case v1::POLICE_ISSUED: md.source = CasingSource::kPoliceIssued; break;
+    default: return;  // the handler refuses it before validation
+  }
+  if (pm.has_captured_at()) md.captured_at = TimestampIso(pm.captured_at());
+  md.submitted_by = "fuzz-user";
+  md = ingest::NormalizedMetadata(std::move(md));
+  const Status v = ingest::ValidateMetadata(md);
+  if (v.ok()) {
+    CheckAccepted("agency", md.agency);
+    CheckAccepted("case_number", md.case_number);
+    CheckAccepted("exhibit_id", md.exhibit_id);
+    CheckAccepted("calibre", md.calibre);
+    const CasingMetadata again = ingest::NormalizedMetadata(md);
+    if (again.calibre != md.calibre || again.case_number != md.case_number || again.agency != md.agency) {
+      fuzz::Fail("NormalizedMetadata is not idempotent");
+    }
+  } else if (v.code() != StatusCode::kInvalidArgument || v.message().empty()) {
+    fuzz::Fail("metadata refused with " + v.ToString());
+  }
+  ingest::PrepareOptions options;
+  if (pm.pixel_um() != 0.0) options.read.pixel_um = pm.pixel_um();
+  const Status p = ingest::ValidatePrepareOptions(options);
+  if (p.ok() && options.read.pixel_um &&
+      !(*options.read.pixel_um >= ingest::kMinPlausiblePixelUm && *options.read.pixel_um <= ingest::kMaxPlausiblePixelUm)) {
+    fuzz::Fail("pixel_um " + std::to_string(*options.read.pixel_um) + " accepted");
+  }
+}
+
+class NoSignatures final : public SignatureSource {
+ public:
+  StatusOr<Signature> Load(std::int64_t id) const override { return NotFound("no signature " + std::to_string(id)); }
+};
+
+const SearchEngine& Engine() {
+  static const std::unique_ptr<SearchEngine> engine = [] {
+    auto e = SearchEngine::Create(std::shared_ptr<const SignatureIndex>(MakeFlatIndex()),
+                                  std::make_shared<NoSignatures>());
+    if (!e.ok()) fuzz::Fail("engine: " + e.status().ToString());
+    return std::move(e).value();
+  }();
+  return *engine;
+}
+
+void Search(const v1::SearchRequest& req) {
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(req, &json);
+  // The handler's own range checks come first.
+  if (req.top_n() < 0 || req.top_n() > 200 || req.rerank_k() < 0) return;
+  SearchRequest r;
+  r.query.casing_id = req.casing_id();
+  r.top_n = req.top_n() ? req.top_n() : 20;
+  r.rerank_k = req.rerank_k();
+  const v1::SearchFilter& f = req.filter();
+  for (int k : f.kinds()) {
+    if (k == v1::BREECH_FACE) r.filter.kinds.push_back(SignatureKind::kBreechFace);
+    else if (k == v1::FIRING_PIN) r.filter.kinds.push_back(SignatureKind::kFiringPin);
+    else return;
+  }
+  for (int s : f.sources()) {
+    switch (s) {
+      case v1::CRIME_SCENE: r.filter.sources.push_back(CasingSource::kCrimeScene); break;
+      case v1::TEST_FIRE: r.filter.sources.push_back(CasingSource::kTestFire); break;
+      case v1::RECOVERED_FIREARM: r.filter.sources.push_back(CasingSource::kRecoveredFirearm); break;
+      case v1::POLICE_ISSUED: r.filter.sources.push_back(CasingSource::kPoliceIssued); break;
+      default: return;
+    }
+  }
+  for (const auto& c : f.calibres()) r.filter.calibres.push_back(c);
+  for (const auto& a : f.agencies()) r.filter.agencies.push_back(a);
+  if (f.has_captured_after()) r.filter.captured_after_unix = f.captured_after().seconds();
+  if (f.has_captured_before()) r.filter.captured_before_unix = f.captured_before().seconds();
+  const StatusOr<SearchResults> res = Engine().Search(r);
+  if (res.ok()) fuzz::Fail("search of an empty index succeeded");
+  const StatusCode c = res.status().code();
+  if ((c != StatusCode::kInvalidArgument && c != StatusCode::kNotFound) || res.status().message().empty()) {
+    fuzz::Fail("search refused with " + res.status().ToString());
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  const void* body = data + 1;
+  const int body_size = static_cast<int>(size - 1);
+  if (data[0] % 2 == 0) {
+    v1::UploadScanRequest msg;
+    if (msg.ParseFromArray(body, body_size)) Upload(msg);
+  } else {
+    v1::SearchRequest msg;
+    if (msg.ParseFromArray(body, body_size)) Search(msg);
+  }
+  return 0;
+}
