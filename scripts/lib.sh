@@ -17,6 +17,7 @@ BALLISTICS_DEBS=(
   libcli11-dev nlohmann-json3-dev libzip-dev libpugixml-dev libssl-dev libtiff-dev
   postgresql postgresql-contrib
   python3-grpcio python3-protobuf openssl chromium
+  clang libclang-rt-14-dev
 )
 
 # Installs the packages that are missing; skips apt entirely when all are present.

@@ -21,3 +21,10 @@ export BALLISTICS_PG_BIN="$PG_BIN"
 log "running tests"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "${JOBS:-2}" --timeout 1500 "$@"
+
+# Bounded fuzzing (docs/reliability.md, "Fuzzing"): a separate clang build of
+# the libFuzzer targets, each run for BALLISTICS_FUZZ_SECONDS (default 20; 0
+# skips it). Only with the whole suite, not when ctest filters were given.
+if [ $# -eq 0 ] && [ "${BALLISTICS_FUZZ_SECONDS:-20}" != 0 ]; then
+  "$REPO_ROOT/tests/fuzz/run_fuzz.sh" "${FUZZ_BUILD_DIR:-$BUILD_DIR/fuzz}" "${BALLISTICS_FUZZ_SECONDS:-20}"
+fi
