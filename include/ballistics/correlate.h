@@ -35,6 +35,7 @@
 // creation; Prepare and Compare may be called from any number of threads.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,8 +53,19 @@ struct CorrelationConfig {
   // CMC cells are registered on this grid (cmcR: the 6.25 µm Fadul scans
   // downsampled x2). Signatures coarser than this are used as they are.
   double cell_pixel_um = 12.5;
+  // Cells are first located on a grid this many times coarser than
+  // cell_pixel_um (FFTs of a quarter of the points), then each cell's peak is
+  // refined on the cell_pixel_um grid within +-refine_radius_px of where it
+  // was found there; the CCF and position reported are the fine ones. 1 =
+  // locate on the cell grid directly (the plain cmcR procedure, ~4x slower).
+  int cell_search_downsample = 2;
+  int refine_radius_px = 3;             // cell_pixel_um points (3: +-37.5 µm, > the coarse pixel)
   // The orientation search runs on this coarser grid.
   double coarse_pixel_um = 50.0;
+  // The translation of each orientation candidate is found on this grid: it
+  // only has to land within the cells' search margin (one cell side, ~425 µm
+  // for a breech face), so 100 µm is ample and 16x cheaper than 25 µm.
+  double translation_pixel_um = 100.0;
   // The reference is split into cell_grid x cell_grid square cells (NIST, cmcR: 8 x 8).
   int cell_grid = 8;
   // Cells with a smaller share of valid points are not used.
@@ -136,6 +148,10 @@ struct ComparisonResult {
 // Per-signature data computed once (downsampled grids, cell spectra) and
 // reused across many comparisons. Immutable; share freely between threads.
 class PreparedSignature;
+
+// Bytes a prepared signature holds (grids, polar image, cell spectra): what a
+// cache of FFT-ready signatures costs per scan.
+std::size_t PreparedSignatureBytes(const PreparedSignature& signature);
 
 class Correlator {
  public:

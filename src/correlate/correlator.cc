@@ -21,7 +21,11 @@ namespace ballistics {
 
 using correlate_internal::ComputeSpectra;
 using correlate_internal::FastFftSize;
+using correlate_internal::ComputeTemplateSpectra;
+using correlate_internal::DirectMaskedNccAt;
 using correlate_internal::MaskedNccMaps;
+using correlate_internal::MaskedNccRegion;
+using correlate_internal::MaskedNccRows;
 using correlate_internal::MaskedSpectra;
 
 namespace {
@@ -140,9 +144,15 @@ Level MakeLevel(const cv::Mat1f& values, double pixel_um, double target_pixel_um
 struct Cell {
   int row = 0, col = 0;
   cv::Point2d center_um;  // relative to the image centre
+  cv::Rect fine_rect;     // the cell in the fine level (may reach past its border: zeros there)
   double valid_fraction = 0;
-  double valid = 0;
-  MaskedSpectra spectra;  // template spectra at the region FFT size
+  double valid = 0;       // valid points in the fine level
+  // The same cell on the search level (cell_search_downsample x coarser):
+  // its centre (within half a search pixel of center_um), valid points and
+  // template spectra at the search-region FFT size.
+  cv::Point2d search_center_um;
+  double search_valid = 0;
+  MaskedSpectra spectra;
 };
 
 // Warps the region of `level` seen through the affine map `m` (destination
@@ -165,6 +175,18 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
   }
 }
 
+// The rect of src as its own image: a view when it lies inside, else a
+// zero-filled copy of the overlap (into the scratch matrix).
+cv::Mat1f CropOrPad(const cv::Mat1f& src, const cv::Rect& rect, cv::Mat1f* scratch) {
+  const cv::Rect inside = rect & cv::Rect(0, 0, src.cols, src.rows);
+  if (inside == rect) return src(rect);
+  scratch->create(rect.height, rect.width);
+  scratch->setTo(0.0f);
+  if (inside.area() > 0) src(inside).copyTo((*scratch)(cv::Rect(inside.x - rect.x, inside.y - rect.y, inside.width,
+                                                                 inside.height)));
+  return *scratch;
+}
+
 // Sub-pixel offset of a peak from a parabola through three samples.
 double ParabolaOffset(float a, float b, float c) {
   if (a < -1.5f || c < -1.5f) return 0.0;
@@ -180,14 +202,20 @@ class PreparedSignature {
   SignatureKind kind = SignatureKind::kBreechFace;
   Modality modality = Modality::kTopography3d;
   Level coarse;
+  Level translation;  // candidate translations are found here
   Level fine;
+  Level search;  // cells are located here (the fine level when cell_search_downsample is 1)
+  bool refine = false;  // search level coarser than the fine one: refine every hit on the fine level
   // Coarse level unwrapped about the image centre: rows = radius (coarse
   // pixels), cols = angle (polar_bins over 360 degrees).
   cv::Mat1f polar_v, polar_m;
-  int cell_side = 0;    // pixels of the fine level
-  int margin = 0;       // search margin around a cell, pixels
-  int region_side = 0;  // cell_side + 2 * margin
-  int fft_side = 0;
+  int cell_side = 0;           // pixels of the fine level
+  int search_cell_side = 0;    // pixels of the search level
+  int margin = 0;              // search margin around a cell, search-level pixels
+  int region_side = 0;         // search_cell_side + 2 * margin
+  int fft_side = 0;            // FFT size of a search region
+  int refine_radius = 0;       // fine pixels around a search-level hit
+  int refine_fft_side = 0;     // FFT size of a refinement patch
   std::vector<Cell> cells;
 };
 
@@ -201,60 +229,151 @@ struct Hit {
   cv::Point2d q;  // where the cell centre was found in the target (µm from the target centre)
 };
 
-// Registers every cell of `ref` in `tgt` at angle theta_deg. The search
-// region of a cell is centred where `center` maps the cell, and turned about
-// that point, so the region stays centred for every angle tried.
-void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
-                   double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits) {
-  const Level& rf = ref.fine;
-  const Level& tf = tgt.fine;
-  const int s = ref.cell_side, margin = ref.margin, side = ref.region_side;
-  const double c = std::cos(Rad(theta_deg)), sn = std::sin(Rad(theta_deg));
-  const double k = rf.pixel_um / tf.pixel_um;
-  hits->assign(ref.cells.size(), Hit{});
-  cv::Mat1f rv, rm, ncc;
-  MaskedSpectra region;
-  const Rigid rot{theta_deg, 0, 0};
-  for (std::size_t i = 0; i < ref.cells.size(); ++i) {
-    const Cell& cell = ref.cells[i];
-    const cv::Point2d q_pred = center.Apply(cell.center_um);
-    // Region pixel r <-> reference-frame point p_c + (r - o) * pixel, o = margin + (s - 1) / 2,
-    // target point q = Rot(theta) (p - p_c) + q_pred, target pixel = q / pixel_t + centre_t.
-    const double o = margin + (s - 1) / 2.0;
-    const cv::Point2d q0 = rot.Rotate({-o * rf.pixel_um, -o * rf.pixel_um}) + q_pred;
-    const cv::Point2d px0 = tf.ToPixel(q0);
-    const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
-    WarpMasked(tf, m, cv::Size(side, side), &rv, &rm);
-    ComputeSpectra(rv, rm, ref.fft_side, ref.fft_side, &region);
-    if (region.valid < config.min_overlap_fraction * cell.valid) continue;
-    MaskedNccMaps(cell.spectra, region, config.min_overlap_fraction * cell.valid, &ncc, nullptr, 2 * margin + 1,
-                  2 * margin + 1);
-    // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
-    // cell inside the region; no wrap since fft_side >= side).
-    float best = -2.0f;
-    int bx = -1, by = -1;
-    for (int y = 0; y <= 2 * margin; ++y) {
-      const float* row = ncc[y];
-      for (int x = 0; x <= 2 * margin; ++x) {
-        if (row[x] > best) {
-          best = row[x];
-          bx = x;
-          by = y;
-        }
+// Best peak of an NCC map over [0, n)^2, with a parabolic sub-pixel offset;
+// false when no displacement had enough overlap.
+bool FindPeak(const cv::Mat1f& ncc, int n, bool subpixel, float* best_out, double* fx, double* fy) {
+  float best = -2.0f;
+  int bx = -1, by = -1;
+  for (int y = 0; y < n; ++y) {
+    const float* row = ncc[y];
+    for (int x = 0; x < n; ++x) {
+      if (row[x] > best) {
+        best = row[x];
+        bx = x;
+        by = y;
       }
     }
-    if (bx < 0 || best < -1.5f) continue;
-    double fx = bx, fy = by;
-    if (config.subpixel) {
-      if (bx > 0 && bx < 2 * margin) fx += ParabolaOffset(ncc(by, bx - 1), best, ncc(by, bx + 1));
-      if (by > 0 && by < 2 * margin) fy += ParabolaOffset(ncc(by - 1, bx), best, ncc(by + 1, bx));
-    }
+  }
+  if (bx < 0 || best < -1.5f) return false;
+  *fx = bx;
+  *fy = by;
+  if (subpixel) {
+    if (bx > 0 && bx < n - 1) *fx += ParabolaOffset(ncc(by, bx - 1), best, ncc(by, bx + 1));
+    if (by > 0 && by < n - 1) *fy += ParabolaOffset(ncc(by - 1, bx), best, ncc(by + 1, bx));
+  }
+  *best_out = best;
+  return true;
+}
+
+// Registers every cell of `ref` in `tgt` at angle theta_deg on the search
+// level. The search region of a cell is centred where `center` maps the cell
+// and turned by theta_deg, so the region stays centred for every angle
+// tried. The target is warped into the reference frame once per angle (a
+// canvas around the reference grown by the margin) and every region is a
+// window of it (centred to the nearest pixel: the found position is exact).
+// Hits hold the position of the fine cell centre.
+void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
+                   double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits) {
+  const Level& rs = ref.search;
+  const Level& ts = tgt.search;
+  const int s = ref.search_cell_side, margin = ref.margin, side = ref.region_side;
+  const double px = rs.pixel_um;
+  hits->assign(ref.cells.size(), Hit{});
+  // A cell mapped by `center` and turned back by theta lands within
+  // |theta - center| * radius of where it is in the reference.
+  const double dtheta = Rad(std::min(90.0, AngleDiffDeg(theta_deg, center.theta_deg)));
+  const int pad = margin + 2 + static_cast<int>(std::ceil(dtheta * std::hypot(rs.v.cols, rs.v.rows) / 2.0));
+  const Rigid rot{theta_deg, 0, 0};
+  const cv::Point2d t0(center.tx, center.ty);
+  // canvas pixel c <-> reference point p = (c - pad - centre) * px <-> target point Rot p + t0.
+  const cv::Point2d canvas_c(rs.cx + pad, rs.cy + pad);
+  const double k = px / ts.pixel_um;
+  const double c = std::cos(Rad(theta_deg)), sn = std::sin(Rad(theta_deg));
+  const cv::Point2d px0 = ts.ToPixel(rot.Rotate({-canvas_c.x * px, -canvas_c.y * px}) + t0);
+  const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
+  thread_local cv::Mat1f canvas_v, canvas_m, scratch_v, scratch_m, ncc;
+  WarpMasked(ts, m, cv::Size(rs.v.cols + 2 * pad, rs.v.rows + 2 * pad), &canvas_v, &canvas_m);
+  const Rigid back{-theta_deg, 0, 0};
+  for (std::size_t i = 0; i < ref.cells.size(); ++i) {
+    const Cell& cell = ref.cells[i];
+    const cv::Point2d q_pred = center.Apply(cell.search_center_um);
+    const cv::Point2d at = back.Rotate(q_pred - t0) * (1.0 / px) + canvas_c;
+    const int ox = static_cast<int>(std::lround(at.x - (s - 1) / 2.0)) - margin;
+    const int oy = static_cast<int>(std::lround(at.y - (s - 1) / 2.0)) - margin;
+    const cv::Rect rect(ox, oy, side, side);
+    const cv::Mat1f rv = CropOrPad(canvas_v, rect, &scratch_v), rm = CropOrPad(canvas_m, rect, &scratch_m);
+    const double min_overlap = config.min_overlap_fraction * cell.search_valid;
+    if (cv::sum(rm)[0] < min_overlap) continue;
+    MaskedNccRegion(cell.spectra, rv, rm, min_overlap, 2 * margin + 1, &ncc);
+    // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
+    // cell inside the region; no wrap since fft_side >= side).
+    float best = 0;
+    double fx = 0, fy = 0;
+    if (!FindPeak(ncc, 2 * margin + 1, config.subpixel, &best, &fx, &fy)) continue;
+    const cv::Point2d found(ox + fx + (s - 1) / 2.0, oy + fy + (s - 1) / 2.0);
     Hit& h = (*hits)[i];
     h.found = true;
     h.theta_deg = theta_deg;
     h.ccf = best;
-    h.q = rot.Rotate({(fx - margin) * rf.pixel_um, (fy - margin) * rf.pixel_um}) + q_pred;
+    h.q = rot.Rotate((found - canvas_c) * px + (cell.center_um - cell.search_center_um)) + t0;
   }
+}
+
+// Refines a search-level hit of one cell on the fine level: the fine cell is
+// registered within +-refine_radius fine pixels of where it was found (a
+// small patch of the target turned by the hit's angle; direct masked NCC,
+// cheaper than FFTs for so few displacements). The CCF becomes the fine one
+// (the NCC the thresholds are defined on).
+Hit RefineHit(const PreparedSignature& ref, const PreparedSignature& tgt, const Cell& cell, const Hit& hit,
+              const CorrelationConfig& config) {
+  const Level& rf = ref.fine;
+  const Level& tf = tgt.fine;
+  const int s = ref.cell_side, r = ref.refine_radius, side = s + 2 * r;
+  const double k = rf.pixel_um / tf.pixel_um;
+  const double c = std::cos(Rad(hit.theta_deg)), sn = std::sin(Rad(hit.theta_deg));
+  const Rigid rot{hit.theta_deg, 0, 0};
+  // Patch pixel u <-> offset (u - o) * pixel from the cell centre, o = r + (s - 1) / 2.
+  const double o = r + (s - 1) / 2.0;
+  const cv::Point2d px0 = tf.ToPixel(rot.Rotate({-o * rf.pixel_um, -o * rf.pixel_um}) + hit.q);
+  const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
+  thread_local cv::Mat1f pv, pm, ncc, sv, sm;
+  WarpMasked(tf, m, cv::Size(side, side), &pv, &pm);
+  Hit out;
+  const double min_overlap = config.min_overlap_fraction * cell.valid;
+  if (cv::sum(pm)[0] < min_overlap) return out;
+  const cv::Mat1f tv = CropOrPad(rf.v, cell.fine_rect, &sv), tm = CropOrPad(rf.m, cell.fine_rect, &sm);
+  thread_local cv::Mat1f t2, p2;
+  cv::multiply(tv, tv, t2);
+  cv::multiply(pv, pv, p2);
+  // Hill climbing from the search-level position (the window's centre) to
+  // the local NCC maximum: a handful of 3 x 3 neighbourhoods instead of the
+  // whole (2r + 1)^2 window. ncc holds NaN where not evaluated.
+  const int n = 2 * r + 1;
+  ncc.create(n, n);
+  ncc.setTo(std::numeric_limits<float>::quiet_NaN());
+  auto at = [&](int y, int x) {
+    float& v = ncc(y, x);
+    if (std::isnan(v)) v = DirectMaskedNccAt(tv, tm, t2, pv, pm, p2, y, x, min_overlap);
+    return v;
+  };
+  int by = r, bx = r;
+  float best = at(by, bx);
+  for (int step = 0; step <= 2 * r; ++step) {
+    int ny = by, nx = bx;
+    for (int y = std::max(0, by - 1); y <= std::min(n - 1, by + 1); ++y) {
+      for (int x = std::max(0, bx - 1); x <= std::min(n - 1, bx + 1); ++x) {
+        if (at(y, x) > best) {
+          best = at(y, x);
+          ny = y;
+          nx = x;
+        }
+      }
+    }
+    if (ny == by && nx == bx) break;
+    by = ny;
+    bx = nx;
+  }
+  if (best < -1.5f) return out;
+  double fx = bx, fy = by;
+  if (config.subpixel) {
+    if (bx > 0 && bx < n - 1) fx += ParabolaOffset(at(by, bx - 1), best, at(by, bx + 1));
+    if (by > 0 && by < n - 1) fy += ParabolaOffset(at(by - 1, bx), best, at(by + 1, bx));
+  }
+  out.found = true;
+  out.theta_deg = hit.theta_deg;
+  out.ccf = best;
+  out.q = rot.Rotate({(fx - r) * rf.pixel_um, (fy - r) * rf.pixel_um}) + hit.q;
+  return out;
 }
 
 struct Consensus {
@@ -371,6 +490,11 @@ DirectionRun RunDirection(const PreparedSignature& ref, const PreparedSignature&
       if (hits[i].found && (!best[i].found || hits[i].ccf > best[i].ccf)) best[i] = hits[i];
     }
   }
+  if (ref.refine) {
+    for (std::size_t i = 0; i < best.size(); ++i) {
+      if (best[i].found) best[i] = RefineHit(ref, tgt, ref.cells[i], best[i], config);
+    }
+  }
   const Consensus cons = FindConsensus(ref, best, center, config);
   DirectionRun run;
   run.transform = cons.transform;
@@ -456,6 +580,8 @@ std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSig
   MaskedSpectra a, b;
   ComputeSpectra(ref.polar_v, ref.polar_m, nr, bins, &a);
   std::vector<double> profile(bins, -2.0);
+  std::vector<int> shifts;  // radial shifts = rows of the NCC map
+  for (int sh = -max_radial_shift; sh <= max_radial_shift; ++sh) shifts.push_back(sh);
   cv::Mat1f ncc, pv, pm;
   for (int oy = -center_search_px; oy <= center_search_px; oy += 2) {
     for (int ox = -center_search_px; ox <= center_search_px; ox += 2) {
@@ -467,9 +593,9 @@ std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSig
         MakePolar(tgt.coarse, bins, &pv, &pm, cv::Point2d(ox, oy));
         ComputeSpectra(pv, pm, nr, bins, &b);
       }
-      MaskedNccMaps(a, b, 0.5 * std::min(a.valid, b.valid), &ncc, nullptr);
-      for (int sh = -max_radial_shift; sh <= max_radial_shift; ++sh) {
-        const float* row = ncc[(sh + nr) % nr];
+      MaskedNccRows(a, b, 0.5 * std::min(a.valid, b.valid), shifts, &ncc);
+      for (int r = 0; r < ncc.rows; ++r) {
+        const float* row = ncc[r];
         for (int j = 0; j < bins; ++j) profile[j] = std::max<double>(profile[j], row[j]);
       }
     }
@@ -582,6 +708,7 @@ CorrelationConfig CorrelationConfig::FiringPin() {
   // hundred points.
   c.cell_pixel_um = 6.25;
   c.coarse_pixel_um = 25.0;
+  c.translation_pixel_um = 50.0;
   return c;
 }
 
@@ -590,6 +717,13 @@ Status CorrelationConfig::Validate() const {
     return InvalidArgument("correlate: config " + field + "=" + Fmt(v) + " " + why);
   };
   if (!(cell_pixel_um > 0) || !std::isfinite(cell_pixel_um)) return bad("cell_pixel_um", cell_pixel_um, "is not positive");
+  if (cell_search_downsample < 1 || cell_search_downsample > 8) {
+    return bad("cell_search_downsample", cell_search_downsample, "is outside [1, 8]");
+  }
+  if (refine_radius_px < 1 || refine_radius_px > 64) return bad("refine_radius_px", refine_radius_px, "is outside [1, 64]");
+  if (!(translation_pixel_um >= coarse_pixel_um) || !std::isfinite(translation_pixel_um)) {
+    return bad("translation_pixel_um", translation_pixel_um, "must be finite and >= coarse_pixel_um");
+  }
   if (!(coarse_pixel_um >= cell_pixel_um) || !std::isfinite(coarse_pixel_um)) {
     return bad("coarse_pixel_um", coarse_pixel_um, "must be finite and >= cell_pixel_um");
   }
@@ -631,6 +765,19 @@ Status CorrelationConfig::Validate() const {
   return Status::Ok();
 }
 
+std::size_t PreparedSignatureBytes(const PreparedSignature& p) {
+  auto mat = [](const cv::Mat& m) { return m.total() * m.elemSize(); };
+  auto level = [&](const Level& l) { return mat(l.v) + mat(l.m); };
+  std::size_t n = sizeof(PreparedSignature) + level(p.coarse) + level(p.translation) + level(p.fine) +
+                  mat(p.polar_v) + mat(p.polar_m);
+  if (p.refine) n += level(p.search);
+  for (const Cell& c : p.cells) {
+    n += sizeof(Cell) + (c.spectra.fm.capacity() + c.spectra.m.capacity() + c.spectra.f2m.capacity()) *
+                            sizeof(std::complex<float>);
+  }
+  return n;
+}
+
 StatusOr<Correlator> Correlator::Create(const CorrelationConfig& config) {
   BALLISTICS_RETURN_IF_ERROR(config.Validate());
   return Correlator(config);
@@ -652,6 +799,7 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
     prep->modality = sig.modality;
     prep->fine = MakeLevel(sig.values, sig.pixel_um, config_.cell_pixel_um);
     prep->coarse = MakeLevel(sig.values, sig.pixel_um, config_.coarse_pixel_um);
+    prep->translation = MakeLevel(sig.values, sig.pixel_um, config_.translation_pixel_um);
     if (prep->coarse.valid < 16) {
       return InvalidArgument(who + "only " + Fmt(prep->coarse.valid) + " valid points at " +
                              Fmt(prep->coarse.pixel_um) + " um; at least 16 are needed");
@@ -662,23 +810,29 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
     const int s = std::max(4, static_cast<int>(std::lround(std::max(f.v.cols, f.v.rows) /
                                                            static_cast<double>(config_.cell_grid))));
     prep->cell_side = s;
-    prep->margin = std::max(1, static_cast<int>(std::lround(config_.search_margin_cells * s)));
-    prep->region_side = s + 2 * prep->margin;
+    prep->refine = config_.cell_search_downsample > 1;
+    if (prep->refine) {
+      prep->search = MakeLevel(sig.values, sig.pixel_um, f.pixel_um * config_.cell_search_downsample);
+      // A signature already coarser than the search grid is searched as it is.
+      prep->refine = prep->search.pixel_um > f.pixel_um * 1.01;
+    }
+    if (!prep->refine) prep->search = prep->fine;
+    const Level& sl = prep->search;
+    const int ss = std::max(4, static_cast<int>(std::lround(s * f.pixel_um / sl.pixel_um)));
+    prep->search_cell_side = ss;
+    prep->margin = std::max(1, static_cast<int>(std::lround(config_.search_margin_cells * ss)));
+    prep->region_side = ss + 2 * prep->margin;
     prep->fft_side = FastFftSize(prep->region_side);
+    prep->refine_radius = config_.refine_radius_px;
+    prep->refine_fft_side = FastFftSize(s + 2 * config_.refine_radius_px);
     const int nx = std::max(1, static_cast<int>(std::lround(f.v.cols / static_cast<double>(s))));
     const int ny = std::max(1, static_cast<int>(std::lround(f.v.rows / static_cast<double>(s))));
     const int x0 = (f.v.cols - nx * s) / 2, y0 = (f.v.rows - ny * s) / 2;
-    const cv::Rect image(0, 0, f.v.cols, f.v.rows);
+    cv::Mat1f sv, sm;
     for (int r = 0; r < ny; ++r) {
       for (int col = 0; col < nx; ++col) {
         const cv::Rect rect(x0 + col * s, y0 + r * s, s, s);
-        const cv::Rect inside = rect & image;
-        cv::Mat1f cv_v = cv::Mat1f::zeros(s, s), cv_m = cv::Mat1f::zeros(s, s);
-        if (inside.area() > 0) {
-          const cv::Rect local(inside.x - rect.x, inside.y - rect.y, inside.width, inside.height);
-          f.v(inside).copyTo(cv_v(local));
-          f.m(inside).copyTo(cv_m(local));
-        }
+        const cv::Mat1f cv_v = CropOrPad(f.v, rect, &sv).clone(), cv_m = CropOrPad(f.m, rect, &sm).clone();
         const double valid = cv::sum(cv_m)[0];
         const double frac = valid / (static_cast<double>(s) * s);
         if (frac < config_.min_cell_valid_fraction) continue;
@@ -689,10 +843,21 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
         Cell cell;
         cell.row = r;
         cell.col = col;
+        cell.fine_rect = rect;
         cell.valid = valid;
         cell.valid_fraction = frac;
         cell.center_um = {(rect.x + (s - 1) / 2.0 - f.cx) * f.pixel_um, (rect.y + (s - 1) / 2.0 - f.cy) * f.pixel_um};
-        ComputeSpectra(cv_v, cv_m, prep->fft_side, prep->fft_side, &cell.spectra);
+        // The search-level cell: the ss x ss window nearest to the same centre.
+        const cv::Point2d at = sl.ToPixel(cell.center_um);
+        const cv::Rect srect(static_cast<int>(std::lround(at.x - (ss - 1) / 2.0)),
+                             static_cast<int>(std::lround(at.y - (ss - 1) / 2.0)), ss, ss);
+        const cv::Mat1f s_v = CropOrPad(sl.v, srect, &sv), s_m = CropOrPad(sl.m, srect, &sm);
+        cell.search_valid = cv::sum(s_m)[0];
+        cv::meanStdDev(s_v, mean, sd, s_m > 0);
+        if (cell.search_valid < 4 || sd[0] < 1e-3) continue;
+        cell.search_center_um = {(srect.x + (ss - 1) / 2.0 - sl.cx) * sl.pixel_um,
+                                 (srect.y + (ss - 1) / 2.0 - sl.cy) * sl.pixel_um};
+        ComputeTemplateSpectra(s_v, s_m, prep->fft_side, prep->fft_side, &cell.spectra);
         prep->cells.push_back(std::move(cell));
       }
     }
@@ -763,7 +928,7 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     // The translation of each candidate: Cartesian masked NCC at its angle
     // (no assumption that the two centres coincide).
     for (Candidate& c : candidates) {
-      c.transform = AngleProfile(ref.coarse, tgt.coarse, {c.transform.theta_deg}).front().transform;
+      c.transform = AngleProfile(ref.translation, tgt.translation, {c.transform.theta_deg}).front().transform;
     }
     // Let the cells decide between the orientation candidates (one angle each).
     Rigid center = candidates.empty() ? Rigid{} : candidates.front().transform;

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <utility>
 
+#include <opencv2/imgproc.hpp>
+
 namespace ballistics::correlate_internal {
 
 int FastFftSize(int n) {
@@ -89,6 +91,67 @@ void Forward(const FftPlan& plan, const cv::Mat1f& src, bool square, RealBuffer&
   fftwf_execute_dft_r2c(plan.r2c, real.data(), reinterpret_cast<fftwf_complex*>(out->data()));
 }
 
+
+// One row of the NCC from the six correlation sums (unnormalized by `scale`,
+// as FFTW's inverse leaves them). Branch-free so that it vectorizes: the
+// overlap count is an integer up to FFT round-off; a variance far below the
+// mean square means a flat overlap (or float round-off in the difference),
+// where the NCC is meaningless (0); too small an overlap gives -2 (never a peak).
+__attribute__((target_clones("avx2", "default"))) void CombineRow(
+    const float* __restrict s12, const float* __restrict s1, const float* __restrict s2,
+    const float* __restrict n_raw, const float* __restrict s11, const float* __restrict s22, int cols, float scale,
+    float min_n, float* __restrict out) {
+  for (int x = 0; x < cols; ++x) {
+    const float n = static_cast<float>(static_cast<int>(n_raw[x] * scale + 0.5f));
+    const float inv_n = 1.0f / std::max(n, 1.0f);
+    const float a = s1[x] * scale, b = s2[x] * scale;
+    const float aa = s11[x] * scale, bb = s22[x] * scale;
+    const float num = s12[x] * scale - a * b * inv_n;
+    const float v1 = aa - a * a * inv_n, v2 = bb - b * b * inv_n;
+    const bool flat = !(v1 > 1e-4f * aa) || !(v2 > 1e-4f * bb) || !(v1 > 0.0f) || !(v2 > 0.0f);
+    float r = num / std::sqrt(std::max(v1 * v2, 1e-30f));
+    r = std::min(1.0f, std::max(-1.0f, r));
+    out[x] = n < min_n ? -2.0f : (flat ? 0.0f : r);
+  }
+}
+
+// pp = conj(a) * b, written out so that it vectorizes (std::complex's
+// operator* checks for NaN/inf results, which keeps it scalar).
+__attribute__((target_clones("avx2", "default"))) void ConjMultiply(const std::complex<float>* __restrict a,
+                                                                   const std::complex<float>* __restrict b,
+                                                                   std::size_t n, std::complex<float>* __restrict out) {
+  const float* pa = reinterpret_cast<const float*>(a);
+  const float* pb = reinterpret_cast<const float*>(b);
+  float* po = reinterpret_cast<float*>(out);
+  for (std::size_t k = 0; k < n; ++k) {
+    const float ar = pa[2 * k], ai = pa[2 * k + 1], br = pb[2 * k], bi = pb[2 * k + 1];
+    po[2 * k] = ar * br + ai * bi;
+    po[2 * k + 1] = ar * bi - ai * br;
+  }
+}
+
+// Overlap counts of one row into `dov` (the optional output of MaskedNccMaps).
+void OverlapRow(const float* n_raw, int cols, float scale, float* dov) {
+  for (int x = 0; x < cols; ++x) dov[x] = static_cast<float>(static_cast<int>(n_raw[x] * scale + 0.5f));
+}
+
+// Correlates the six terms of a masked NCC into ws.out[0..5].
+void SixCorrelations(const FftPlan& plan, const MaskedSpectra& t, const MaskedSpectra& i, Workspace& ws) {
+  const std::size_t nc = plan.ComplexSize();
+  // c(u) = sum_x a(x) b(x + u) = IFFT(conj(A) B)(u)
+  auto correlate = [&](const ComplexBuffer& a, const ComplexBuffer& b, RealBuffer& out) {
+    std::complex<float>* pp = ws.prod.data();
+    ConjMultiply(a.data(), b.data(), nc, pp);
+    fftwf_execute_dft_c2r(plan.c2r, reinterpret_cast<fftwf_complex*>(pp), out.data());
+  };
+  correlate(t.fm, i.fm, ws.out[0]);   // sum f1 m1 f2 m2
+  correlate(t.fm, i.m, ws.out[1]);    // sum f1 m1 m2
+  correlate(t.m, i.fm, ws.out[2]);    // sum m1 f2 m2
+  correlate(t.m, i.m, ws.out[3]);     // overlap count
+  correlate(t.f2m, i.m, ws.out[4]);   // sum f1^2 m1 m2
+  correlate(t.m, i.f2m, ws.out[5]);   // sum m1 f2^2 m2
+}
+
 }  // namespace
 
 void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, int cols,
@@ -98,11 +161,38 @@ void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, in
   ws.Fit(plan);
   out->rows = rows;
   out->cols = cols;
+  out->src_rows = values.rows;
+  out->src_cols = values.cols;
   // values are already 0 outside the mask, so f*m = f and f^2*m = f^2.
   Forward(plan, values, false, ws.real, &out->fm);
   Forward(plan, mask, false, ws.real, &out->m);
   Forward(plan, values, true, ws.real, &out->f2m);
   out->valid = cv::sum(mask)[0];
+  out->sum_f = cv::sum(values)[0];
+  out->sum_f2 = values.dot(values);
+  out->full = out->valid == static_cast<double>(values.rows) * values.cols;
+}
+
+void ComputeTemplateSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, int cols,
+                            MaskedSpectra* out) {
+  const FftPlan& plan = GetPlan(rows, cols);
+  Workspace& ws = ThreadWorkspace();
+  ws.Fit(plan);
+  out->rows = rows;
+  out->cols = cols;
+  out->src_rows = values.rows;
+  out->src_cols = values.cols;
+  out->valid = cv::sum(mask)[0];
+  out->sum_f = cv::sum(values)[0];
+  out->sum_f2 = values.dot(values);
+  out->full = out->valid == static_cast<double>(values.rows) * values.cols;
+  Forward(plan, values, false, ws.real, &out->fm);
+  Forward(plan, values, true, ws.real, &out->f2m);
+  if (out->full) {
+    ComplexBuffer().swap(out->m);
+  } else {
+    Forward(plan, mask, false, ws.real, &out->m);
+  }
 }
 
 void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap, cv::Mat1f* ncc,
@@ -110,53 +200,156 @@ void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_ov
   const FftPlan& plan = GetPlan(t.rows, t.cols);
   Workspace& ws = ThreadWorkspace();
   ws.Fit(plan);
-  const std::size_t nc = plan.ComplexSize();
-  // c(u) = sum_x a(x) b(x + u) = IFFT(conj(A) B)(u)
-  auto correlate = [&](const ComplexBuffer& a, const ComplexBuffer& b, RealBuffer& out) {
-    const std::complex<float>* pa = a.data();
-    const std::complex<float>* pb = b.data();
-    std::complex<float>* pp = ws.prod.data();
-    for (std::size_t k = 0; k < nc; ++k) pp[k] = std::conj(pa[k]) * pb[k];
-    fftwf_execute_dft_c2r(plan.c2r, reinterpret_cast<fftwf_complex*>(pp), out.data());
-  };
-  correlate(t.fm, i.fm, ws.out[0]);   // sum f1 m1 f2 m2
-  correlate(t.fm, i.m, ws.out[1]);    // sum f1 m1 m2
-  correlate(t.m, i.fm, ws.out[2]);    // sum m1 f2 m2
-  correlate(t.m, i.m, ws.out[3]);     // overlap count
-  correlate(t.f2m, i.m, ws.out[4]);   // sum f1^2 m1 m2
-  correlate(t.m, i.f2m, ws.out[5]);   // sum m1 f2^2 m2
+  SixCorrelations(plan, t, i, ws);
   ncc->create(plan.rows, plan.cols);
   if (overlap != nullptr) overlap->create(plan.rows, plan.cols);
-  const double scale = 1.0 / (static_cast<double>(plan.rows) * plan.cols);
-  const double min_n = std::max(min_overlap, 2.0);
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
+  const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   const int rows = limit_rows > 0 ? std::min(limit_rows, plan.rows) : plan.rows;
   const int cols = limit_cols > 0 ? std::min(limit_cols, plan.cols) : plan.cols;
   for (int y = 0; y < rows; ++y) {
-    float* dn = (*ncc)[y];
-    float* dov = overlap ? (*overlap)[y] : nullptr;
-    const std::size_t row = static_cast<std::size_t>(y) * plan.cols;
-    for (int x = 0; x < cols; ++x) {
-      const std::size_t k = row + x;
-      // The overlap count is an integer up to FFT round-off.
-      const double n = static_cast<double>(static_cast<long>(ws.out[3][k] * scale + 0.5));
-      if (dov) dov[x] = static_cast<float>(n);
-      if (n < min_n) {
-        dn[x] = -2.0f;
-        continue;
+    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], cols, scale,
+               min_n, (*ncc)[y]);
+    if (overlap != nullptr) OverlapRow(&ws.out[3][k], cols, scale, (*overlap)[y]);
+  }
+}
+
+void MaskedNccRows(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap, const std::vector<int>& rows,
+                   cv::Mat1f* ncc) {
+  const FftPlan& plan = GetPlan(t.rows, t.cols);
+  Workspace& ws = ThreadWorkspace();
+  ws.Fit(plan);
+  SixCorrelations(plan, t, i, ws);
+  ncc->create(static_cast<int>(rows.size()), plan.cols);
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
+  const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const int y = ((rows[r] % plan.rows) + plan.rows) % plan.rows;
+    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], plan.cols,
+               scale, min_n, (*ncc)[static_cast<int>(r)]);
+  }
+}
+
+void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv::Mat1f& region_m,
+                     double min_overlap, int limit, cv::Mat1f* ncc) {
+  const FftPlan& plan = GetPlan(t.rows, t.cols);
+  Workspace& ws = ThreadWorkspace();
+  ws.Fit(plan);
+  const std::size_t nc = plan.ComplexSize(), nr = plan.RealSize();
+  const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
+  const int ts_r = t.src_rows, ts_c = t.src_cols;
+  const double region_valid = cv::sum(region_m)[0];
+  const bool region_full = region_valid == static_cast<double>(region_v.rows) * region_v.cols;
+  // Forward transforms of the region: values always, mask unless full, squares unless the template is full.
+  thread_local ComplexBuffer i_fm, i_m, i_f2m;
+  Forward(plan, region_v, false, ws.real, &i_fm);
+  if (!region_full) Forward(plan, region_m, false, ws.real, &i_m);
+  if (!t.full) Forward(plan, region_v, true, ws.real, &i_f2m);
+  auto correlate = [&](const ComplexBuffer& a, const ComplexBuffer& b, RealBuffer& out) {
+    std::complex<float>* pp = ws.prod.data();
+    ConjMultiply(a.data(), b.data(), nc, pp);
+    fftwf_execute_dft_c2r(plan.c2r, reinterpret_cast<fftwf_complex*>(pp), out.data());
+  };
+  // A constant term, stored unnormalized like an FFT output.
+  auto constant = [&](double v, RealBuffer& out) {
+    std::fill(out.begin(), out.begin() + nr, static_cast<float>(v / scale));
+  };
+  correlate(t.fm, i_fm, ws.out[0]);
+  if (region_full) {
+    constant(t.sum_f, ws.out[1]);
+    constant(t.sum_f2, ws.out[4]);
+  } else {
+    correlate(t.fm, i_m, ws.out[1]);
+    correlate(t.f2m, i_m, ws.out[4]);
+  }
+  if (t.full) {
+    // Box sums of the region over the template's footprint at each displacement.
+    thread_local cv::Mat sum, sqsum, msum;
+    cv::integral(region_v, sum, sqsum, CV_64F, CV_64F);
+    cv::integral(region_m, msum, CV_64F);
+    for (int y = 0; y < limit; ++y) {
+      const double *a0 = sum.ptr<double>(y), *a1 = sum.ptr<double>(y + ts_r);
+      const double *q0 = sqsum.ptr<double>(y), *q1 = sqsum.ptr<double>(y + ts_r);
+      const double *m0 = msum.ptr<double>(y), *m1 = msum.ptr<double>(y + ts_r);
+      const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+      for (int x = 0; x < limit; ++x) {
+        const int x1 = x + ts_c;
+        ws.out[2][k + x] = static_cast<float>((a1[x1] - a1[x] - a0[x1] + a0[x]) / scale);
+        ws.out[5][k + x] = static_cast<float>((q1[x1] - q1[x] - q0[x1] + q0[x]) / scale);
+        ws.out[3][k + x] = static_cast<float>((m1[x1] - m1[x] - m0[x1] + m0[x]) / scale);
       }
-      const double s1 = ws.out[1][k] * scale, s2 = ws.out[2][k] * scale;
-      const double num = ws.out[0][k] * scale - s1 * s2 / n;
-      const double v1 = ws.out[4][k] * scale - s1 * s1 / n;
-      const double v2 = ws.out[5][k] * scale - s2 * s2 / n;
-      // A variance far below the mean square means a flat overlap (or float
-      // round-off in the difference): no meaningful NCC there.
-      const double ss1 = ws.out[4][k] * scale, ss2 = ws.out[5][k] * scale;
-      if (v1 <= 1e-4 * ss1 || v2 <= 1e-4 * ss2 || v1 <= 0 || v2 <= 0) {
-        dn[x] = 0.0f;
-        continue;
-      }
-      dn[x] = static_cast<float>(std::clamp(num / std::sqrt(v1 * v2), -1.0, 1.0));
     }
+  } else {
+    correlate(t.m, i_fm, ws.out[2]);
+    correlate(t.m, i_f2m, ws.out[5]);
+    if (region_full) {
+      constant(t.valid, ws.out[3]);
+    } else {
+      correlate(t.m, i_m, ws.out[3]);
+    }
+  }
+  ncc->create(limit, limit);
+  const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
+  for (int y = 0; y < limit; ++y) {
+    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], limit,
+               scale, min_n, (*ncc)[y]);
+  }
+}
+
+namespace {
+
+// acc[k][x] += products of one template row with one patch row (elementwise:
+// vectorizes without reassociating a reduction).
+__attribute__((target_clones("avx2", "default"))) void AccumulateRow(
+    const float* __restrict t, const float* __restrict tm, const float* __restrict t2, const float* __restrict p,
+    const float* __restrict pm, const float* __restrict p2, int n, float* __restrict a0, float* __restrict a1,
+    float* __restrict a2, float* __restrict a3, float* __restrict a4, float* __restrict a5) {
+  for (int x = 0; x < n; ++x) {
+    a0[x] += t[x] * p[x];
+    a1[x] += t[x] * pm[x];
+    a2[x] += tm[x] * p[x];
+    a3[x] += tm[x] * pm[x];
+    a4[x] += t2[x] * pm[x];
+    a5[x] += tm[x] * p2[x];
+  }
+}
+
+}  // namespace
+
+float DirectMaskedNccAt(const cv::Mat1f& tv, const cv::Mat1f& tm, const cv::Mat1f& t2, const cv::Mat1f& pv,
+                        const cv::Mat1f& pm, const cv::Mat1f& p2, int dy, int dx, double min_overlap) {
+  const int s_r = tv.rows, s_c = tv.cols;
+  thread_local std::vector<float> acc;
+  acc.assign(static_cast<std::size_t>(6) * s_c, 0.0f);
+  float* a = acc.data();
+  for (int y = 0; y < s_r; ++y) {
+    AccumulateRow(tv[y], tm[y], t2[y], pv[y + dy] + dx, pm[y + dy] + dx, p2[y + dy] + dx, s_c, a, a + s_c, a + 2 * s_c,
+                  a + 3 * s_c, a + 4 * s_c, a + 5 * s_c);
+  }
+  float terms[6];
+  for (int k = 0; k < 6; ++k) {
+    double total = 0;
+    for (int x = 0; x < s_c; ++x) total += a[k * s_c + x];
+    terms[k] = static_cast<float>(total);
+  }
+  float out = 0;
+  // Terms in the order CombineRow takes them: s12, s1 (t m2), s2 (m1 p), n, s11, s22.
+  CombineRow(&terms[0], &terms[1], &terms[2], &terms[3], &terms[4], &terms[5], 1, 1.0f,
+             static_cast<float>(std::max(min_overlap, 2.0)), &out);
+  return out;
+}
+
+void DirectMaskedNcc(const cv::Mat1f& tv, const cv::Mat1f& tm, const cv::Mat1f& pv, const cv::Mat1f& pm, int n,
+                     double min_overlap, cv::Mat1f* ncc) {
+  cv::Mat1f t2, p2;
+  cv::multiply(tv, tv, t2);
+  cv::multiply(pv, pv, p2);
+  ncc->create(n, n);
+  for (int dy = 0; dy < n; ++dy) {
+    for (int dx = 0; dx < n; ++dx) (*ncc)(dy, dx) = DirectMaskedNccAt(tv, tm, t2, pv, pm, p2, dy, dx, min_overlap);
   }
 }
 
