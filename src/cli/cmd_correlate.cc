@@ -22,6 +22,7 @@
 #include "ballistics/io.h"
 #include "ballistics/preprocess.h"
 #include "commands.h"
+#include "evidence_cli.h"
 #include "progress.h"
 
 namespace ballistics::cli {
@@ -123,12 +124,47 @@ void PrintText(const char* label, const ComparisonResult& r, int threshold) {
               r.dy_um, r.ccf);
 }
 
+// --reference-model FILE... / --reference-db URL: where the LRs come from. Neither:
+// no LR, and the output says so next to the raw score.
+struct EvidenceArgs {
+  std::vector<std::string> model_files;
+  std::string database_url;
+  std::string calibre;
+};
+
+void AddEvidenceOptions(CLI::App* cmd, EvidenceArgs& e) {
+  cmd->add_option("--reference-model", e.model_files,
+                  "LR reference model JSON (evidence build-reference --out), one per kind (repeatable)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--reference-db", e.database_url,
+                  "Take the LR reference models stored in this database (evidence build-reference --database-url)");
+  cmd->add_option("--calibre", e.calibre, "Calibre for choosing the stored reference model (default: any)");
+}
+
+ReferenceModels LoadModels(const EvidenceArgs& e) {
+  if (!e.database_url.empty() && !e.model_files.empty()) {
+    std::cerr << "error: give --reference-model or --reference-db, not both\n";
+    throw CLI::RuntimeError(kExitUsage);
+  }
+  auto m = e.database_url.empty() ? LoadReferenceModels(e.model_files)
+                                  : LoadReferenceModelsFromDb(e.database_url, e.calibre);
+  if (!m.ok()) Fail(m.status(), "reference model");
+  return std::move(m).value();
+}
+
+evidence::LrResult Lr(const ReferenceModels& models, const ComparisonResult& r) {
+  auto lr = evidence::EvaluateLr(models.For(r.kind), {r.cmc, r.cells});
+  if (!lr.ok()) Fail(lr.status(), "likelihood ratio");
+  return std::move(lr).value();
+}
+
 void RegisterCompare(CLI::App& app) {
   struct Args {
     std::string a, b;
     bool json = false;
     std::optional<double> max_rotation_deg;
     std::optional<double> pixel_um;
+    EvidenceArgs evidence;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -141,7 +177,9 @@ void RegisterCompare(CLI::App& app) {
       ->check(CLI::Range(0.0, 360.0));
   cmd->add_option("--pixel-um", args->pixel_um, "Pixel size in um for 2D images without resolution tags")
       ->check(CLI::PositiveNumber);
+  AddEvidenceOptions(cmd, args->evidence);
   cmd->callback([args] {
+    const ReferenceModels models = LoadModels(args->evidence);
     const Engines engines = MakeEngines();
     auto a = Load(args->a, engines, args->pixel_um, std::nullopt);
     if (!a.ok()) Fail(a.status(), args->a);
@@ -159,14 +197,18 @@ void RegisterCompare(CLI::App& app) {
     }
     if (args->json) {
       nlohmann::json j{{"reference", args->a}, {"target", args->b}, {"breech_face", ToJson(*bf)}};
+      j["breech_face"]["evidence"] = LrToJson(Lr(models, *bf));
       j["firing_pin"] = fp ? ToJson(*fp) : nlohmann::json();
+      if (fp) j["firing_pin"]["evidence"] = LrToJson(Lr(models, *fp));
       std::cout << j.dump(2) << "\n";
       return;
     }
     std::printf("reference: %s\ntarget:    %s\n", args->a.c_str(), args->b.c_str());
     PrintText("breech face", *bf, engines.bf.config().cmc_threshold);
+    std::printf("    %s\n", FormatLr(Lr(models, *bf)).c_str());
     if (fp) {
       PrintText("firing pin ", *fp, engines.fp.config().cmc_threshold);
+      std::printf("    %s\n", FormatLr(Lr(models, *fp)).c_str());
     } else {
       std::printf("firing pin : not compared (no firing-pin signature in %s)\n",
                   a->fp ? args->b.c_str() : args->a.c_str());
@@ -202,6 +244,7 @@ void RegisterScorePairs(CLI::App& app) {
     std::optional<double> pixel_um;
     std::optional<unsigned> turn_seed;
     std::vector<std::string> include, exclude;
+    EvidenceArgs evidence;
   };
   auto args = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -219,7 +262,9 @@ void RegisterScorePairs(CLI::App& app) {
   cmd->add_option("--turn-seed", args->turn_seed,
                   "Robustness check: turn every scan by a random angle (0-360 deg) and shift it by up to "
                   "+-250 um (seeded) before normalization; the angles go to extra CSV columns");
+  AddEvidenceOptions(cmd, args->evidence);
   cmd->callback([args] {
+    const ReferenceModels models = LoadModels(args->evidence);
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(args->dir)) {
       if (!e.is_regular_file() || !IsScanFile(e.path())) continue;
@@ -303,6 +348,8 @@ void RegisterScorePairs(CLI::App& app) {
     out << "reference,target,cmc,cells,ccf,theta_deg,dx_um,dy_um,cmc_forward,cmc_backward,cells_forward,"
            "cells_backward,fp_cmc,fp_cells,fp_theta_deg";
     if (args->turn_seed) out << ",turn_reference_deg,turn_target_deg";
+    // Evidence strength, always last (empty LR and the reason in lr_basis without a model).
+    out << ",lr,log10_lr,lr_at_bound,lr_km_pairs,lr_knm_pairs,lr_basis,fp_lr,fp_log10_lr,fp_lr_basis";
     out << "\n";
     char buf[512];
     for (const Pair& p : pairs) {
@@ -321,6 +368,27 @@ void RegisterScorePairs(CLI::App& app) {
       if (args->turn_seed) {
         std::snprintf(buf, sizeof(buf), ",%.3f,%.3f", scans[p.i]->turn_deg, scans[p.j]->turn_deg);
         out << buf;
+      }
+      const evidence::LrResult lr = Lr(models, r);
+      if (lr.available) {
+        std::snprintf(buf, sizeof(buf), ",%.6g,%.4f,%d,%lld,%lld,", lr.lr, lr.log10_lr, lr.at_bound ? 1 : 0,
+                      static_cast<long long>(lr.km_pairs), static_cast<long long>(lr.knm_pairs));
+        out << buf;
+      } else {
+        out << ",,,,,";
+      }
+      out << lr.basis;
+      if (p.fp) {
+        const evidence::LrResult fp_lr = Lr(models, *p.fp);
+        if (fp_lr.available) {
+          std::snprintf(buf, sizeof(buf), ",%.6g,%.4f,", fp_lr.lr, fp_lr.log10_lr);
+          out << buf;
+        } else {
+          out << ",,,";
+        }
+        out << fp_lr.basis;
+      } else {
+        out << ",,,";
       }
       out << "\n";
     }

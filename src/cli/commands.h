@@ -15,6 +15,7 @@ void RegisterCorrelateCommands(CLI::App& app); // compare, score-pairs   (cmd_co
 void RegisterSynthCommands(CLI::App& app);     // synth                  (cmd_synth.cc)
 void RegisterIndexCommands(CLI::App& app);     // search-local           (cmd_index.cc)
 void RegisterApiCommands(CLI::App& app);       // admin, audit, upload, casing (cmd_api.cc)
+void RegisterEvidenceCommands(CLI::App& app);  // evidence validate, build-reference (cmd_evidence.cc)
 
 // Exit codes shared by all commands.
 inline constexpr int kExitUsage = 2;        // bad flags (CLI11's own)

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   ballistics::cli::RegisterSynthCommands(app);
   ballistics::cli::RegisterIndexCommands(app);
   ballistics::cli::RegisterApiCommands(app);
+  ballistics::cli::RegisterEvidenceCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
