@@ -9,7 +9,11 @@
 //   index_bench haystack [--synthetic N] [--distinct D] [--rerank-k K] [--queries fadul|all]
 //       The must-show: full searches (coarse + CMC rerank of K) of every
 //       turned Fadul scan; for how many queries are all same-slide mates in the top 10?
-//   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K]
+//   index_bench kernel   [--sizes 200000] [--distinct D] [--scramble 0|1]
+//       Scan cost on one thread in CPU time (immune to other processes on a
+//       shared machine): one flat index, 1 and 9 query variants, against a
+//       plain sweep of the same bytes, per instruction set the CPU has.
+//   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K] [--scramble 0|1]
 //       Query latency (coarse, rerank, end to end), bytes of RAM per
 //       signature, coarse-scan throughput vs a plain memory sweep of the same bytes.
 //
@@ -18,7 +22,9 @@
 // their descriptors are what the index holds) and, when N > D, replicated with
 // new ids (every replica is a distinct entry; its signature is its original's).
 // The rerank regenerates a synthetic candidate's signature at 6.25 µm from its
-// seeds (SyntheticSource), as a store would load it.
+// seeds (SyntheticSource), as a store would load it. scale and kernel turn
+// the replicas into distinct non-mates (Scrambled, --scramble 1, the
+// default) so that the timing does not profit from duplicates.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -35,6 +41,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <time.h>
 #include <vector>
 
 #include "ballistics/correlate.h"
@@ -92,6 +99,7 @@ struct Args {
   std::vector<std::int64_t> sizes = {10000, 100000, 1000000};
   int threads = 2;
   bool cmc = true;
+  bool scramble = true;  // scale, kernel: replicas are Scrambled (distinct non-mates)
 };
 
 Args Parse(int argc, char** argv) {
@@ -111,6 +119,7 @@ Args Parse(int argc, char** argv) {
     else if (k == "--queries") a.queries = v;
     else if (k == "--threads") a.threads = std::stoi(v);
     else if (k == "--cmc") a.cmc = v != "0";
+    else if (k == "--scramble") a.scramble = v != "0";
     else if (k == "--sizes") {
       a.sizes.clear();
       std::stringstream ss(v);
@@ -264,11 +273,40 @@ SignatureRecord RecordFor(std::int64_t id, int shard) {
   return r;
 }
 
+// A replica made a distinct casing: every ring of the descriptor turned by
+// its own random angle (the ring's spectrum kept, the coherence across rings,
+// which is what makes two casings match, destroyed). Exact duplicates would
+// make the timing of the scan unrealistically good: with D distinct
+// descriptors and N / D copies of each, the k-th best score is the
+// best non-mate's, and the sum |X_k| bound prunes almost every inverse DFT.
+CoarseDescriptor Scrambled(const CoarseDescriptor& d, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  CoarseDescriptor out = d;
+  double energy = 0;
+  for (int r = 0; r < d.rings; ++r) {
+    const double theta = std::uniform_real_distribution<double>(0, 2 * M_PI)(rng);
+    for (int k = 1; k <= d.frequencies; ++k) {
+      const std::size_t o = (static_cast<std::size_t>(r) * d.frequencies + (k - 1)) * 2;
+      const double c = std::cos(k * theta), s = std::sin(k * theta);
+      const double re = d.coeffs[o] * c + d.coeffs[o + 1] * s, im = d.coeffs[o + 1] * c - d.coeffs[o] * s;
+      out.coeffs[o] = static_cast<std::int8_t>(std::clamp(std::lround(re), -127L, 127L));
+      out.coeffs[o + 1] = static_cast<std::int8_t>(std::clamp(std::lround(im), -127L, 127L));
+      energy += double(out.coeffs[o]) * out.coeffs[o] + double(out.coeffs[o + 1]) * out.coeffs[o + 1];
+    }
+  }
+  out.scale = static_cast<float>(1.0 / std::sqrt(energy));
+  return out;
+}
+
+// Entries from..to-1: entry n holds descriptor n % D; with `scramble`, the
+// copies beyond the first D are Scrambled (distinct non-mates).
 void FillSynthetic(SignatureIndex& index, const std::vector<CoarseDescriptor>& ds, std::int64_t from,
-                   std::int64_t to) {
+                   std::int64_t to, bool scramble = false) {
   for (std::int64_t n = from; n < to; ++n) {
     const std::int64_t id = kSyntheticBase + n;
-    Status s = index.Add(RecordFor(id, static_cast<int>(id % store::kSignatureShards)), ds[n % ds.size()]);
+    const CoarseDescriptor& d = ds[n % ds.size()];
+    const bool copy = scramble && n >= static_cast<std::int64_t>(ds.size());
+    Status s = index.Add(RecordFor(id, static_cast<int>(id % store::kSignatureShards)), copy ? Scrambled(d, id) : d);
     if (!s.ok()) {
       std::fprintf(stderr, "add: %s\n", s.ToString().c_str());
       std::exit(1);
@@ -453,6 +491,53 @@ double MemorySweepSeconds(const std::vector<std::uint64_t>& buf, int threads) {
   return secs;
 }
 
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+int Kernel(const Args& a) {
+  const auto ds = SyntheticDescriptors(a.distinct, a.synth_pixel_um, a.threads);
+  const std::int64_t size = a.sizes.empty() ? 200000 : a.sizes[0];
+  auto index = MakeFlatIndex();
+  FillSynthetic(*index, ds, 0, size, a.scramble);
+  auto gun = synth::RenderFirearm(synth::MakeFirearm(GunSeed(7)), 6.25).value();
+  const Signature sig = synth::MakeShotSignature(gun, 77'000'000, SynthOptions(6.25)).value();
+  const SearchEngineConfig engine;
+  const std::vector<CoarseDescriptor> variants =
+      QueryVariants(sig, engine.translation_steps, engine.translation_search_um);
+  const std::size_t bytes = static_cast<std::size_t>(size) * ds[0].coeffs.size();
+  std::vector<std::uint64_t> buf(bytes / 8, 1);
+  double sweep = 1e9;
+  std::uint64_t sink = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const double t0 = ThreadCpuSeconds();
+    std::uint64_t sum = 0;
+    for (std::uint64_t x : buf) sum += x;
+    sink += sum;
+    sweep = std::min(sweep, ThreadCpuSeconds() - t0);
+  }
+  auto scan = [&](std::span<const CoarseDescriptor> q) {
+    double best = 1e9;
+    for (int rep = 0; rep < 3; ++rep) {
+      const double t0 = ThreadCpuSeconds();
+      auto r = index->SearchCoarse(q, {}, 50);
+      if (!r.ok()) std::exit(1);
+      best = std::min(best, ThreadCpuSeconds() - t0);
+    }
+    return best;
+  };
+  const double one = scan(std::span<const CoarseDescriptor>(variants.data() + variants.size() / 2, 1));
+  const double nine = scan(variants);
+  std::printf("%lld signatures, %zu descriptor bytes, one thread, CPU time (best of 3)%s\n",
+              static_cast<long long>(size), bytes, sink == 42 ? " " : "");
+  std::printf("| sweep s | scan s, 1 variant | sweep/scan | scan s, %zu variants | ns per candidate-variant |\n"
+              "|---|---|---|---|---|\n| %.3f | %.3f | %.2f | %.3f | %.1f |\n",
+              variants.size(), sweep, one, sweep / one, nine, 1e9 * nine / size / variants.size());
+  return 0;
+}
+
 int Scale(const Args& a) {
   const int distinct = a.distinct;
   const auto t0 = Clock::now();
@@ -473,7 +558,7 @@ int Scale(const Args& a) {
   std::int64_t filled = 0;
   for (std::int64_t size : a.sizes) {
     const auto tf = Clock::now();
-    FillSynthetic(*index, ds, filled, size);
+    FillSynthetic(*index, ds, filled, size, a.scramble);
     const double fill_s = Since(tf);
     filled = size;
     const std::size_t bytes = index->MemoryBytes();
@@ -526,6 +611,7 @@ int main(int argc, char** argv) {
   if (a.mode == "recall") return ballistics::Recall(a);
   if (a.mode == "haystack") return ballistics::Haystack(a);
   if (a.mode == "scale") return ballistics::Scale(a);
+  if (a.mode == "kernel") return ballistics::Kernel(a);
   std::fprintf(stderr, "unknown mode %s\n", a.mode.c_str());
   return 2;
 }

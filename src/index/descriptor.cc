@@ -292,28 +292,29 @@ float DescriptorSimilarity(const CoarseDescriptor& q, const CoarseDescriptor& c,
       q.coeffs.size() != c.coeffs.size() || q.coeffs.empty()) {
     return -2.0f;
   }
+  // The scan's own arithmetic (exact int32 cross-spectrum, lane-parallel
+  // inverse DFT) with the candidate in lane 0 of a block, so that a pair
+  // scores here exactly what the index scan gives it.
   const int f = q.frequencies;
-  std::vector<float> xre(f, 0.0f), xim(f, 0.0f);
-  for (int r = 0; r < q.rings; ++r) {
+  constexpr int L = index_internal::kLanes;
+  std::vector<std::int8_t> block(c.coeffs.size() * L, 0);
+  for (int r = 0; r < c.rings; ++r) {
     for (int k = 0; k < f; ++k) {
-      const std::size_t o = (static_cast<std::size_t>(r) * f + k) * 2;
-      const float qr = q.coeffs[o], qi = q.coeffs[o + 1];
-      const float cr = c.coeffs[o], ci = c.coeffs[o + 1];
-      xre[k] += qr * cr + qi * ci;  // Q * conj(C)
-      xim[k] += qi * cr - qr * ci;
+      const std::size_t j = static_cast<std::size_t>(r) * f + k;
+      const std::size_t pos = index_internal::BlockCoeff(r, k, c.rings);
+      block[pos * L * 2] = c.coeffs[2 * j];
+      block[pos * L * 2 + 1] = c.coeffs[2 * j + 1];
     }
   }
-  index_internal::ShiftScorer scorer(f, 1);
-  float* in = scorer.spectrum(0);
-  for (int k = 0; k < f; ++k) {
-    in[2 * (k + 1)] = xre[k];
-    in[2 * (k + 1) + 1] = xim[k];
-  }
-  scorer.Execute();
-  double shift = 0;
-  const float best = scorer.Max(0, &shift);
-  if (best_shift_deg != nullptr) *best_shift_deg = -360.0 * shift / scorer.length();
-  return best * q.scale * c.scale;
+  const index_internal::Isa isa = index_internal::DetectIsa();
+  const index_internal::PackedQueries packed = index_internal::PackQueries(std::span<const CoarseDescriptor>(&q, 1));
+  std::vector<std::int32_t> xre(static_cast<std::size_t>(f) * L), xim(xre.size());
+  index_internal::BlockCrossSpectra(isa, block.data(), packed, q.rings, f, xre.data(), xim.data());
+  index_internal::LaneScorer scorer(f, isa);
+  float peak[L], shift[L];
+  scorer.Run(xre.data(), xim.data(), peak, shift);
+  if (best_shift_deg != nullptr) *best_shift_deg = -360.0 * shift[0] / scorer.length();
+  return peak[0] * q.scale * c.scale;
 }
 
 }  // namespace ballistics

@@ -3,17 +3,16 @@
 // Memory layout, per kind (BF, FP), chosen so that the scan streams memory
 // once and the inner loop is a SIMD multiply-add over lanes:
 //   descriptors are packed in blocks of kLanes signatures; within a block the
-//   coefficient (r, k) of all lanes is contiguous, (re, im) interleaved:
-//       block[((r * F + k) * kLanes + lane) * 2 + {0: re, 1: im}]   (int8)
+//   coefficient (r, k) of all lanes is contiguous, (re, im) interleaved, and
+//   the coefficients are frequency-major (the kernels sum over rings):
+//       block[((k * R + r) * kLanes + lane) * 2 + {0: re, 1: im}]   (int8)
 //   so the ring-summed cross-spectrum of kLanes candidates is
 //       X[k][lane] += q_re * c_re + q_im * c_im,  q_im * c_re - q_re * c_im
-//   (exact int32 sums of int8 products), followed by one batched inverse FFT
-//   per block (ShiftScorer). Filter fields live in parallel arrays indexed by
-//   slot = block * kLanes + lane; a block whose lanes all fail the filter is
-//   not scored at all.
+//   (exact int32 sums of int8 products, cross_spectrum.cc), followed by one
+//   inverse DFT per block, SIMD across the lanes (lane_dft.cc). Filter fields
+//   live in parallel arrays indexed by slot = block * kLanes + lane; a block
+//   whose lanes all fail the filter is not scored at all.
 // Removal moves the last slot into the hole, so the blocks stay dense.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -53,83 +52,6 @@ bool HitBefore(const CoarseHit& a, const CoarseHit& b) {
   if (a.score != b.score) return a.score > b.score;
   return a.signature_id < b.signature_id;
 }
-
-namespace index_internal {
-
-namespace {
-
-// Portable version: exact int32 sums of int8 products.
-void BlockCrossSpectrumGeneric(const std::int8_t* __restrict block, const std::int8_t* __restrict q, int rings,
-                               int freqs, std::int32_t* __restrict xre, std::int32_t* __restrict xim) {
-  constexpr int L = kLanes;
-  std::memset(xre, 0, sizeof(std::int32_t) * freqs * L);
-  std::memset(xim, 0, sizeof(std::int32_t) * freqs * L);
-  for (int r = 0; r < rings; ++r) {
-    for (int k = 0; k < freqs; ++k) {
-      const int j = r * freqs + k;
-      const std::int32_t qr = q[2 * j], qi = q[2 * j + 1];
-      const std::int8_t* c = block + static_cast<std::size_t>(j) * L * 2;
-      std::int32_t* ar = xre + k * L;
-      std::int32_t* ai = xim + k * L;
-      for (int l = 0; l < L; ++l) {
-        const std::int32_t cr = c[2 * l], ci = c[2 * l + 1];
-        ar[l] += qr * cr + qi * ci;
-        ai[l] += qi * cr - qr * ci;
-      }
-    }
-  }
-}
-
-// AVX2: the (re, im) int8 pairs of 16 lanes are widened to int16 and one
-// vpmaddwd per 8 lanes computes q_re*c_re + q_im*c_im (the real part), a
-// second with (q_im, -q_re) the imaginary part; the sum over rings stays in
-// registers (k outer, r inner). Same exact int32 result as the generic loop.
-__attribute__((target("avx2"))) void BlockCrossSpectrumAvx2(const std::int8_t* __restrict block,
-                                                             const std::int8_t* __restrict q, int rings, int freqs,
-                                                             std::int32_t* __restrict xre,
-                                                             std::int32_t* __restrict xim) {
-  static_assert(kLanes == 16, "the AVX2 kernel handles 16 lanes");
-  for (int k = 0; k < freqs; ++k) {
-    __m256i re0 = _mm256_setzero_si256(), re1 = _mm256_setzero_si256();
-    __m256i im0 = _mm256_setzero_si256(), im1 = _mm256_setzero_si256();
-    for (int r = 0; r < rings; ++r) {
-      const int j = r * freqs + k;
-      const std::int16_t qr = q[2 * j], qi = q[2 * j + 1];
-      // Pairs (lo 16 bits, hi 16 bits) = (qr, qi) and (qi, -qr).
-      const __m256i wre = _mm256_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint16_t>(qr)) |
-                                            (static_cast<std::int32_t>(qi) << 16));
-      const __m256i wim = _mm256_set1_epi32(static_cast<std::int32_t>(static_cast<std::uint16_t>(qi)) |
-                                            (static_cast<std::int32_t>(-qr) << 16));
-      const __m256i c8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + static_cast<std::size_t>(j) * 32));
-      const __m256i c_lo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(c8));       // lanes 0..7
-      const __m256i c_hi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(c8, 1));  // lanes 8..15
-      re0 = _mm256_add_epi32(re0, _mm256_madd_epi16(c_lo, wre));
-      re1 = _mm256_add_epi32(re1, _mm256_madd_epi16(c_hi, wre));
-      im0 = _mm256_add_epi32(im0, _mm256_madd_epi16(c_lo, wim));
-      im1 = _mm256_add_epi32(im1, _mm256_madd_epi16(c_hi, wim));
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xre + k * kLanes), re0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xre + k * kLanes + 8), re1);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xim + k * kLanes), im0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xim + k * kLanes + 8), im1);
-  }
-}
-
-}  // namespace
-
-// Cross-spectra of one block: xre/xim[k * kLanes + lane] (int32, exact).
-void BlockCrossSpectrum(const std::int8_t* block, const std::int8_t* q, int rings, int freqs, std::int32_t* xre,
-                        std::int32_t* xim) {
-  // BALLISTICS_INDEX_NO_AVX2=1 forces the generic loop (benchmarks, checks).
-  static const bool avx2 = __builtin_cpu_supports("avx2") && std::getenv("BALLISTICS_INDEX_NO_AVX2") == nullptr;
-  if (avx2) {
-    BlockCrossSpectrumAvx2(block, q, rings, freqs, xre, xim);
-  } else {
-    BlockCrossSpectrumGeneric(block, q, rings, freqs, xre, xim);
-  }
-}
-
-}  // namespace index_internal
 
 namespace {
 
@@ -264,12 +186,15 @@ class FlatIndex final : public SignatureIndex {
                              " x " + std::to_string(s.freqs));
     }
     const CompiledFilter cf = Compile(filter);
-    index_internal::ShiftScorer scorer(s.freqs, kLanes);
-    std::vector<std::int32_t> xre(static_cast<std::size_t>(s.freqs) * kLanes);
+    const index_internal::Isa isa = index_internal::DetectIsa();
+    index_internal::LaneScorer scorer(s.freqs, isa);
+    const index_internal::PackedQueries packed = index_internal::PackQueries(queries);
+    const std::size_t per_variant = static_cast<std::size_t>(s.freqs) * kLanes;
+    std::vector<std::int32_t> xre(per_variant * packed.variants);
     std::vector<std::int32_t> xim(xre.size());
     std::vector<CoarseHit> heap;  // min-heap on HitBefore: the worst kept hit on top
     heap.reserve(static_cast<std::size_t>(k) + 1);
-    float best[kLanes];
+    float best[kLanes], bound[kLanes], peak[kLanes];
     const std::size_t blocks = (s.count + kLanes - 1) / kLanes;
     const std::size_t block_bytes = static_cast<std::size_t>(s.Dim()) * kLanes;
     constexpr std::size_t kCheckEvery = 64;  // blocks between cancellation / progress checks
@@ -289,39 +214,37 @@ class FlatIndex final : public SignatureIndex {
       if (pass == 0) continue;
       result.scanned += __builtin_popcount(pass);
       std::fill(best, best + kLanes, -2.0f);
-      // The block (kLanes x Dim bytes) stays in cache across the query variants.
+      // The block's bytes are read once for all query variants.
+      index_internal::BlockCrossSpectra(isa, s.data.data() + b * block_bytes, packed, s.rings, s.freqs, xre.data(),
+                                        xim.data(), b + 1 < blocks ? s.data.data() + (b + 1) * block_bytes : nullptr);
       const bool full = static_cast<int>(heap.size()) >= k;
-      for (const CoarseDescriptor& q : queries) {
-        index_internal::BlockCrossSpectrum(s.data.data() + b * block_bytes, q.coeffs.data(), s.rings, s.freqs,
-                                           xre.data(), xim.data());
+      for (int v = 0; v < packed.variants; ++v) {
+        const std::int32_t* vre = xre.data() + v * per_variant;
+        const std::int32_t* vim = xim.data() + v * per_variant;
+        const float q_scale = packed.scale[v];
         // Exact pruning: the correlation at any shift is at most sum_k |X_k|
-        // (triangle inequality), so a lane whose bound cannot beat both its
-        // best variant so far and the k-th best hit skips the inverse FFT.
-        // The 1e-3 margin covers float rounding of the FFT.
+        // (triangle inequality), so a block none of whose lanes can beat both
+        // its best variant so far and the k-th best hit skips the inverse
+        // DFT. The 1e-3 margin covers float rounding of the DFT.
+        std::fill(bound, bound + kLanes, 0.0f);
+        for (int f = 0; f < s.freqs; ++f) {
+          for (int l = 0; l < kLanes; ++l) {
+            const float r = static_cast<float>(vre[f * kLanes + l]), i = static_cast<float>(vim[f * kLanes + l]);
+            bound[l] += std::sqrt(r * r + i * i);
+          }
+        }
         std::uint32_t need = 0;
         for (int l = 0; l < lanes; ++l) {
           if ((pass & (1u << l)) == 0) continue;
-          float bound = 0;
-          for (int f = 0; f < s.freqs; ++f) {
-            const float re = static_cast<float>(xre[f * kLanes + l]), im = static_cast<float>(xim[f * kLanes + l]);
-            bound += std::sqrt(re * re + im * im);
-          }
-          const float per_variant = bound * q.scale * 1.001f;
+          const float per_variant_bound = bound[l] * q_scale * 1.001f;
           const float to_beat = full ? std::max(best[l], heap.front().score / s.scale[first + l]) : best[l];
-          if (per_variant >= to_beat) need |= 1u << l;
+          if (per_variant_bound >= to_beat) need |= 1u << l;
         }
         if (need == 0) continue;
+        // All lanes at once (SIMD across candidates): as cheap as one.
+        scorer.Run(vre, vim, peak);
         for (int l = 0; l < lanes; ++l) {
-          if ((need & (1u << l)) == 0) continue;
-          float* in = scorer.spectrum(l);
-          for (int f = 0; f < s.freqs; ++f) {
-            in[2 * (f + 1)] = static_cast<float>(xre[f * kLanes + l]);
-            in[2 * (f + 1) + 1] = static_cast<float>(xim[f * kLanes + l]);
-          }
-        }
-        scorer.Execute();
-        for (int l = 0; l < lanes; ++l) {
-          if (need & (1u << l)) best[l] = std::max(best[l], scorer.Max(l) * q.scale);
+          if (need & (1u << l)) best[l] = std::max(best[l], peak[l] * q_scale);
         }
       }
       for (int l = 0; l < lanes; ++l) {
@@ -413,17 +336,19 @@ class FlatIndex final : public SignatureIndex {
     void WriteLane(std::size_t slot, const std::int8_t* coeffs) {
       std::int8_t* block = data.data() + slot / kLanes * static_cast<std::size_t>(Dim()) * kLanes;
       const std::size_t lane = slot % kLanes;
-      for (int c = 0; c < Dim() / 2; ++c) {
-        block[(c * kLanes + lane) * 2] = coeffs[2 * c];
-        block[(c * kLanes + lane) * 2 + 1] = coeffs[2 * c + 1];
+      for (int c = 0; c < Dim() / 2; ++c) {  // c = r * freqs + k: descriptor order
+        const std::size_t pos = index_internal::BlockCoeff(c / freqs, c % freqs, rings);
+        block[(pos * kLanes + lane) * 2] = coeffs[2 * c];
+        block[(pos * kLanes + lane) * 2 + 1] = coeffs[2 * c + 1];
       }
     }
     void ReadLane(std::size_t slot, std::int8_t* coeffs) const {
       const std::int8_t* block = data.data() + slot / kLanes * static_cast<std::size_t>(Dim()) * kLanes;
       const std::size_t lane = slot % kLanes;
       for (int c = 0; c < Dim() / 2; ++c) {
-        coeffs[2 * c] = block[(c * kLanes + lane) * 2];
-        coeffs[2 * c + 1] = block[(c * kLanes + lane) * 2 + 1];
+        const std::size_t pos = index_internal::BlockCoeff(c / freqs, c % freqs, rings);
+        coeffs[2 * c] = block[(pos * kLanes + lane) * 2];
+        coeffs[2 * c + 1] = block[(pos * kLanes + lane) * 2 + 1];
       }
     }
     std::size_t Bytes() const {
