@@ -1,0 +1,344 @@
+// Registry store (include/ballistics/registry_store.h). SQL for
+// db/migrations/0020_registries.sql; row-level security does the scoping.
+#include "ballistics/registry_store.h"
+
+#include <openssl/hmac.h>
+
+#include <cstdio>
+
+#include "pg.h"
+
+namespace ballistics::store {
+
+class RegistryDb::Impl {
+ public:
+  explicit Impl(std::unique_ptr<pg::Connection> c) : conn(std::move(c)) {}
+  std::unique_ptr<pg::Connection> conn;
+};
+
+namespace {
+
+std::string IsoCol(const std::string& col) {
+  return "to_char(" + col + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+}
+
+Status NonEmpty(const std::string& what, const std::string& v) {
+  if (v.find_first_not_of(" \t") == std::string::npos) return InvalidArgument(what + " is empty");
+  if (v.size() > 200) return InvalidArgument(what + " '" + v.substr(0, 40) + "...' is longer than 200 characters");
+  return Status::Ok();
+}
+
+// YYYY-MM-DD with plausible ranges (PostgreSQL checks the calendar).
+Status IsDate(const std::string& what, const std::string& v) {
+  int y = 0, m = 0, d = 0;
+  char tail = 0;
+  if (std::sscanf(v.c_str(), "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || v.size() != 10 || m < 1 || m > 12 ||
+      d < 1 || d > 31 || y < 1800) {
+    return InvalidArgument(what + " '" + v + "' is not a date YYYY-MM-DD");
+  }
+  return Status::Ok();
+}
+
+const char* kFirearmCols =
+    "f.id, a.name, f.manufacturer, f.make, f.model, f.serial, f.calibre, f.fp_shape, "
+    "to_char(f.manufactured_on, 'YYYY-MM-DD'), ";
+
+FirearmRecord ReadFirearm(const pg::Result& r, int i) {
+  FirearmRecord f;
+  f.id = r.Int64(i, 0);
+  f.agency = r.Text(i, 1);
+  f.manufacturer = r.Text(i, 2);
+  f.make = r.Text(i, 3);
+  f.model = r.Text(i, 4);
+  f.serial = r.Text(i, 5);
+  f.calibre = r.Text(i, 6);
+  f.fp_shape = r.Text(i, 7);
+  if (!r.IsNull(i, 8)) f.manufactured_on = r.Text(i, 8);
+  f.created_at = r.Text(i, 9);
+  return f;
+}
+
+}  // namespace
+
+StatusOr<std::string> PartyRefHmac(std::string_view key, std::string_view reference) {
+  if (key.size() < 16) return InvalidArgument("purchaser HMAC key has " + std::to_string(key.size()) +
+                                              " bytes; at least 16 are needed");
+  if (reference.empty() || reference.size() > 200) {
+    return InvalidArgument("purchaser reference must have 1..200 characters, not " + std::to_string(reference.size()));
+  }
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+            reinterpret_cast<const unsigned char*>(reference.data()), reference.size(), out, &n)) {
+    return Internal("HMAC-SHA256 failed");
+  }
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (unsigned int i = 0; i < n; ++i) {
+    s += d[out[i] >> 4];
+    s += d[out[i] & 15];
+  }
+  return s;
+}
+
+RegistryDb::RegistryDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RegistryDb::~RegistryDb() = default;
+
+StatusOr<std::unique_ptr<RegistryDb>> RegistryDb::ConnectSystem(const std::string& url) {
+  BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(url));
+  return std::unique_ptr<RegistryDb>(new RegistryDb(std::make_unique<Impl>(std::move(conn))));
+}
+
+StatusOr<std::unique_ptr<RegistryDb>> RegistryDb::ConnectScoped(const std::string& url, const Principal& who) {
+  BALLISTICS_ASSIGN_OR_RETURN(std::string scoped, ScopedUrl(url, who));
+  BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(scoped));
+  return std::unique_ptr<RegistryDb>(new RegistryDb(std::make_unique<Impl>(std::move(conn))));
+}
+
+Status RegistryDb::SetLawEnforcement(const std::string& agency, bool law_enforcement) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("find agency", "SELECT id FROM agencies WHERE name = $1",
+                                                               {pg::Param::Text(agency)}));
+  if (r.rows() == 0) return NotFound("agency '" + agency + "' is unknown");
+  const std::int64_t id = r.Int64(0, 0);
+  if (law_enforcement) {
+    BALLISTICS_ASSIGN_OR_RETURN(pg::Result w, impl_->conn->Exec("mark law enforcement",
+                                                                 "INSERT INTO law_enforcement_agencies (agency_id) "
+                                                                 "VALUES ($1) ON CONFLICT DO NOTHING",
+                                                                 {pg::Param::Int(id)}));
+  } else {
+    BALLISTICS_ASSIGN_OR_RETURN(pg::Result w, impl_->conn->Exec("unmark law enforcement",
+                                                                 "DELETE FROM law_enforcement_agencies WHERE agency_id = $1",
+                                                                 {pg::Param::Int(id)}));
+  }
+  return Status::Ok();
+}
+
+StatusOr<bool> RegistryDb::IsLawEnforcement(std::int64_t agency_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("is law enforcement",
+                                                               "SELECT 1 FROM law_enforcement_agencies WHERE agency_id = $1",
+                                                               {pg::Param::Int(agency_id)}));
+  return r.rows() > 0;
+}
+
+StatusOr<std::int64_t> RegistryDb::RegisterFirearm(std::int64_t agency_id, const FirearmRecord& f,
+                                                   const std::string& by) {
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("manufacturer", f.manufacturer));
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("make", f.make));
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("model", f.model));
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("serial", f.serial));
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("calibre", f.calibre));
+  const std::string shape = f.fp_shape.empty() ? "unknown" : f.fp_shape;
+  if (shape != "circular" && shape != "elliptical" && shape != "rectangular" && shape != "hemispherical" &&
+      shape != "unknown") {
+    return InvalidArgument("firing-pin shape '" + shape +
+                           "' is not circular, elliptical, rectangular, hemispherical or unknown");
+  }
+  if (f.manufactured_on) BALLISTICS_RETURN_IF_ERROR(IsDate("manufactured_on", *f.manufactured_on));
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r,
+      impl_->conn->Exec("register firearm",
+                        "INSERT INTO firearms (agency_id, manufacturer, make, model, serial, calibre, fp_shape, "
+                        "manufactured_on, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::date, $9) RETURNING id",
+                        {pg::Param::Int(agency_id), pg::Param::Text(f.manufacturer), pg::Param::Text(f.make),
+                         pg::Param::Text(f.model), pg::Param::Text(f.serial), pg::Param::Text(f.calibre),
+                         pg::Param::Text(shape), pg::Param::Optional(f.manufactured_on), pg::Param::Text(by)}));
+  return r.Int64(0, 0);
+}
+
+StatusOr<FirearmRecord> RegistryDb::GetFirearm(std::int64_t firearm_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("get firearm",
+                                      std::string("SELECT ") + kFirearmCols + IsoCol("f.created_at") +
+                                          " FROM firearms f JOIN agencies a ON a.id = f.agency_id WHERE f.id = $1",
+                                      {pg::Param::Int(firearm_id)}));
+  if (r.rows() == 0) return NotFound("firearm " + std::to_string(firearm_id) + " is unknown or not visible");
+  return ReadFirearm(r, 0);
+}
+
+StatusOr<std::vector<FirearmRecord>> RegistryDb::FindFirearms(const std::string& manufacturer,
+                                                              const std::string& serial) {
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("serial", serial));
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r,
+      impl_->conn->Exec("find firearms",
+                        std::string("SELECT ") + kFirearmCols + IsoCol("f.created_at") +
+                            " FROM firearms f JOIN agencies a ON a.id = f.agency_id WHERE f.serial = $1 "
+                            "AND ($2 = '' OR f.manufacturer = $2) ORDER BY f.id",
+                        {pg::Param::Text(serial), pg::Param::Text(manufacturer)}));
+  std::vector<FirearmRecord> out;
+  for (int i = 0; i < r.rows(); ++i) out.push_back(ReadFirearm(r, i));
+  return out;
+}
+
+Status RegistryDb::LinkCasing(std::int64_t agency_id, std::int64_t casing_id, std::int64_t firearm_id,
+                              const std::string& by) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result c, impl_->conn->Exec("find casing", "SELECT 1 FROM casings WHERE id = $1",
+                                                               {pg::Param::Int(casing_id)}));
+  if (c.rows() == 0) return NotFound("casing " + std::to_string(casing_id) + " is unknown or not visible");
+  BALLISTICS_RETURN_IF_ERROR(GetFirearm(firearm_id).status());
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("link casing to firearm",
+                                      "INSERT INTO firearm_casings (casing_id, firearm_id, agency_id, linked_by) "
+                                      "VALUES ($1, $2, $3, $4)",
+                                      {pg::Param::Int(casing_id), pg::Param::Int(firearm_id), pg::Param::Int(agency_id),
+                                       pg::Param::Text(by)}));
+  return Status::Ok();
+}
+
+StatusOr<std::int64_t> RegistryDb::FirearmOfCasing(std::int64_t casing_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("firearm of casing",
+                                                               "SELECT firearm_id FROM firearm_casings WHERE casing_id = $1",
+                                                               {pg::Param::Int(casing_id)}));
+  if (r.rows() == 0) return NotFound("casing " + std::to_string(casing_id) + " is not linked to a registered firearm");
+  return r.Int64(0, 0);
+}
+
+StatusOr<std::int64_t> RegistryDb::RecordTransfer(std::int64_t agency_id, const TransferRecord& t) {
+  static const char* kKinds[] = {"dealer_sale", "private_transfer", "dealer_transfer", "seizure", "return"};
+  bool known = false;
+  for (const char* k : kKinds) known = known || t.kind == k;
+  if (!known) {
+    return InvalidArgument("transfer kind '" + t.kind +
+                           "' is not dealer_sale, private_transfer, dealer_transfer, seizure or return");
+  }
+  if (t.kind == "dealer_sale") BALLISTICS_RETURN_IF_ERROR(NonEmpty("dealer licence", t.dealer_licence));
+  BALLISTICS_RETURN_IF_ERROR(IsDate("transfer date", t.occurred_on));
+  if (t.party_ref_hmac.size() != 64) return InvalidArgument("party reference HMAC is not 64 hex characters");
+  BALLISTICS_RETURN_IF_ERROR(GetFirearm(t.firearm_id).status());
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r,
+      impl_->conn->Exec("record transfer",
+                        "INSERT INTO firearm_transfers (firearm_id, agency_id, kind, dealer_licence, occurred_on, "
+                        "party_ref_hmac, recorded_by) VALUES ($1, $2, $3::firearm_transfer_kind, $4, $5::date, $6, $7) "
+                        "RETURNING id",
+                        {pg::Param::Int(t.firearm_id), pg::Param::Int(agency_id), pg::Param::Text(t.kind),
+                         pg::Param::Text(t.dealer_licence), pg::Param::Text(t.occurred_on),
+                         pg::Param::Text(t.party_ref_hmac), pg::Param::Text(t.recorded_by)}));
+  return r.Int64(0, 0);
+}
+
+StatusOr<TraceRecord> RegistryDb::Trace(std::int64_t firearm_id) {
+  TraceRecord t;
+  BALLISTICS_ASSIGN_OR_RETURN(t.firearm, GetFirearm(firearm_id));
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("transfers of firearm",
+                                      "SELECT id, firearm_id, kind::text, dealer_licence, to_char(occurred_on, "
+                                      "'YYYY-MM-DD'), party_ref_hmac, recorded_by FROM firearm_transfers "
+                                      "WHERE firearm_id = $1 ORDER BY occurred_on, id",
+                                      {pg::Param::Int(firearm_id)}));
+  for (int i = 0; i < r.rows(); ++i) {
+    t.transfers.push_back({r.Int64(i, 0), r.Int64(i, 1), r.Text(i, 2), r.Text(i, 3), r.Text(i, 4), r.Text(i, 5),
+                           r.Text(i, 6)});
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result c, impl_->conn->Exec("casings of firearm",
+                                                               "SELECT casing_id FROM firearm_casings WHERE "
+                                                               "firearm_id = $1 ORDER BY casing_id",
+                                                               {pg::Param::Int(firearm_id)}));
+  for (int i = 0; i < c.rows(); ++i) t.casings.push_back(c.Int64(i, 0));
+  return t;
+}
+
+Status RegistryDb::RegisterMicrostamp(std::int64_t agency_id, std::int64_t firearm_id, const std::string& fp_code,
+                                      const std::string& bf_code, const std::string& by) {
+  if (fp_code.empty() && bf_code.empty()) return InvalidArgument("no microstamp code given (fp tip or breech face)");
+  // Validate against the domain alphabets so the error names the character.
+  registry::MicrostampIndex probe;
+  BALLISTICS_RETURN_IF_ERROR(probe.Add(firearm_id, fp_code, bf_code));
+  BALLISTICS_RETURN_IF_ERROR(GetFirearm(firearm_id).status());
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("register microstamp",
+                                      "INSERT INTO microstamp_codes (firearm_id, agency_id, fp_code, bf_code, created_by) "
+                                      "VALUES ($1, $2, nullif($3, ''), nullif($4, ''), $5)",
+                                      {pg::Param::Int(firearm_id), pg::Param::Int(agency_id), pg::Param::Text(fp_code),
+                                       pg::Param::Text(bf_code), pg::Param::Text(by)}));
+  return Status::Ok();
+}
+
+Status RegistryDb::LoadMicrostamps(
+    const std::function<Status(std::int64_t, const std::string&, const std::string&)>& sink) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("load microstamps",
+                                                               "SELECT firearm_id, coalesce(fp_code, ''), "
+                                                               "coalesce(bf_code, '') FROM microstamp_codes ORDER BY "
+                                                               "firearm_id"));
+  for (int i = 0; i < r.rows(); ++i) BALLISTICS_RETURN_IF_ERROR(sink(r.Int64(i, 0), r.Text(i, 1), r.Text(i, 2)));
+  return Status::Ok();
+}
+
+std::int64_t RegistryDb::MicrostampCount() {
+  auto r = impl_->conn->Exec("count microstamps", "SELECT count(*) FROM microstamp_codes");
+  return r.ok() ? r->Int64(0, 0) : -1;
+}
+
+StatusOr<std::int64_t> RegistryDb::CreateEvent(std::int64_t agency_id, const registry::Event& e, const std::string& by) {
+  BALLISTICS_RETURN_IF_ERROR(NonEmpty("incident id", e.incident_id));
+  if (!(e.lat >= -90 && e.lat <= 90)) return InvalidArgument("latitude " + std::to_string(e.lat) + " is not in [-90, 90]");
+  if (!(e.lon >= -180 && e.lon <= 180)) {
+    return InvalidArgument("longitude " + std::to_string(e.lon) + " is not in [-180, 180]");
+  }
+  if (e.occurred_at.empty()) return InvalidArgument("event time is empty");
+  std::optional<std::int64_t> case_id;
+  if (!e.case_number.empty()) {
+    BALLISTICS_ASSIGN_OR_RETURN(pg::Result c, impl_->conn->Exec("find case",
+                                                                 "SELECT id FROM cases WHERE agency_id = $1 AND "
+                                                                 "case_number = $2",
+                                                                 {pg::Param::Int(agency_id), pg::Param::Text(e.case_number)}));
+    if (c.rows() == 0) return NotFound("case '" + e.case_number + "' is unknown to the caller's agency");
+    case_id = c.Int64(0, 0);
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r,
+      impl_->conn->Exec("create event",
+                        "INSERT INTO events (agency_id, incident_id, case_id, occurred_at, lat, lon, place, created_by) "
+                        "VALUES ($1, $2, $3, $4::timestamptz, $5, $6, $7, $8) RETURNING id",
+                        {pg::Param::Int(agency_id), pg::Param::Text(e.incident_id), pg::Param::Optional(case_id),
+                         pg::Param::Text(e.occurred_at), pg::Param::Double(e.lat), pg::Param::Double(e.lon),
+                         pg::Param::Text(e.place), pg::Param::Text(by)}));
+  return r.Int64(0, 0);
+}
+
+Status RegistryDb::AddEventCasing(std::int64_t agency_id, std::int64_t event_id, std::int64_t casing_id) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result e, impl_->conn->Exec("find event", "SELECT 1 FROM events WHERE id = $1",
+                                                               {pg::Param::Int(event_id)}));
+  if (e.rows() == 0) return NotFound("event " + std::to_string(event_id) + " is unknown or not visible");
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result c, impl_->conn->Exec("find casing", "SELECT 1 FROM casings WHERE id = $1",
+                                                               {pg::Param::Int(casing_id)}));
+  if (c.rows() == 0) return NotFound("casing " + std::to_string(casing_id) + " is unknown or not visible");
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("add casing to event",
+                                                               "INSERT INTO event_casings (casing_id, event_id, agency_id) "
+                                                               "VALUES ($1, $2, $3)",
+                                                               {pg::Param::Int(casing_id), pg::Param::Int(event_id),
+                                                                pg::Param::Int(agency_id)}));
+  return Status::Ok();
+}
+
+Status RegistryDb::LoadEventGraph(registry::EventGraph* g) {
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result ev,
+      impl_->conn->Exec("load events", "SELECT e.id, e.incident_id, " + IsoCol("e.occurred_at") +
+                                           ", e.lat, e.lon, e.place, coalesce(k.case_number, ''), a.name FROM events e "
+                                           "JOIN agencies a ON a.id = e.agency_id LEFT JOIN cases k ON k.id = e.case_id "
+                                           "ORDER BY e.id"));
+  for (int i = 0; i < ev.rows(); ++i) {
+    registry::Event e;
+    e.id = ev.Int64(i, 0);
+    e.incident_id = ev.Text(i, 1);
+    e.occurred_at = ev.Text(i, 2);
+    e.lat = ev.Double(i, 3);
+    e.lon = ev.Double(i, 4);
+    e.place = ev.Text(i, 5);
+    e.case_number = ev.Text(i, 6);
+    e.agency = ev.Text(i, 7);
+    BALLISTICS_RETURN_IF_ERROR(g->AddEvent(e));
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result ec, impl_->conn->Exec("load event casings",
+                                                                "SELECT event_id, casing_id FROM event_casings"));
+  for (int i = 0; i < ec.rows(); ++i) BALLISTICS_RETURN_IF_ERROR(g->AddCasing(ec.Int64(i, 0), ec.Int64(i, 1)));
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result l, impl_->conn->Exec("load leads", "SELECT id, casing_a, casing_b FROM leads"));
+  for (int i = 0; i < l.rows(); ++i) g->AddLead(l.Int64(i, 0), l.Int64(i, 1), l.Int64(i, 2));
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result fc, impl_->conn->Exec("load firearm casings",
+                                                                "SELECT firearm_id, casing_id FROM firearm_casings"));
+  for (int i = 0; i < fc.rows(); ++i) g->AddFirearmCasing(fc.Int64(i, 0), fc.Int64(i, 1));
+  return Status::Ok();
+}
+
+}  // namespace ballistics::store
