@@ -1,6 +1,6 @@
 # BALLISTICS_FUZZ=ON: a clang build of only what the libFuzzer harnesses in
-# tests/fuzz/ reach (core, io, preprocess, correlate, index, store, ingest and
-# the generated protobuf messages), not the server, CLI, tests or benchmarks,
+# tests/fuzz/ link (io, preprocess, ingest, index and what they depend on, the
+# generated protobuf messages), not the server, CLI, tests or benchmarks,
 # so that CI builds it in a few minutes. Everything is compiled with coverage
 # instrumentation for libFuzzer plus ASan and UBSan; the harnesses link the
 # libFuzzer driver. Run: tests/fuzz/run_fuzz.sh (docs/reliability.md).
@@ -15,9 +15,8 @@ if(NOT BALLISTICS_SANITIZE)
 endif()
 add_compile_options(-fsanitize=fuzzer-no-link)
 
-add_subdirectory(proto)
-foreach(stage core io preprocess correlate index store ingest)
-  add_subdirectory(src/${stage})
-endforeach()
+# Every library is defined, but EXCLUDE_FROM_ALL: only what a harness links is built.
+add_subdirectory(proto EXCLUDE_FROM_ALL)
+add_subdirectory(src EXCLUDE_FROM_ALL)
 enable_testing()
 add_subdirectory(tests/fuzz)

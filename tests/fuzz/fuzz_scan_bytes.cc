@@ -7,6 +7,8 @@
 // finite pixel size and no infinite values (2D: luminance in [0, 1]).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <span>
 
 #include "ballistics/io.h"
@@ -22,6 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     options.pixel_um = 2.5;
     scan = ReadScanBytes(bytes, options);
   }
+  // FUZZ_VERBOSE=1 <target> <files>: what each input came to (seed debugging).
+  static const bool verbose = std::getenv("FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "ReadScanBytes: %s\n", scan.ok() ? "OK" : scan.status().ToString().c_str());
   fuzz::CheckRefusal(scan.status());
   if (scan.ok()) {
     fuzz::CheckScan(*scan, options.limits);

@@ -64,6 +64,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ingest::PrepareOptions options;
   options.read.verify_md5 = flags & fuzz::kVerifyMd5;
   StatusOr<ingest::PreparedScan> prepared = ingest::PrepareScan(std::move(archive), options);
+  // FUZZ_VERBOSE=1 <target> <files>: what each input came to (seed debugging).
+  static const bool verbose = std::getenv("FUZZ_VERBOSE") != nullptr;
+  if (verbose) std::fprintf(stderr, "PrepareScan: %s\n", prepared.ok() ? "OK" : prepared.status().ToString().c_str());
   if (!prepared.ok()) {
     // Normalize refuses a scan it cannot use (too small, too little valid
     // data) with INVALID_ARGUMENT; its INTERNAL means a caught exception: a bug.

@@ -16,6 +16,7 @@
 #include <zip.h>
 
 #include <array>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -98,8 +99,11 @@ pugi::xml_node FindLocal(pugi::xml_node root, const std::string& local) {
   });
 }
 
-// A real X3P cut down to an n x n window (heights, mask) with fresh checksums.
-bool Miniature(const fs::path& file, int n, std::vector<Part>& parts) {
+// A real X3P cut down to n x n points with fresh checksums: either a window
+// (step 0: full resolution, a piece of the breech face) or the whole casing
+// decimated to every step-th point with the increments scaled to match (so
+// that the preprocessing still finds the primer and runs to the end).
+bool Miniature(const fs::path& file, int n, int step, std::vector<Part>& parts) {
   auto entries = Unzip(ReadFile(file));
   if (!entries.count("main.xml")) return false;
   pugi::xml_document doc;
@@ -116,14 +120,24 @@ bool Miniature(const fs::path& file, int n, std::vector<Part>& parts) {
   if (data.size() != static_cast<std::size_t>(w) * h * bpv) return false;
   // A window on the breech-face annulus, left of the centre (the centre is
   // the firing-pin hole: NaN in the processed scans).
-  const int x0 = std::max(0, w / 4 - n / 2), y0 = h / 2 - n / 2;
+  const int stride = step > 0 ? step : 1;
+  if (step > 0) n = std::min(w, h) / step;
+  const int x0 = step > 0 ? 0 : std::max(0, w / 4 - n / 2), y0 = step > 0 ? 0 : h / 2 - n / 2;
   std::vector<std::uint8_t> cut;
-  for (int y = y0; y < y0 + n; ++y) {
-    const auto* row = data.data() + (static_cast<std::size_t>(y) * w + x0) * bpv;
-    cut.insert(cut.end(), row, row + static_cast<std::size_t>(n) * bpv);
+  for (int y = y0; y < y0 + n * stride; y += stride) {
+    for (int x = x0; x < x0 + n * stride; x += stride) {
+      const auto* p = data.data() + (static_cast<std::size_t>(y) * w + x) * bpv;
+      cut.insert(cut.end(), p, p + bpv);
+    }
   }
   sx.text().set(n);
   sy.text().set(n);
+  if (step > 0) {
+    for (const char* axis : {"CX", "CY"}) {
+      pugi::xml_node inc = FindLocal(FindLocal(doc, axis), "Increment");
+      inc.text().set(inc.text().as_double() * step);
+    }
+  }
   if (pugi::xml_node md5 = FindLocal(doc, "MD5ChecksumPointData")) md5.text().set(Md5Hex(cut).c_str());
   std::ostringstream xml;
   doc.save(xml, "", pugi::format_raw);
@@ -136,7 +150,13 @@ bool Miniature(const fs::path& file, int n, std::vector<Part>& parts) {
                                 cv::IMREAD_UNCHANGED);
     if (mask.cols == w && mask.rows == h) {
       std::vector<std::uint8_t> out;
-      cv::imencode(".png", mask(cv::Rect(x0, y0, n, n)).clone(), out);
+      cv::Mat cut_mask(n, n, mask.type());
+      for (int y = 0; y < n; ++y) {
+        for (int x = 0; x < n; ++x) {
+          std::memcpy(cut_mask.ptr(y, x), mask.ptr(y0 + y * stride, x0 + x * stride), mask.elemSize());
+        }
+      }
+      cv::imencode(".png", cut_mask, out);
       parts.push_back({"bindata/mask.png", out});
     }
   }
@@ -486,10 +506,18 @@ int main(int argc, char** argv) {
   int real = 0;
   for (const char* f : {"fadul/fadul-1-1.x3p", "dfsc/K013sA1.x3p", "dfsc/K013sA1_processed.x3p",
                         "dfsc/K002eG2_original.x3p", "dfsc/K011sR1.x3p", "dfsc/K013pC1.x3p"}) {
-    std::vector<Part> parts;
-    if (fs::exists(data / f) && Miniature(data / f, 24, parts)) {
-      WriteX3p("real-" + fs::path(f).stem().string(), parts);
+    std::vector<Part> window, whole;
+    if (fs::exists(data / f) && Miniature(data / f, 24, 0, window)) {
+      WriteX3p("real-" + fs::path(f).stem().string(), window);
       ++real;
+      // The whole casing at the smallest step whose heights fit 16 KiB
+      // (about 40 x 40 doubles or 60 x 60 floats).
+      for (int step : {10, 14, 20, 28, 40, 56}) {
+        if (Miniature(data / f, 0, step, whole) && whole[1].bytes.size() <= 16384) {
+          WriteX3p("real-" + fs::path(f).stem().string() + "-whole", whole);
+          break;
+        }
+      }
     } else {
       std::cerr << "make_seeds: cannot use " << (data / f) << "\n";
     }
