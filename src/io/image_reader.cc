@@ -130,6 +130,61 @@ std::optional<std::pair<double, double>> PngPhysPixelUm(std::span<const std::uin
   return std::nullopt;
 }
 
+// Deflate cannot expand data more than 1032:1 (a 258-byte match costs at
+// least 2 bits: zlib technical details, RFC 1951 3.2.5), so IDAT chunks
+// holding fewer than raw/1032 bytes cannot decode to the image the IHDR
+// declares. Checked before decoding because the decoder allocates the whole
+// image first: found by fuzz_image, a 400-byte PNG declaring 20000 x 5000
+// RGBA16 made OpenCV allocate 800 MB and spend seconds before failing.
+constexpr std::uint64_t kMaxDeflateRatio = 1032;
+
+Status CheckPngPayload(std::span<const std::uint8_t> bytes, const PngHeader& h) {
+  auto be32 = [&](std::size_t at) {
+    return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) |
+           (std::uint32_t{bytes[at + 2]} << 8) | std::uint32_t{bytes[at + 3]};
+  };
+  std::uint64_t idat = 0;
+  std::size_t pos = 8;
+  while (pos + 8 <= bytes.size()) {
+    const std::uint64_t len = be32(pos);
+    const std::uint64_t available = std::min<std::uint64_t>(len, bytes.size() - pos - 8);
+    if (std::memcmp(bytes.data() + pos + 4, "IDAT", 4) == 0) idat += available;
+    if (std::memcmp(bytes.data() + pos + 4, "IEND", 4) == 0 || len > bytes.size() - pos - 8) break;
+    pos += 12 + static_cast<std::size_t>(len);
+  }
+  static constexpr int kSamples[7] = {1, 0, 3, 1, 2, 0, 4};  // by colour type
+  const int samples = h.color_type >= 0 && h.color_type <= 6 ? kSamples[h.color_type] : 1;
+  // Filtered scanlines: one filter byte + the packed samples per row
+  // (ISO/IEC 15948 7.2, 9.1); interlacing only adds bytes, so this is a lower bound.
+  const std::uint64_t row_bytes = 1 + (std::uint64_t{h.width} * samples * h.bit_depth + 7) / 8;
+  const std::uint64_t raw = row_bytes * h.height;
+  if (idat * kMaxDeflateRatio < raw) {
+    return DataLoss("png: " + std::to_string(idat) + " bytes of IDAT data cannot hold the " +
+                    std::to_string(h.width) + " x " + std::to_string(h.height) + " image the header declares (" +
+                    std::to_string(raw) + " bytes of scanlines; deflate expands at most " +
+                    std::to_string(kMaxDeflateRatio) + ":1): truncated or forged header");
+  }
+  return Status::Ok();
+}
+
+// The same guard for TIFF (fuzz_image: a 332-byte TIFF declaring 20000 x 5000
+// RGBA16 over one deflated row cost 800 MB and seconds). The strips or tiles
+// actually present in the file must be able to expand to the declared image
+// under the compression's largest ratio: none 1, PackBits 64 (2 bytes -> 128,
+// TIFF 6.0 section 9), LZW 3641 (a 9-bit code stands for at most 4096 bytes,
+// TIFF 6.0 section 13), Deflate 1032 (above). Other schemes (JPEG, LZMA, ZSTD,
+// ...) get 32768, larger than any of their practical ratios.
+std::uint64_t TiffMaxRatio(std::uint16_t compression) {
+  switch (compression) {
+    case COMPRESSION_NONE: return 1;
+    case COMPRESSION_PACKBITS: return 64;
+    case COMPRESSION_LZW: return 3641;
+    case COMPRESSION_DEFLATE:
+    case COMPRESSION_ADOBE_DEFLATE: return kMaxDeflateRatio;
+    default: return 32768;
+  }
+}
+
 // --- libtiff over a memory buffer -----------------------------------------
 
 struct MemoryStream {
@@ -202,6 +257,7 @@ StatusOr<Scan> ReadPng(std::span<const std::uint8_t> bytes, const ReadOptions& o
   } else {
     return InvalidArgument("png: no pHYs chunk in metres: pixel size unknown: pass --pixel-um");
   }
+  BALLISTICS_RETURN_IF_ERROR(CheckPngPayload(bytes, h));
   BALLISTICS_ASSIGN_OR_RETURN(cv::Mat img,
                               Decode("png", bytes, static_cast<int>(h.width), static_cast<int>(h.height)));
   scan.values = ToLuminance(img);
@@ -246,6 +302,28 @@ StatusOr<Scan> ReadTiff(std::span<const std::uint8_t> bytes, const ReadOptions& 
   }
   if (samples != 1 && samples != 2 && samples != 3 && samples != 4) {
     return InvalidArgument("tiff: " + std::to_string(samples) + " samples per pixel are not supported");
+  }
+
+  {
+    std::uint16_t compression = COMPRESSION_NONE;
+    TIFFGetFieldDefaulted(tif.get(), TIFFTAG_COMPRESSION, &compression);
+    const bool tiled = TIFFIsTiled(tif.get());
+    const std::uint64_t n = tiled ? TIFFNumberOfTiles(tif.get()) : TIFFNumberOfStrips(tif.get());
+    std::uint64_t present = 0;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t offset = TIFFGetStrileOffset(tif.get(), static_cast<std::uint32_t>(i));
+      const std::uint64_t count = TIFFGetStrileByteCount(tif.get(), static_cast<std::uint32_t>(i));
+      if (offset < bytes.size()) present += std::min<std::uint64_t>(count, bytes.size() - offset);
+    }
+    const std::uint64_t raw = std::uint64_t{width} * height * samples * (bits / 8);
+    const std::uint64_t ratio = TiffMaxRatio(compression);
+    if (present * ratio < raw) {
+      return DataLoss("tiff: the " + std::to_string(n) + (tiled ? " tiles" : " strips") + " in the file hold " +
+                      std::to_string(present) + " bytes, which cannot expand to the " + std::to_string(width) +
+                      " x " + std::to_string(height) + " image the header declares (" + std::to_string(raw) +
+                      " bytes; compression " + std::to_string(compression) + " expands at most " +
+                      std::to_string(ratio) + ":1): truncated or forged header");
+    }
   }
 
   Scan scan;

@@ -420,6 +420,25 @@ void Images(const fs::path& data) {
   Write("image", "tiff-rgba-packbits.tif", Tiff(rgba, 8, SAMPLEFORMAT_UINT, COMPRESSION_PACKBITS, std::pair{72.f, RESUNIT_INCH}));
   Write("image", "tiff-float.tif", Tiff(grey, 32, SAMPLEFORMAT_IEEEFP, COMPRESSION_NONE, std::nullopt));
   Write("image", "tiff-res-none.tif", Tiff(grey, 8, SAMPLEFORMAT_UINT, COMPRESSION_NONE, std::pair{100.f, RESUNIT_NONE}));
+  {  // Forged size: a 20000 x 5000 RGBA16 header over one deflated row.
+    const fs::path tmp = g_out / "tmp.tif";
+    TIFF* tif = TIFFOpen(tmp.c_str(), "w");
+    TIFFSetField(tif, TIFFTAG_IMAGEWIDTH, 20000);
+    TIFFSetField(tif, TIFFTAG_IMAGELENGTH, 5000);
+    TIFFSetField(tif, TIFFTAG_BITSPERSAMPLE, 16);
+    TIFFSetField(tif, TIFFTAG_SAMPLESPERPIXEL, 4);
+    TIFFSetField(tif, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_RGB);
+    const std::uint16_t extra = EXTRASAMPLE_UNASSALPHA;
+    TIFFSetField(tif, TIFFTAG_EXTRASAMPLES, 1, &extra);
+    TIFFSetField(tif, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(tif, TIFFTAG_COMPRESSION, COMPRESSION_ADOBE_DEFLATE);
+    TIFFSetField(tif, TIFFTAG_ROWSPERSTRIP, 5000);
+    std::vector<std::uint16_t> row(20000 * 4, 0);
+    TIFFWriteScanline(tif, row.data(), 0, 0);
+    TIFFClose(tif);
+    Write("image", "tiff-forged-size.tif", ReadFile(tmp));
+    fs::remove(tmp);
+  }
   const auto t = Tiff(grey, 8, SAMPLEFORMAT_UINT, COMPRESSION_NONE, std::pair{4000.f, RESUNIT_CENTIMETER});
   Write("image", "tiff-truncated.tif", std::vector<std::uint8_t>(t.begin(), t.begin() + static_cast<std::ptrdiff_t>(t.size() / 2)));
 }

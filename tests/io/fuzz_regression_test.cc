@@ -1,11 +1,17 @@
 // Regression tests for what the fuzz targets of tests/fuzz/ found in src/io/
 // (docs/reliability.md, "Fuzzing"). Each test rebuilds the smallest input that
 // reproduced the finding and checks the fixed behaviour, in the normal build.
+#include <tiffio.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include "ballistics/io.h"
 #include "x3p_test_util.h"
@@ -16,6 +22,65 @@ namespace {
 using testing::LittleEndian;
 using testing::MakeX3p;
 using testing::X3pSpec;
+using ::testing::HasSubstr;
+
+std::uint32_t Crc32(const std::uint8_t* p, std::size_t n) {
+  std::uint32_t c = 0xffffffffu;
+  for (std::size_t i = 0; i < n; ++i) {
+    c ^= p[i];
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+  }
+  return c ^ 0xffffffffu;
+}
+
+void PutBe32(std::uint8_t* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
+}
+
+// A real PNG whose IHDR (and its CRC) is rewritten to declare another size/format.
+std::vector<std::uint8_t> ForgedPng(std::uint32_t w, std::uint32_t h, std::uint8_t depth, std::uint8_t colour) {
+  std::vector<std::uint8_t> png;
+  EXPECT_TRUE(cv::imencode(".png", cv::Mat1b(32, 32, std::uint8_t{7}), png));
+  PutBe32(png.data() + 16, w);
+  PutBe32(png.data() + 20, h);
+  png[24] = depth;
+  png[25] = colour;
+  PutBe32(png.data() + 29, Crc32(png.data() + 12, 17));
+  return png;
+}
+
+ReadOptions WithPixel(double um) {
+  ReadOptions o;
+  o.pixel_um = um;
+  return o;
+}
+
+// A TIFF written by libtiff: `rows_written` of `h` rows of zeros, one strip.
+std::vector<std::uint8_t> ZeroTiff(std::uint32_t w, std::uint32_t h, int bits, int samples, int compression,
+                                   std::uint32_t rows_written) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("io_fuzz_regression_" + std::to_string(::getpid()) + ".tif");
+  TIFF* t = TIFFOpen(path.c_str(), "w");
+  TIFFSetField(t, TIFFTAG_IMAGEWIDTH, w);
+  TIFFSetField(t, TIFFTAG_IMAGELENGTH, h);
+  TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, bits);
+  TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, samples);
+  TIFFSetField(t, TIFFTAG_PHOTOMETRIC, samples >= 3 ? PHOTOMETRIC_RGB : PHOTOMETRIC_MINISBLACK);
+  if (samples == 4) {
+    const std::uint16_t extra = EXTRASAMPLE_UNASSALPHA;
+    TIFFSetField(t, TIFFTAG_EXTRASAMPLES, 1, &extra);
+  }
+  TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+  TIFFSetField(t, TIFFTAG_COMPRESSION, compression);
+  TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, h);
+  std::vector<std::uint8_t> row(static_cast<std::size_t>(w) * samples * bits / 8, 0);
+  for (std::uint32_t y = 0; y < rows_written; ++y) TIFFWriteScanline(t, row.data(), y, 0);
+  TIFFClose(t);
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::filesystem::remove(path);
+  return bytes;
+}
 
 // fuzz_x3p, seed float-heights: an 'F' height of 3.4e38 m is 3.4e44 µm, which
 // no float holds; the reader turned it into +Inf (and the double -> float
@@ -45,6 +110,51 @@ TEST(IoFuzzRegression, DoubleHeightOverflowingOnConversionIsMissing) {
   EXPECT_TRUE(std::isnan(r->values(0, 1)));
   EXPECT_TRUE(std::isnan(r->values(0, 2)));
   EXPECT_NEAR(r->values(1, 0), 2.0f, 1e-6f);
+}
+
+// fuzz_image, seed ihdr-max-points: a 0.6 KB PNG whose IHDR declares
+// 20000 x 5000 RGBA16 (within max_dimension and max_points) made the decoder
+// allocate 800 MB and work for seconds before failing on the missing data.
+// The IDAT bytes are now checked against deflate's 1032:1 limit first.
+TEST(IoFuzzRegression, PngHeaderDeclaringMoreThanItsDataCanHoldIsRefusedBeforeDecoding) {
+  auto r = ReadScanBytes(ForgedPng(20000, 5000, 16, 6), WithPixel(2.5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot hold the 20000 x 5000 image"));
+  EXPECT_THAT(r.status().message(), HasSubstr("800005000 bytes of scanlines"));
+}
+
+TEST(IoFuzzRegression, HighlyCompressedButCompletePngStillReads) {
+  // All-zero 4000 x 3000 grey: zlib level 9 gets close to the 1032:1 bound
+  // without ever passing it.
+  std::vector<std::uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat1b(3000, 4000, std::uint8_t{0}), png, {cv::IMWRITE_PNG_COMPRESSION, 9}));
+  ASSERT_LT(png.size(), 3000u * 4001u / 500u) << "the test image should compress over 500:1";
+  auto r = ReadScanBytes(png, WithPixel(2.5));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->width(), 4000);
+  EXPECT_EQ(r->height(), 3000);
+}
+
+// fuzz_image, seed tiff-forged-size: a 332-byte TIFF declaring 20000 x 5000
+// RGBA16 over one deflated row: same allocation, same fix for strips/tiles.
+TEST(IoFuzzRegression, TiffHeaderDeclaringMoreThanItsStripsCanHoldIsRefusedBeforeDecoding) {
+  auto r = ReadScanBytes(ZeroTiff(20000, 5000, 16, 4, COMPRESSION_ADOBE_DEFLATE, 1), WithPixel(2.5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr("cannot expand to the 20000 x 5000 image"));
+  // Uncompressed with the strip cut short: nothing may expand at all.
+  auto u = ReadScanBytes(ZeroTiff(300, 200, 8, 1, COMPRESSION_NONE, 100), WithPixel(2.5));
+  ASSERT_FALSE(u.ok());
+  EXPECT_EQ(u.status().code(), StatusCode::kDataLoss) << u.status().ToString();
+}
+
+TEST(IoFuzzRegression, HighlyCompressedButCompleteTiffStillReads) {
+  for (int compression : {COMPRESSION_ADOBE_DEFLATE, COMPRESSION_LZW, COMPRESSION_PACKBITS, COMPRESSION_NONE}) {
+    auto r = ReadScanBytes(ZeroTiff(2000, 1500, 8, 1, compression, 1500), WithPixel(2.5));
+    ASSERT_TRUE(r.ok()) << "compression " << compression << ": " << r.status().ToString();
+    EXPECT_EQ(r->width(), 2000);
+  }
 }
 
 }  // namespace
