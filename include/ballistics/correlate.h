@@ -87,6 +87,15 @@ struct CorrelationConfig {
   double candidate_separation_deg = 9;  // candidate maxima closer than this are merged
   double cell_angle_step_deg = 3.0;     // cells are registered at consensus +- k * step
   int cell_angle_steps = 1;             // k = -steps..steps (1: -3, 0, +3 degrees)
+  // The backward direction starts from the forward consensus, whose angle is
+  // a least-squares fit of the congruent cells (a fraction of a degree off
+  // for a match), so its cells are registered at that angle only (0) unless
+  // set higher.
+  int backward_cell_angle_steps = 0;
+  // Orientation candidates are told apart by every n-th cell of the grid
+  // ((row + col) % n == 0: a checkerboard for 2); the CMC count itself always
+  // uses all cells. 1 = all cells vote.
+  int candidate_cell_stride = 2;
 
   // --- congruency (CMC) thresholds ---
   double ccf_threshold = 0.5;           // cmcR / NIST

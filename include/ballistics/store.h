@@ -27,8 +27,10 @@
 namespace ballistics {
 
 // Where a casing comes from (PostgreSQL enum casing_source; later issues add values).
-enum class CasingSource { kCrimeScene, kTestFire, kRecoveredFirearm, kPoliceIssued };
-// "crime_scene", "test_fire", "recovered_firearm", "police_issued" (the SQL enum labels).
+// kManufacturerTestFire: fired by the manufacturer at manufacture and linked to
+// the firearm's registry record (migration 0020, docs/registry.md).
+enum class CasingSource { kCrimeScene, kTestFire, kRecoveredFirearm, kPoliceIssued, kManufacturerTestFire };
+// "crime_scene", "test_fire", "recovered_firearm", "police_issued", "manufacturer_test_fire" (the SQL enum labels).
 std::string_view CasingSourceName(CasingSource s);
 // Accepts the labels above and their dashed CLI spellings ("crime-scene").
 StatusOr<CasingSource> ParseCasingSource(std::string_view s);

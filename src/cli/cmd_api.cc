@@ -323,7 +323,9 @@ v1::CasingSource SourceOrFail(const std::string& s) {
   if (s == "test-fire" || s == "test_fire") return v1::TEST_FIRE;
   if (s == "recovered-firearm" || s == "recovered_firearm") return v1::RECOVERED_FIREARM;
   if (s == "police-issued" || s == "police_issued") return v1::POLICE_ISSUED;
-  Fail("unknown --source '" + s + "' (crime-scene, test-fire, recovered-firearm, police-issued)", kExitUsage);
+  if (s == "manufacturer-test-fire" || s == "manufacturer_test_fire") return v1::MANUFACTURER_TEST_FIRE;
+  Fail("unknown --source '" + s + "' (crime-scene, test-fire, recovered-firearm, police-issued, manufacturer-test-fire)",
+       kExitUsage);
 }
 
 void RunUpload(const UploadArgs& a) {

@@ -16,6 +16,7 @@ void RegisterSynthCommands(CLI::App& app);     // synth                  (cmd_sy
 void RegisterIndexCommands(CLI::App& app);     // search-local           (cmd_index.cc)
 void RegisterApiCommands(CLI::App& app);       // admin, audit, upload, casing (cmd_api.cc)
 void RegisterEvidenceCommands(CLI::App& app);  // evidence validate, build-reference (cmd_evidence.cc)
+void RegisterRegistryCommands(CLI::App& app);  // firearm, sale, trace, microstamp, event (cmd_registry.cc)
 
 // Exit codes shared by all commands.
 inline constexpr int kExitUsage = 2;        // bad flags (CLI11's own)

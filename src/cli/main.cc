@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   ballistics::cli::RegisterIndexCommands(app);
   ballistics::cli::RegisterApiCommands(app);
   ballistics::cli::RegisterEvidenceCommands(app);
+  ballistics::cli::RegisterRegistryCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

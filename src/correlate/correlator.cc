@@ -72,6 +72,7 @@ struct Rigid {
 struct Level {
   double pixel_um = 0;
   cv::Mat1f v, m;
+  cv::Mat1b m4;  // 1 where the point and its right, lower and lower-right neighbours are valid
   double cx = 0, cy = 0;  // image centre in pixels
   double valid = 0;
   cv::Point2d ToPixel(cv::Point2d p_um) const { return {p_um.x / pixel_um + cx, p_um.y / pixel_um + cy}; }
@@ -135,6 +136,12 @@ Level MakeLevel(const cv::Mat1f& values, double pixel_um, double target_pixel_um
   }
   level.v = v;
   level.m = m;
+  level.m4 = cv::Mat1b::zeros(m.size());
+  for (int y = 0; y + 1 < m.rows; ++y) {
+    for (int x = 0; x + 1 < m.cols; ++x) {
+      level.m4(y, x) = m(y, x) > 0 && m(y, x + 1) > 0 && m(y + 1, x) > 0 && m(y + 1, x + 1) > 0;
+    }
+  }
   level.cx = (v.cols - 1) / 2.0;
   level.cy = (v.rows - 1) / 2.0;
   level.valid = n;
@@ -156,21 +163,43 @@ struct Cell {
 };
 
 // Warps the region of `level` seen through the affine map `m` (destination
-// pixel -> source pixel) into v/mask, mask 1 only where fully valid.
+// pixel -> source pixel) into v/mask: bilinear values, mask 1 only where
+// every source point with a non-zero weight is valid (NaN never leaks into
+// an interpolated value), 0 and value 0 elsewhere. One pass for values and
+// mask, with the all-four-neighbours-valid flags precomputed per level.
 void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask) {
-  cv::warpAffine(level.v, *v, cv::Mat(m), size, cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT, 0);
-  cv::warpAffine(level.m, *mask, cv::Mat(m), size, cv::INTER_LINEAR | cv::WARP_INVERSE_MAP, cv::BORDER_CONSTANT,
-                 0);
+  v->create(size);
+  mask->create(size);
+  const int w = level.v.cols, h = level.v.rows;
+  const cv::Mat1f& lm = level.m;
+  auto valid = [&](int x, int y) { return x >= 0 && y >= 0 && x < w && y < h && lm(y, x) > 0; };
   for (int y = 0; y < size.height; ++y) {
     float* pv = (*v)[y];
     float* pm = (*mask)[y];
+    const double bx = m(0, 1) * y + m(0, 2), by = m(1, 1) * y + m(1, 2);
     for (int x = 0; x < size.width; ++x) {
-      if (pm[x] >= kMaskValid) {
-        pm[x] = 1.0f;
+      const double sx = bx + m(0, 0) * x, sy = by + m(1, 0) * x;
+      const double flx = std::floor(sx), fly = std::floor(sy);
+      pv[x] = 0.0f;
+      pm[x] = 0.0f;
+      if (!(flx >= -1 && fly >= -1 && flx < w && fly < h)) continue;
+      const int x0 = static_cast<int>(flx), y0 = static_cast<int>(fly);
+      const float fx = static_cast<float>(sx - flx), fy = static_cast<float>(sy - fly);
+      bool ok;
+      if (x0 >= 0 && y0 >= 0 && x0 < w - 1 && y0 < h - 1 && level.m4(y0, x0)) {
+        ok = true;
       } else {
-        pm[x] = 0.0f;
-        pv[x] = 0.0f;
+        ok = valid(x0, y0) && (fx == 0 || valid(x0 + 1, y0)) && (fy == 0 || valid(x0, y0 + 1)) &&
+             (fx == 0 || fy == 0 || valid(x0 + 1, y0 + 1));
       }
+      if (!ok) continue;
+      const float* r0 = level.v[y0] + x0;
+      const float v00 = r0[0];
+      const float v01 = fx > 0 ? r0[1] : 0.0f;
+      const float v10 = fy > 0 ? level.v(y0 + 1, x0) : 0.0f;
+      const float v11 = fx > 0 && fy > 0 ? level.v(y0 + 1, x0 + 1) : 0.0f;
+      pv[x] = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11);
+      pm[x] = 1.0f;
     }
   }
 }
@@ -263,7 +292,7 @@ bool FindPeak(const cv::Mat1f& ncc, int n, bool subpixel, float* best_out, doubl
 // window of it (centred to the nearest pixel: the found position is exact).
 // Hits hold the position of the fine cell centre.
 void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
-                   double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits) {
+                   double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits, int stride = 1) {
   const Level& rs = ref.search;
   const Level& ts = tgt.search;
   const int s = ref.search_cell_side, margin = ref.margin, side = ref.region_side;
@@ -286,6 +315,7 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
   const Rigid back{-theta_deg, 0, 0};
   for (std::size_t i = 0; i < ref.cells.size(); ++i) {
     const Cell& cell = ref.cells[i];
+    if ((cell.row + cell.col) % stride != 0) continue;
     const cv::Point2d q_pred = center.Apply(cell.search_center_um);
     const cv::Point2d at = back.Rotate(q_pred - t0) * (1.0 / px) + canvas_c;
     const int ox = static_cast<int>(std::lround(at.x - (s - 1) / 2.0)) - margin;
@@ -753,6 +783,12 @@ Status CorrelationConfig::Validate() const {
   if (!(cell_angle_step_deg > 0 && cell_angle_step_deg <= 30)) {
     return bad("cell_angle_step_deg", cell_angle_step_deg, "is outside (0, 30]");
   }
+  if (backward_cell_angle_steps < 0 || backward_cell_angle_steps > 20) {
+    return bad("backward_cell_angle_steps", backward_cell_angle_steps, "is outside [0, 20]");
+  }
+  if (candidate_cell_stride < 1 || candidate_cell_stride > 8) {
+    return bad("candidate_cell_stride", candidate_cell_stride, "is outside [1, 8]");
+  }
   if (cell_angle_steps < 0 || cell_angle_steps > 20) return bad("cell_angle_steps", cell_angle_steps, "is outside [0, 20]");
   if (!(ccf_threshold > -1 && ccf_threshold < 1)) return bad("ccf_threshold", ccf_threshold, "is outside (-1, 1)");
   if (!(angle_threshold_deg >= 0 && angle_threshold_deg <= 180)) {
@@ -767,7 +803,7 @@ Status CorrelationConfig::Validate() const {
 
 std::size_t PreparedSignatureBytes(const PreparedSignature& p) {
   auto mat = [](const cv::Mat& m) { return m.total() * m.elemSize(); };
-  auto level = [&](const Level& l) { return mat(l.v) + mat(l.m); };
+  auto level = [&](const Level& l) { return mat(l.v) + mat(l.m) + mat(l.m4); };
   std::size_t n = sizeof(PreparedSignature) + level(p.coarse) + level(p.translation) + level(p.fine) +
                   mat(p.polar_v) + mat(p.polar_m);
   if (p.refine) n += level(p.search);
@@ -937,7 +973,7 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     std::vector<Hit> hits;
     for (const Candidate& cand : candidates) {
       result.candidate_angles_deg.push_back(cand.transform.theta_deg);
-      RegisterCells(ref, tgt, cand.transform, cand.transform.theta_deg, cfg, &hits);
+      RegisterCells(ref, tgt, cand.transform, cand.transform.theta_deg, cfg, &hits, cfg.candidate_cell_stride);
       const Consensus cons = FindConsensus(ref, hits, cand.transform, cfg);
       if (cons.count > best_count || (cons.count == best_count && cons.ccf_sum > best_sum)) {
         best_count = cons.count;
@@ -946,7 +982,7 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
       }
     }
     DirectionRun fwd = RunDirection(ref, tgt, center, cfg.cell_angle_steps, cfg);
-    DirectionRun bwd = RunDirection(tgt, ref, fwd.transform.Inverse(), cfg.cell_angle_steps, cfg);
+    DirectionRun bwd = RunDirection(tgt, ref, fwd.transform.Inverse(), cfg.backward_cell_angle_steps, cfg);
     result.forward = std::move(fwd.result);
     result.backward = std::move(bwd.result);
     const bool use_fwd = result.forward.cmc <= result.backward.cmc;

@@ -37,8 +37,8 @@ StatusOr<CasingSource> FromProto(v1::CasingSource s) {
     case v1::TEST_FIRE: return CasingSource::kTestFire;
     case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
     case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
-    case v1::MANUFACTURER_TEST_FIRE:
-      return InvalidArgument("source MANUFACTURER_TEST_FIRE is not accepted yet (no registry schema)");
+    // Registered at manufacture; RegistryService.LinkTestFire ties it to the firearm.
+    case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
     default: return InvalidArgument("source " + std::to_string(static_cast<int>(s)) + " is not set or unknown");
   }
 }
@@ -49,6 +49,7 @@ v1::CasingSource ToProto(CasingSource s) {
     case CasingSource::kTestFire: return v1::TEST_FIRE;
     case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
     case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
+    case CasingSource::kManufacturerTestFire: return v1::MANUFACTURER_TEST_FIRE;
   }
   return v1::CASING_SOURCE_UNSPECIFIED;
 }

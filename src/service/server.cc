@@ -87,6 +87,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->services.push_back(MakeSearchService(impl->ctx));
   impl->services.push_back(MakeReviewService(impl->ctx));
   impl->services.push_back(MakeLeadService(impl->ctx));
+  impl->services.push_back(MakeRegistryService(impl->ctx));
   for (auto& s : impl->services) builder.RegisterService(s.get());
   impl->server = builder.BuildAndStart();
   if (!impl->server || impl->port == 0) return Unavailable("cannot listen on " + config.listen);

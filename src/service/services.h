@@ -16,5 +16,6 @@ std::unique_ptr<grpc::Service> MakeAdminService(ServiceContext& ctx);    // admi
 std::unique_ptr<grpc::Service> MakeSearchService(ServiceContext& ctx);   // search_service.cc
 std::unique_ptr<grpc::Service> MakeReviewService(ServiceContext& ctx);   // review_service.cc
 std::unique_ptr<grpc::Service> MakeLeadService(ServiceContext& ctx);     // review_service.cc
+std::unique_ptr<grpc::Service> MakeRegistryService(ServiceContext& ctx);  // registry_service.cc
 
 }  // namespace ballistics::service

@@ -21,6 +21,7 @@ std::string_view CasingSourceName(CasingSource s) {
     case CasingSource::kTestFire: return "test_fire";
     case CasingSource::kRecoveredFirearm: return "recovered_firearm";
     case CasingSource::kPoliceIssued: return "police_issued";
+    case CasingSource::kManufacturerTestFire: return "manufacturer_test_fire";
   }
   return "crime_scene";
 }
@@ -29,11 +30,11 @@ StatusOr<CasingSource> ParseCasingSource(std::string_view s) {
   std::string norm(s);
   std::replace(norm.begin(), norm.end(), '-', '_');
   for (CasingSource c : {CasingSource::kCrimeScene, CasingSource::kTestFire, CasingSource::kRecoveredFirearm,
-                         CasingSource::kPoliceIssued}) {
+                         CasingSource::kPoliceIssued, CasingSource::kManufacturerTestFire}) {
     if (norm == CasingSourceName(c)) return c;
   }
   return InvalidArgument("unknown casing source '" + std::string(s) +
-                         "' (expected crime-scene, test-fire, recovered-firearm or police-issued)");
+                         "' (expected crime-scene, test-fire, recovered-firearm, police-issued or manufacturer-test-fire)");
 }
 
 namespace store {
