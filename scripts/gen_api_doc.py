@@ -15,7 +15,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto" / "ballistics" / "v1"
 OUT = ROOT / "docs" / "api.md"
-ORDER = ["common", "admin", "ingest", "search", "review", "leads"]
+ORDER = ["common", "admin", "ingest", "search", "review", "leads", "registry"]
 
 HEADER = """# API reference (gRPC, package `ballistics.v1`)
 
