@@ -175,6 +175,8 @@ $(cat "$WORK/nbide.txt")
 
 EOF
   cat "$REPO_ROOT/docs/accuracy-method.md"
+  # The "Evidence strength" section, written by scripts/evidence.sh.
+  if [ -f "$REPO_ROOT/docs/accuracy-evidence.md" ]; then echo; cat "$REPO_ROOT/docs/accuracy-evidence.md"; fi
 } > "$OUT_MD.tmp"
 mv "$OUT_MD.tmp" "$OUT_MD"
 log "wrote $OUT_MD"

@@ -17,16 +17,19 @@
 // --insecure only for a loopback server started with --insecure.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
 #include "ballistics/api_store.h"
+#include "ballistics/evidence.h"
 #include "ballistics/io.h"
 #include "ballistics/v1/admin.grpc.pb.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
@@ -441,7 +444,10 @@ nlohmann::json CandidateJson(const v1::Candidate& c) {
                           {"ccf", s.ccf()},
                           {"theta_deg", s.registration().theta_deg()},
                           {"dx_um", s.registration().dx_um()},
-                          {"dy_um", s.registration().dy_um()}};
+                          {"dy_um", s.registration().dy_um()},
+                          {"log10_lr", s.has_log10_likelihood_ratio() ? nlohmann::json(s.log10_likelihood_ratio())
+                                                                       : nlohmann::json()},
+                          {"lr_basis", s.likelihood_ratio_basis()}};
   };
   nlohmann::json j{{"rank", c.rank()},           {"casing_id", c.casing_id()},   {"agency", c.agency()},
                    {"case", c.case_number()},    {"exhibit", c.exhibit_id()},    {"score", c.score()},
@@ -672,24 +678,41 @@ void RunReport(const ReportArgs& a) {
     << ". Scan SHA-256 <code>" << query.sha256_hex() << "</code>.</p>\n";
   h << "<p>" << r.signatures_scanned() << " signatures scanned; shards answered " << r.shards_answered() << " of "
     << r.shards_total() << (r.partial() ? " &mdash; <b>PARTIAL result</b>" : "") << ".</p>\n";
+  std::set<std::string> bases;  // LR bases of the listed candidates
   h << "<h2>Candidates (combined ranking)</h2>\n<table><tr><th>rank</th><th>casing</th><th>agency</th>"
        "<th>case</th><th>exhibit</th><th>BF CMC / cells</th><th>BF CCF</th><th>&theta; (deg)</th>"
-       "<th>dx, dy (&micro;m)</th><th>score</th></tr>\n";
+       "<th>dx, dy (&micro;m)</th><th>score</th><th>BF LR</th></tr>\n";
   for (const auto& c : r.combined()) {
     const auto& bf = c.breech_face();
     char buf[512];
     std::snprintf(buf, sizeof(buf),
                   "<tr><td>%d</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td><td>%d / %d</td><td>%.3f</td>"
-                  "<td>%.1f</td><td>%.0f, %.0f</td><td>%.3f</td></tr>\n",
+                  "<td>%.1f</td><td>%.0f, %.0f</td><td>%.3f</td>",
                   c.rank(), static_cast<long long>(c.casing_id()), Html(c.agency()).c_str(),
                   Html(c.case_number()).c_str(), Html(c.exhibit_id()).c_str(), bf.cmc_count(), bf.cell_count(),
                   bf.ccf(), bf.registration().theta_deg(), bf.registration().dx_um(), bf.registration().dy_um(),
                   c.score());
     h << buf;
+    // Evidence strength next to the score, with what it rests on (never without its basis).
+    if (bf.has_log10_likelihood_ratio()) {
+      const double l = bf.log10_likelihood_ratio();
+      std::snprintf(buf, sizeof(buf), l >= 0 ? "%.3g" : "1/%.3g", std::pow(10.0, std::abs(l)));
+      h << "<td title=\"" << Html(bf.likelihood_ratio_basis()) << "\">" << buf << " (log10 " << std::round(l * 100) / 100
+        << ")</td>";
+    } else {
+      h << "<td>none</td>";
+    }
+    h << "</tr>\n";
+    if (!bf.likelihood_ratio_basis().empty()) bases.insert(bf.likelihood_ratio_basis());
   }
   h << "</table>\n<p>CMC: congruent matching cells (Song 2013): cells of one signature that find their best "
        "match in the other at a common rotation and translation with correlation above the threshold. "
-       "No calibrated likelihood ratio is shown: none is computed yet.</p>\n";
+       "LR: likelihood ratio of the CMC count, same firearm against different firearms, calibrated on a "
+       "reference population and bounded by what its size supports (docs/accuracy.md, \"Evidence strength\"). "
+       "Basis:</p>\n<ul>";
+  for (const std::string& b : bases) h << "<li>" << Html(b) << "</li>";
+  if (bases.empty()) h << "<li>" << Html(std::string(evidence::kNoLrBasis)) << "</li>";
+  h << "</ul>\n";
   int shown = 0;
   for (const auto& c : r.combined()) {
     if (shown++ >= a.top) break;

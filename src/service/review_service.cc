@@ -46,6 +46,9 @@ void FillScoreFromDetail(const std::string& detail_json, v1::CmcScore* s) {
   s->mutable_registration()->set_theta_deg(k.value("theta_deg", 0.0));
   s->mutable_registration()->set_dx_um(k.value("dx_um", 0.0));
   s->mutable_registration()->set_dy_um(k.value("dy_um", 0.0));
+  // Evidence strength as recorded by the search (absent: no calibrated model then).
+  if (k.contains("log10_lr") && k["log10_lr"].is_number()) s->set_log10_likelihood_ratio(k["log10_lr"].get<double>());
+  if (k.contains("lr_basis")) s->set_likelihood_ratio_basis(k.value("lr_basis", std::string()));
 }
 
 // Signature values colour-mapped over their robust range (1st..99th

@@ -4,7 +4,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "ballistics/evidence.h"
 #include "ballistics/index.h"
+#include "ballistics/preprocess.h"
 #include "ballistics/store.h"
 #include "ballistics/v1/search.grpc.pb.h"
 #include "search_backend.h"
@@ -47,7 +49,41 @@ void FillScore(const json& j, v1::SignatureKind kind, v1::CmcScore* s) {
   s->mutable_registration()->set_theta_deg(j.value("theta_deg", 0.0));
   s->mutable_registration()->set_dx_um(j.value("dx_um", 0.0));
   s->mutable_registration()->set_dy_um(j.value("dy_um", 0.0));
-  // No calibrated likelihood-ratio model yet: the field stays absent (never made up).
+  // Evidence strength as recorded at search time (AddEvidence); absent when no
+  // calibrated model was available, and the basis then says so.
+  if (j.contains("log10_lr") && j["log10_lr"].is_number()) s->set_log10_likelihood_ratio(j["log10_lr"].get<double>());
+  s->set_likelihood_ratio_basis(j.value("lr_basis", std::string(evidence::kNoLrBasis)));
+}
+
+// The stored reference models (`ballisticsctl evidence build-reference
+// --database-url`) for the current pipeline version; a kind without one gets no LR.
+struct EvidenceModels {
+  std::optional<evidence::EvidenceModel> bf, fp;
+};
+
+EvidenceModels LoadEvidenceModels(const std::string& url, const std::string& calibre) {
+  EvidenceModels out;
+  auto db = store::EvidenceDb::Connect(url);
+  if (!db.ok()) return out;
+  for (SignatureKind kind : {SignatureKind::kBreechFace, SignatureKind::kFiringPin}) {
+    auto rec = (*db)->FindReferenceModel(kind, calibre, std::string(kPipelineVersion));
+    if (!rec.ok()) continue;
+    auto m = evidence::ModelFromJson(rec->params_json);
+    if (m.ok()) (kind == SignatureKind::kBreechFace ? out.bf : out.fp) = std::move(m).value();
+  }
+  return out;
+}
+
+// Adds the LR and its basis to a score's detail JSON (kept with the comparison).
+json AddEvidence(const EvidenceModels& models, json j) {
+  if (!j.contains("cmc") || !j.contains("cells")) return j;
+  const bool bf = j.value("kind", std::string("BF")) == "BF";
+  const auto& m = bf ? models.bf : models.fp;
+  auto lr = evidence::EvaluateLr(m ? &*m : nullptr, {j["cmc"].get<int>(), j["cells"].get<int>()});
+  if (!lr.ok()) return j;
+  if (lr->available) j["log10_lr"] = lr->log10_lr;
+  j["lr_basis"] = lr->basis;
+  return j;
 }
 
 StatusOr<SignatureKind> KindFromProto(int k) {
@@ -278,6 +314,10 @@ class SearchServiceImpl final : public v1::SearchService::Service {
       return ToGrpc(result->status());
     }
     const SearchResults& res = **result;
+    auto evidence_url = call.ScopedUrl();
+    const EvidenceModels evidence_models =
+        evidence_url.ok() ? LoadEvidenceModels(*evidence_url, "") : EvidenceModels{};
+    auto scored = [&](const Candidate& c) { return AddEvidence(evidence_models, ScoreJson(c)); };
 
     std::vector<store::NewComparison> rows;
     auto add = [&](const Candidate& c, const char* list, json detail) {
@@ -290,8 +330,8 @@ class SearchServiceImpl final : public v1::SearchService::Service {
       n.detail_json = detail.dump();
       rows.push_back(std::move(n));
     };
-    for (const Candidate& c : res.breech_face) add(c, "BF", json{{"bf", ScoreJson(c)}});
-    for (const Candidate& c : res.firing_pin) add(c, "FP", json{{"fp", ScoreJson(c)}});
+    for (const Candidate& c : res.breech_face) add(c, "BF", json{{"bf", scored(c)}});
+    for (const Candidate& c : res.firing_pin) add(c, "FP", json{{"fp", scored(c)}});
     for (const CombinedCandidate& cc : res.combined) {
       store::NewComparison n;
       n.target_casing_id = cc.casing_id;
@@ -299,8 +339,8 @@ class SearchServiceImpl final : public v1::SearchService::Service {
       n.rank = cc.rank;
       n.score = cc.combined_score;
       json d = json::object();
-      if (cc.breech_face) d["bf"] = ScoreJson(*cc.breech_face);
-      if (cc.firing_pin) d["fp"] = ScoreJson(*cc.firing_pin);
+      if (cc.breech_face) d["bf"] = scored(*cc.breech_face);
+      if (cc.firing_pin) d["fp"] = scored(*cc.firing_pin);
       n.detail_json = d.dump();
       rows.push_back(std::move(n));
     }
