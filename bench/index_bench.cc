@@ -71,6 +71,16 @@ DescriptorConfig BfConfig() {
   return c;
 }
 
+// BENCH_TRANSLATION="steps,step_um[,outer_steps]" overrides the engine's query-side
+// translation search (parameter studies of docs/search.md).
+SearchEngineConfig EngineConfig() {
+  SearchEngineConfig c;
+  if (const char* e = std::getenv("BENCH_TRANSLATION")) {
+    std::sscanf(e, "%d,%lf,%d", &c.translation_steps, &c.translation_search_um, &c.outer_translation_steps);
+  }
+  return c;
+}
+
 // The query's descriptors at the engine's translation-search offsets.
 std::vector<CoarseDescriptor> QueryVariants(const Signature& sig, int steps, double step_um) {
   std::vector<CoarseDescriptor> out;
@@ -204,8 +214,59 @@ synth::ShotOptions SynthOptions(double pixel_um) {
 std::uint64_t GunSeed(int distinct_index) { return 5'000'000 + distinct_index / kShotsPerGun; }
 std::uint64_t ShotSeed(int distinct_index) { return 9'000'000 + distinct_index; }
 
+// BENCH_SYNTH_CACHE=DIR keeps the synthetic descriptors of a (count, pixel,
+// BENCH_DESCRIPTOR) setting in DIR between runs of a parameter study that
+// changes only the query side.
+std::string CachePath(int distinct, double pixel_um) {
+  const char* dir = std::getenv("BENCH_SYNTH_CACHE");
+  if (dir == nullptr) return "";
+  const char* d = std::getenv("BENCH_DESCRIPTOR");
+  std::string key = std::to_string(distinct) + "_" + std::to_string(pixel_um) + "_" + (d ? d : "default");
+  for (char& c : key) {
+    if (c == ',' || c == '.') c = '_';
+  }
+  return std::string(dir) + "/synth_" + key + ".bin";
+}
+
+std::vector<CoarseDescriptor> SyntheticDescriptorsUncached(int distinct, double pixel_um, int threads);
+
 // Descriptors of `distinct` synthetic shots, on `threads` threads.
 std::vector<CoarseDescriptor> SyntheticDescriptors(int distinct, double pixel_um, int threads) {
+  const std::string path = CachePath(distinct, pixel_um);
+  if (!path.empty()) {
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::vector<CoarseDescriptor> out(distinct);
+      for (CoarseDescriptor& d : out) {
+        std::int32_t head[3];
+        in.read(reinterpret_cast<char*>(head), sizeof(head));
+        in.read(reinterpret_cast<char*>(&d.scale), sizeof(d.scale));
+        d.rings = head[0];
+        d.frequencies = head[1];
+        d.valid_rings = head[2];
+        d.coeffs.resize(static_cast<std::size_t>(d.rings) * d.frequencies * 2);
+        in.read(reinterpret_cast<char*>(d.coeffs.data()), static_cast<std::streamsize>(d.coeffs.size()));
+      }
+      if (in) {
+        std::fprintf(stderr, "synthetic descriptors from %s\n", path.c_str());
+        return out;
+      }
+    }
+  }
+  std::vector<CoarseDescriptor> out = SyntheticDescriptorsUncached(distinct, pixel_um, threads);
+  if (!path.empty()) {
+    std::ofstream o(path, std::ios::binary);
+    for (const CoarseDescriptor& d : out) {
+      const std::int32_t head[3] = {d.rings, d.frequencies, d.valid_rings};
+      o.write(reinterpret_cast<const char*>(head), sizeof(head));
+      o.write(reinterpret_cast<const char*>(&d.scale), sizeof(d.scale));
+      o.write(reinterpret_cast<const char*>(d.coeffs.data()), static_cast<std::streamsize>(d.coeffs.size()));
+    }
+  }
+  return out;
+}
+
+std::vector<CoarseDescriptor> SyntheticDescriptorsUncached(int distinct, double pixel_um, int threads) {
   std::vector<CoarseDescriptor> out(distinct);
   std::atomic<int> next_gun{0};
   const int guns = (distinct + kShotsPerGun - 1) / kShotsPerGun;
@@ -237,9 +298,22 @@ class BenchSource : public SignatureSource {
     if (auto it = real_.find(id); it != real_.end()) return it->second;
     if (id < kSyntheticBase) return NotFound("no signature " + std::to_string(id));
     const int i = static_cast<int>((id - kSyntheticBase) % distinct_);
+    if (keep_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = kept_.find(i); it != kept_.end()) return it->second;
+    }
     std::shared_ptr<const synth::FirearmSurface> gun = Gun(GunSeed(i));
-    return synth::MakeShotSignature(*gun, ShotSeed(i), SynthOptions(6.25));
+    auto sig = synth::MakeShotSignature(*gun, ShotSeed(i), SynthOptions(6.25));
+    if (keep_ && sig.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      kept_[i] = *sig;
+    }
+    return sig;
   }
+  // Keep generated signatures in memory, as a shard worker holds its
+  // signatures (scale: the timed search then measures the engine, not the
+  // generator, which costs ~20 ms per signature plus a firearm render).
+  void Keep() { keep_ = true; }
 
  private:
   std::shared_ptr<const synth::FirearmSurface> Gun(std::uint64_t seed) const {
@@ -256,6 +330,8 @@ class BenchSource : public SignatureSource {
   }
   std::map<std::int64_t, Signature> real_;
   int distinct_;
+  bool keep_ = false;
+  mutable std::map<int, Signature> kept_;
   mutable std::mutex mu_;
   mutable std::map<std::uint64_t, std::shared_ptr<const synth::FirearmSurface>> guns_;
 };
@@ -285,9 +361,13 @@ CoarseDescriptor Scrambled(const CoarseDescriptor& d, std::uint64_t seed) {
   double energy = 0;
   for (int r = 0; r < d.rings; ++r) {
     const double theta = std::uniform_real_distribution<double>(0, 2 * M_PI)(rng);
+    const double c1 = std::cos(theta), s1 = std::sin(theta);
+    double c = 1, s = 0;  // cos, sin of k * theta by the angle-addition recurrence
     for (int k = 1; k <= d.frequencies; ++k) {
       const std::size_t o = (static_cast<std::size_t>(r) * d.frequencies + (k - 1)) * 2;
-      const double c = std::cos(k * theta), s = std::sin(k * theta);
+      const double cn = c * c1 - s * s1;
+      s = s * c1 + c * s1;
+      c = cn;
       const double re = d.coeffs[o] * c + d.coeffs[o + 1] * s, im = d.coeffs[o + 1] * c - d.coeffs[o] * s;
       out.coeffs[o] = static_cast<std::int8_t>(std::clamp(std::lround(re), -127L, 127L));
       out.coeffs[o + 1] = static_cast<std::int8_t>(std::clamp(std::lround(im), -127L, 127L));
@@ -318,7 +398,6 @@ void FillSynthetic(SignatureIndex& index, const std::vector<CoarseDescriptor>& d
 struct RealSetup {
   std::vector<RealScan> real;
   std::vector<Signature> turned;          // per real scan: the scan turned, normalized
-  std::vector<std::vector<CoarseDescriptor>> turned_d;  // translation-search variants
   std::vector<double> turn_deg;
 };
 
@@ -331,8 +410,6 @@ RealSetup LoadAndTurn(std::uint64_t seed) {
     const double theta = std::uniform_real_distribution<double>(-180, 180)(rng);
     Scan t = TurnScan(r.scan, theta, 0, 0).value();
     auto n = Normalize(t).value();
-    const SearchEngineConfig engine;
-    s.turned_d.push_back(QueryVariants(n.breech_face, engine.translation_steps, engine.translation_search_um));
     s.turned.push_back(std::move(n.breech_face));
     s.turn_deg.push_back(theta);
   }
@@ -362,7 +439,12 @@ std::unique_ptr<SignatureIndex> BuildHaystack(const RealSetup& rs, const Args& a
 
 int Recall(const Args& a) {
   const RealSetup rs = LoadAndTurn(a.seed);
-  auto index = BuildHaystack(rs, a);
+  std::shared_ptr<SignatureIndex> index = BuildHaystack(rs, a);
+  // The engine's coarse stage (translation search, outer ring); its source is
+  // not used (no rerank here: the CMC of each mate pair is computed below).
+  auto engine = SearchEngine::Create(index, std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, 1),
+                                     EngineConfig())
+                    .value();
   auto bf = Correlator::Create().value();
   const std::vector<int> ks = {1, 5, 10, 20, 50, 100, 200, 500, 1000};
   const int kmax = ks.back();
@@ -375,7 +457,7 @@ int Recall(const Args& a) {
     SearchFilter f;
     f.exclude_casing_ids = {static_cast<std::int64_t>(q) + 1};
     const auto t0 = Clock::now();
-    auto r = index->SearchCoarse(rs.turned_d[q], f, kmax).value();
+    auto r = engine->SearchCoarse(rs.turned[q], f, kmax).value();
     coarse_s += Since(t0);
     auto pq = bf.Prepare(rs.turned[q]).value();
     for (std::size_t m = 0; m < rs.real.size(); ++m) {
@@ -425,7 +507,7 @@ int Haystack(const Args& a) {
   std::map<std::int64_t, Signature> real;
   for (std::size_t i = 0; i < rs.real.size(); ++i) real[static_cast<std::int64_t>(i) + 1] = rs.real[i].bf;
   auto source = std::make_shared<BenchSource>(std::move(real), static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic)));
-  SearchEngineConfig cfg;
+  SearchEngineConfig cfg = EngineConfig();
   cfg.rerank_threads = a.threads;
   auto engine = SearchEngine::Create(index, source, cfg).value();
   int queries = 0, all_in_top10 = 0, mates_total = 0, mates_in_top10 = 0;
@@ -505,8 +587,11 @@ int Kernel(const Args& a) {
   auto gun = synth::RenderFirearm(synth::MakeFirearm(GunSeed(7)), 6.25).value();
   const Signature sig = synth::MakeShotSignature(gun, 77'000'000, SynthOptions(6.25)).value();
   const SearchEngineConfig engine;
+  const double td = ThreadCpuSeconds();
   const std::vector<CoarseDescriptor> variants =
       QueryVariants(sig, engine.translation_steps, engine.translation_search_um);
+  std::printf("query descriptors (%zu variants, %d x %d px at %.2f um): %.3f s CPU\n", variants.size(),
+              sig.values.cols, sig.values.rows, sig.pixel_um, ThreadCpuSeconds() - td);
   const std::size_t bytes = static_cast<std::size_t>(size) * ds[0].coeffs.size();
   std::vector<std::uint64_t> buf(bytes / 8, 1);
   double sweep = 1e9;
@@ -548,13 +633,15 @@ int Scale(const Args& a) {
   // Queries: shots of firearms in the haystack (their mates are there), turned by the generator.
   std::shared_ptr<SignatureIndex> index = MakeShardedIndex(store::kSignatureShards, a.threads);
   auto source = std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, distinct);
-  SearchEngineConfig cfg;
+  source->Keep();
+  SearchEngineConfig cfg = EngineConfig();
   cfg.rerank_threads = a.threads;
   auto engine = SearchEngine::Create(index, source, cfg).value();
   const int k = a.rerank_k ? a.rerank_k : cfg.default_rerank_k;
   std::printf("| signatures | RAM bytes/signature | fill s | coarse scan s, 1 descriptor (median of 3) | sweep s | "
-              "scan/sweep throughput | engine coarse s (3x3 translation) | rerank K | rerank s | end to end s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n");
+              "scan/sweep throughput | engine coarse s (3x3 translation) | rerank K | rerank s | end to end s | "
+              "end to end s, cold source |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::int64_t filled = 0;
   for (std::int64_t size : a.sizes) {
     const auto tf = Clock::now();
@@ -588,6 +675,15 @@ int Scale(const Args& a) {
     SearchRequest req;
     req.query.breech_face = synth::MakeShotSignature(gun, 88'000'000, SynthOptions(6.25)).value();
     req.rerank_k = k;
+    // Cold: the rerank's signatures are generated on the fly (synthetic
+    // generator); then the same search with them in memory (a shard worker).
+    const auto tc = Clock::now();
+    auto cold = engine->Search(req);
+    const double cold_s = Since(tc);
+    if (!cold.ok()) {
+      std::printf("search: %s\n", cold.status().ToString().c_str());
+      return 1;
+    }
     const auto te = Clock::now();
     auto r = engine->Search(req);
     const double e2e = Since(te);
@@ -595,9 +691,9 @@ int Scale(const Args& a) {
       std::printf("search: %s\n", r.status().ToString().c_str());
       return 1;
     }
-    std::printf("| %lld | %.0f | %.1f | %.3f | %.3f | %.2f | %.2f | %d | %.1f | %.1f |\n", static_cast<long long>(size),
-                static_cast<double>(bytes) / size, fill_s, coarse_s, sweep, sweep / coarse_s, r->coarse_seconds, k,
-                r->rerank_seconds, e2e);
+    std::printf("| %lld | %.0f | %.1f | %.3f | %.3f | %.2f | %.2f | %d | %.1f | %.1f | %.1f |\n",
+                static_cast<long long>(size), static_cast<double>(bytes) / size, fill_s, coarse_s, sweep,
+                sweep / coarse_s, r->coarse_seconds, k, r->rerank_seconds, e2e, cold_s);
     std::fflush(stdout);
   }
   return 0;

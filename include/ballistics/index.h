@@ -308,6 +308,18 @@ struct SearchEngineConfig {
   // between two shots (docs/search.md). 0 steps = off.
   double translation_search_um = 40.0;
   int translation_steps = 1;
+  // Outer ring of the translation search: the offsets with
+  // translation_steps < max(|i|, |j|) <= outer_translation_steps (16 more
+  // for 2: out to +-80 µm), for the casings whose centre estimate is off by
+  // more than the inner grid covers. They score only the coarse top
+  // outer_rescore_k of the inner search (cheap), and their score is lowered by
+  // how much higher the outer set's outer_tail_rank-th best score over those
+  // candidates is than the inner set's: more hypotheses raise the chance
+  // maxima of non-mates, and this puts both sets' non-mate tails level before
+  // the better of the two is kept (docs/search.md). 0 = off.
+  int outer_translation_steps = 2;
+  int outer_rescore_k = 5000;
+  int outer_tail_rank = 100;
   DescriptorConfig breech_face_descriptor = DescriptorConfig{};
   DescriptorConfig firing_pin_descriptor = DescriptorConfig::FiringPin();
   CorrelationConfig breech_face_correlation = CorrelationConfig{};
@@ -328,6 +340,12 @@ class SearchEngine {
   // became true (the search stops using CPU within one block / one comparison).
   StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress = {},
                                  const std::atomic<bool>* cancelled = nullptr) const;
+
+  // The coarse stage alone (all translation variants of the query, the outer
+  // ring rescoring): the top k of the index for one query signature, as
+  // Search reranks them. For benchmarks and tools.
+  StatusOr<CoarseSearchResult> SearchCoarse(const Signature& query, const SearchFilter& filter, int k,
+                                            const ScanControl& control = {}) const;
 
   const SearchEngineConfig& config() const;
 

@@ -1,11 +1,13 @@
 // Search engine: coarse scan of all shards -> CMC rerank of the top K on a
 // thread pool -> BF, FP and combined ranked lists.
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "ballistics/index.h"
@@ -34,7 +36,65 @@ struct SearchEngine::Impl {
   const DescriptorConfig& DescriptorFor(SignatureKind k) const {
     return k == SignatureKind::kBreechFace ? config.breech_face_descriptor : config.firing_pin_descriptor;
   }
+  StatusOr<CoarseSearchResult> Coarse(const Signature& query, const SearchFilter& filter, int k,
+                                      const ScanControl& control) const;
 };
+
+// The coarse stage: the query's descriptor at the centre offsets of the
+// translation search; the inner grid scans the index, the outer ring rescores
+// the inner top outer_rescore_k (SearchEngineConfig has the reasoning).
+StatusOr<CoarseSearchResult> SearchEngine::Impl::Coarse(const Signature& query, const SearchFilter& filter, int k,
+                                                        const ScanControl& control) const {
+  const int steps = config.translation_steps;
+  const int outer_steps = std::max(steps, config.outer_translation_steps);
+  std::vector<CoarseDescriptor> inner, outer;
+  for (int iy = -outer_steps; iy <= outer_steps; ++iy) {
+    for (int ix = -outer_steps; ix <= outer_steps; ++ix) {
+      DescriptorConfig dc = DescriptorFor(query.kind);
+      dc.centre_offset_x_um += ix * config.translation_search_um;
+      dc.centre_offset_y_um += iy * config.translation_search_um;
+      auto d = ComputeDescriptor(query, dc);
+      if (!d.ok()) return d.status().WithContext(std::string("search: query ") + std::string(SignatureKindName(query.kind)));
+      (std::max(std::abs(ix), std::abs(iy)) <= steps ? inner : outer).push_back(std::move(d).value());
+    }
+  }
+  if (outer.empty()) return index->SearchCoarse(inner, filter, k, control);
+  auto a = index->SearchCoarse(inner, filter, std::max(k, config.outer_rescore_k), control);
+  if (!a.ok()) return a.status();
+  // The inner top candidates, rescored with the outer ring in a small flat
+  // index of their descriptors (the same scan kernels).
+  auto local = MakeFlatIndex();
+  for (const CoarseHit& h : a->hits) {
+    std::optional<CoarseDescriptor> d = index->FindDescriptor(h.signature_id);
+    if (!d) continue;  // removed since the scan
+    SignatureRecord r;
+    r.signature_id = h.signature_id;
+    r.casing_id = h.casing_id;
+    r.kind = query.kind;
+    if (!local->Add(r, *d).ok()) continue;
+  }
+  std::unordered_map<std::int64_t, float> outer_score;
+  std::vector<float> outer_sorted;
+  if (local->Size() > 0) {
+    auto b = local->SearchCoarse(outer, {}, static_cast<int>(local->Size()));
+    if (!b.ok()) return b.status();
+    for (const CoarseHit& h : b->hits) {
+      outer_score[h.signature_id] = h.score;
+      outer_sorted.push_back(h.score);  // best first
+    }
+  }
+  const std::size_t n = std::min<std::size_t>({static_cast<std::size_t>(config.outer_tail_rank), a->hits.size(),
+                                               outer_sorted.size()});
+  // Never below 0: an outer offset is a priori the less likely one.
+  const float delta = n == 0 ? 0.0f : std::max(0.0f, outer_sorted[n - 1] - a->hits[n - 1].score);
+  for (CoarseHit& h : a->hits) {
+    auto it = outer_score.find(h.signature_id);
+    if (it != outer_score.end()) h.score = std::max(h.score, it->second - delta);
+  }
+  std::sort(a->hits.begin(), a->hits.end(), HitBefore);
+  if (static_cast<int>(a->hits.size()) > k) a->hits.resize(k);
+  return a;
+}
 
 namespace {
 
@@ -47,7 +107,6 @@ bool IsCancelled(const std::atomic<bool>* c) { return c != nullptr && c->load(st
 struct KindQuery {
   SignatureKind kind;
   Signature signature;
-  std::vector<CoarseDescriptor> descriptors;  // the centre offsets of the translation search
 };
 
 // Ranked list order: CMC count, then the whole-signature CCF at the
@@ -75,6 +134,14 @@ SearchEngine::~SearchEngine() = default;
 
 const SearchEngineConfig& SearchEngine::config() const { return impl_->config; }
 
+StatusOr<CoarseSearchResult> SearchEngine::SearchCoarse(const Signature& query, const SearchFilter& filter, int k,
+                                                        const ScanControl& control) const {
+  if (k < 1) return InvalidArgument("search: coarse k=" + std::to_string(k) + " must be >= 1");
+  SearchFilter f = filter;
+  f.kinds = {query.kind};
+  return impl_->Coarse(query, f, k, control);
+}
+
 StatusOr<std::unique_ptr<SearchEngine>> SearchEngine::Create(std::shared_ptr<const SignatureIndex> index,
                                                              std::shared_ptr<const SignatureSource> source,
                                                              const SearchEngineConfig& config) {
@@ -94,6 +161,17 @@ StatusOr<std::unique_ptr<SearchEngine>> SearchEngine::Create(std::shared_ptr<con
   if (config.translation_steps < 0 || config.translation_steps > 5) {
     return InvalidArgument("search: translation_steps=" + std::to_string(config.translation_steps) +
                            " must be in [0, 5]");
+  }
+  if (config.outer_translation_steps < 0 || config.outer_translation_steps > 5) {
+    return InvalidArgument("search: outer_translation_steps=" + std::to_string(config.outer_translation_steps) +
+                           " must be in [0, 5]");
+  }
+  if (config.outer_rescore_k < 1 || config.outer_rescore_k > 1000000) {
+    return InvalidArgument("search: outer_rescore_k=" + std::to_string(config.outer_rescore_k) +
+                           " must be in [1, 1000000]");
+  }
+  if (config.outer_tail_rank < 1) {
+    return InvalidArgument("search: outer_tail_rank=" + std::to_string(config.outer_tail_rank) + " must be >= 1");
   }
   if (!(config.translation_search_um >= 0 && config.translation_search_um <= 500)) {
     return InvalidArgument("search: translation_search_um=" + std::to_string(config.translation_search_um) +
@@ -141,7 +219,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
   if (q.breech_face || q.firing_pin) {
     for (const auto* sig : {q.breech_face ? &*q.breech_face : nullptr, q.firing_pin ? &*q.firing_pin : nullptr}) {
       if (sig == nullptr) continue;
-      queries.push_back({sig->kind, *sig, {}});
+      queries.push_back({sig->kind, *sig});
     }
     if (q.casing_id) filter.exclude_casing_ids.push_back(*q.casing_id);
   } else if (q.casing_id) {
@@ -150,7 +228,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     for (const SignatureRecord& r : records) {
       auto sig = im.source->Load(r.signature_id);
       if (!sig.ok()) return sig.status().WithContext("search: query casing " + std::to_string(*q.casing_id));
-      queries.push_back({r.kind, std::move(sig).value(), {}});
+      queries.push_back({r.kind, std::move(sig).value()});
     }
     filter.exclude_casing_ids.push_back(*q.casing_id);
   } else {
@@ -161,21 +239,6 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
       if (queries[i].kind == queries[j].kind) {
         return InvalidArgument(std::string("search: the query has two ") +
                                std::string(SignatureKindName(queries[i].kind)) + " signatures");
-      }
-    }
-  }
-  const int steps = cfg.translation_steps;
-  for (KindQuery& kq : queries) {
-    for (int iy = -steps; iy <= steps; ++iy) {
-      for (int ix = -steps; ix <= steps; ++ix) {
-        DescriptorConfig dc = im.DescriptorFor(kq.kind);
-        dc.centre_offset_x_um += ix * cfg.translation_search_um;
-        dc.centre_offset_y_um += iy * cfg.translation_search_um;
-        auto d = ComputeDescriptor(kq.signature, dc);
-        if (!d.ok()) {
-          return d.status().WithContext(std::string("search: query ") + std::string(SignatureKindName(kq.kind)));
-        }
-        kq.descriptors.push_back(std::move(d).value());
       }
     }
   }
@@ -203,7 +266,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     if (progress) {
       control.progress = [&, base](double fr) { report(SearchStage::kCoarse, base + fr / queries.size()); };
     }
-    auto coarse = im.index->SearchCoarse(kq.descriptors, f, k, control);
+    auto coarse = im.Coarse(kq.signature, f, k, control);
     if (!coarse.ok()) return coarse.status();
     const auto t1 = Clock::now();
     out.coarse_seconds += Seconds(t0, t1);

@@ -374,5 +374,67 @@ TEST(SearchEngineTest, FindsTheMateAndHonoursCancellation) {
   EXPECT_EQ(engine->Search(bad).status().code(), StatusCode::kInvalidArgument);
 }
 
+// The engine's coarse stage: without the outer ring it is the index scan of
+// the 3 x 3 translation variants; the outer ring only ever raises a score
+// (the better of the inner score and the tail-aligned outer one) and keeps
+// the list sorted; bad outer-ring settings are refused.
+TEST(SearchEngineTest, CoarseStageOuterRing) {
+  auto index = std::shared_ptr<SignatureIndex>(MakeShardedIndex(4, 2));
+  auto source = std::make_shared<MapSource>();
+  for (int g = 0; g < 20; ++g) {
+    for (int s = 0; s < 3; ++s) {
+      const std::int64_t id = g * 3 + s + 1;
+      ASSERT_TRUE(index->Add(Record(id, id, static_cast<int>(id % 4)), ComputeDescriptor(Shot(300 + g, s)).value()).ok());
+    }
+  }
+  const Signature query = Turned(Shot(305, 7), 63.0);  // a new shot of gun 305 (ids 16..18)
+  SearchEngineConfig inner_only;
+  inner_only.outer_translation_steps = 0;
+  auto plain = SearchEngine::Create(index, source, inner_only).value();
+  auto withring = SearchEngine::Create(index, source, SearchEngineConfig{}).value();
+  const int all = 60;
+  auto a = plain->SearchCoarse(query, {}, all).value();
+  auto b = withring->SearchCoarse(query, {}, all).value();
+  ASSERT_EQ(a.hits.size(), 60u);
+  ASSERT_EQ(b.hits.size(), 60u);
+
+  // Inner only = the index scan of the 9 variants.
+  std::vector<CoarseDescriptor> variants;
+  for (int iy = -1; iy <= 1; ++iy) {
+    for (int ix = -1; ix <= 1; ++ix) {
+      DescriptorConfig dc;
+      dc.centre_offset_x_um = 40.0 * ix;
+      dc.centre_offset_y_um = 40.0 * iy;
+      variants.push_back(ComputeDescriptor(query, dc).value());
+    }
+  }
+  auto direct = index->SearchCoarse(variants, {}, all).value();
+  for (int i = 0; i < all; ++i) {
+    EXPECT_EQ(a.hits[i].signature_id, direct.hits[i].signature_id);
+    EXPECT_FLOAT_EQ(a.hits[i].score, direct.hits[i].score);
+  }
+  std::map<std::int64_t, float> inner_score;
+  for (const CoarseHit& h : a.hits) inner_score[h.signature_id] = h.score;
+  for (std::size_t i = 0; i < b.hits.size(); ++i) {
+    EXPECT_GE(b.hits[i].score, inner_score.at(b.hits[i].signature_id)) << b.hits[i].signature_id;
+    if (i > 0) EXPECT_FALSE(HitBefore(b.hits[i], b.hits[i - 1]));
+  }
+  // The mates of the query lead both lists.
+  for (const auto* r : {&a, &b}) {
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_GE(r->hits[i].signature_id, 16);
+      EXPECT_LE(r->hits[i].signature_id, 18);
+    }
+  }
+
+  SearchEngineConfig bad;
+  bad.outer_translation_steps = 6;
+  EXPECT_EQ(SearchEngine::Create(index, source, bad).status().code(), StatusCode::kInvalidArgument);
+  bad = SearchEngineConfig{};
+  bad.outer_rescore_k = 0;
+  EXPECT_EQ(SearchEngine::Create(index, source, bad).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(withring->SearchCoarse(query, {}, 0).status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace ballistics
