@@ -15,7 +15,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto" / "ballistics" / "v1"
 OUT = ROOT / "docs" / "api.md"
-ORDER = ["common", "admin", "ingest", "search", "review", "leads", "registry"]
+ORDER = ["common", "admin", "ingest", "search", "review", "leads", "registry", "shard"]
 
 HEADER = """# API reference (gRPC, package `ballistics.v1`)
 

@@ -11,19 +11,26 @@
 //   tls-cert = /etc/ballistics/server.crt
 //   tls-key = /etc/ballistics/server.key
 //   metrics-listen = 127.0.0.1:9464
+// Roles (docs/operations.md, "Several machines"): single (default: one process
+// holds every shard), shard (a worker: `shards = 0-7`, serves only the
+// internal ShardService), coordinator (`shard-workers = host1:50061,host2:50061`:
+// the client API, searches fanned out to the workers).
 // Precedence: command line > environment (BALLISTICS_DATABASE_URL) > config file.
 #include <signal.h>
 
 #include <chrono>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "ballistics/store.h"
+#include "search_backend.h"
 #include "server.h"
+#include "shard_server.h"
 
 namespace {
 
@@ -36,6 +43,9 @@ struct Options {
   std::string port_file;
   int max_upload_mb = 512;
   int shutdown_grace_s = 10;
+  std::string role = "single";
+  std::string shards;         // shard role: ranges, "0-7"
+  std::string shard_workers;  // coordinator: "host:port,host:port"
 };
 
 // The database may still be starting (container orchestration, boot order):
@@ -53,6 +63,45 @@ ballistics::StatusOr<std::unique_ptr<ballistics::store::Store>> ConnectWithRetry
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(4000));
   }
+}
+
+void WritePortFile(const std::string& path, int port, int metrics_port) {
+  if (path.empty()) return;
+  // Written to a temporary name and renamed, so a reader never sees half a file.
+  const std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << " " << metrics_port << "\n";
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+// --role shard: load the shards, serve ShardService until SIGTERM.
+int RunShardWorker(const Options& o, sigset_t& shutdown_signals) {
+  auto shards = ballistics::service::ParseShardRanges(o.shards);
+  if (!shards.ok()) {
+    spdlog::error("role shard: {}", shards.status().ToString());
+    return 2;
+  }
+  ballistics::service::ShardServerConfig c;
+  c.listen = o.server.listen;
+  c.database_url = o.database_url;
+  c.shards = *shards;
+  c.tls_cert_file = o.server.tls_cert_file;
+  c.tls_key_file = o.server.tls_key_file;
+  c.ca_file = o.server.shard_ca_file;
+  c.insecure = o.server.insecure;
+  c.search_threads = o.server.search_threads;
+  c.max_concurrent_searches = o.server.max_concurrent_searches;
+  auto server = ballistics::service::ShardServer::Start(c);
+  if (!server.ok()) {
+    spdlog::error("cannot start the shard worker: {}", server.status().ToString());
+    return 1;
+  }
+  WritePortFile(o.port_file, (*server)->port(), 0);
+  spdlog::info("ready; waiting for SIGTERM");
+  int sig = 0;
+  sigwait(&shutdown_signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(std::chrono::seconds(o.shutdown_grace_s));
+  return 0;
 }
 
 }  // namespace
@@ -89,6 +138,19 @@ int main(int argc, char** argv) {
   app.add_option("--shutdown-grace-s", o.shutdown_grace_s, "Seconds running calls get to finish on SIGTERM")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--role", o.role, "single (all shards in this process), shard (a worker), coordinator")
+      ->check(CLI::IsMember({"single", "shard", "coordinator"}))
+      ->capture_default_str();
+  app.add_option("--shards", o.shards, "Shard role: the shards held, e.g. 0-7 or 0-3,8");
+  app.add_option("--shard-workers", o.shard_workers, "Coordinator: shard worker addresses, host:port,host:port");
+  app.add_option("--shard-timeout-ms", o.server.shard_timeout_ms,
+                 "Coordinator: longest wait for a worker (a late one makes the result partial)")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  app.add_option("--shard-ca", o.server.shard_ca_file,
+                 "PEM roots the other side's certificate must chain to (coordinator <-> workers, mutual TLS); "
+                 "default: tls-cert");
+
   CLI11_PARSE(app, argc, argv);
   o.server.database_url = o.database_url;
   o.server.max_upload_bytes = static_cast<std::uint64_t>(o.max_upload_mb) << 20;
@@ -133,17 +195,27 @@ int main(int argc, char** argv) {
   }
   store->reset();  // the service opens its own connections
 
+  if (o.role == "shard") return RunShardWorker(o, shutdown_signals);
+  o.server.role = o.role;
+  if (o.role == "coordinator") {
+    std::stringstream list(o.shard_workers);
+    for (std::string a; std::getline(list, a, ',');) {
+      a.erase(0, a.find_first_not_of(" \t"));
+      a.erase(a.find_last_not_of(" \t") + 1);
+      if (!a.empty()) o.server.shard_workers.push_back(a);
+    }
+    if (o.server.shard_workers.empty()) {
+      spdlog::error("role coordinator: give shard-workers (host:port,host:port)");
+      return 2;
+    }
+  }
+
   auto server = ballistics::service::Server::Start(o.server);
   if (!server.ok()) {
     spdlog::error("cannot start the API: {}", server.status().ToString());
     return 1;
   }
-  if (!o.port_file.empty()) {
-    // Written to a temporary name and renamed, so a reader never sees half a file.
-    const std::string tmp = o.port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << " " << (*server)->metrics_port() << "\n";
-    std::rename(tmp.c_str(), o.port_file.c_str());
-  }
+  WritePortFile(o.port_file, (*server)->port(), (*server)->metrics_port());
   spdlog::info("ready; waiting for SIGTERM");
 
   int sig = 0;

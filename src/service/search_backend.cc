@@ -9,6 +9,7 @@
 
 #include "ballistics/store.h"
 #include "server.h"
+#include "shard_coordinator.h"
 
 namespace ballistics::service {
 
@@ -131,6 +132,7 @@ StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Load(const std::string& 
 }
 
 StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Create(const ServerConfig& config) {
+  if (config.role == "coordinator") return MakeShardCoordinator(config);
   if (config.role != "single") {
     return InvalidArgument("search role '" + config.role + "' is not single or coordinator");
   }
@@ -214,8 +216,12 @@ std::size_t LocalSearchBackend::memory_bytes() const { return index_->MemoryByte
 std::size_t LocalSearchBackend::signature_bytes() const { return source_->bytes(); }
 
 StatusOr<SearchResults> LocalSearchBackend::Search(const SearchRequest& request, const SearchProgress& progress,
-                                                   const std::atomic<bool>* cancelled) const {
-  BALLISTICS_ASSIGN_OR_RETURN(SearchResults out, engine_->Search(request, progress, cancelled));
+                                                   SearchCall& call) const {
+  BALLISTICS_ASSIGN_OR_RETURN(SearchResults out, engine_->Search(request, progress, call.cancelled));
+  call.missing_shards.clear();
+  for (int s = 0; s < store::kSignatureShards; ++s) {
+    if (!holds(s)) call.missing_shards.push_back(s);
+  }
   // The index has a slot for every shard; only the ones loaded here count.
   out.shards_total = store::kSignatureShards;
   out.shards_answered = static_cast<int>(shards_.size());

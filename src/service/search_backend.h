@@ -27,6 +27,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,6 +45,16 @@ namespace ballistics::service {
 
 struct ServerConfig;
 
+// One search's context besides the request.
+struct SearchCall {
+  const std::atomic<bool>* cancelled = nullptr;  // polled; true stops the search
+  // The caller's deadline: a coordinator gives its workers less than this, so
+  // a partial result is back in time instead of none.
+  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  // Out: shards whose casings are missing from the result (none answered for them).
+  std::vector<int> missing_shards;
+};
+
 class SearchBackend {
  public:
   virtual ~SearchBackend() = default;
@@ -56,7 +67,13 @@ class SearchBackend {
 
   // A search; the result says which shards answered (partial when not all).
   virtual StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
-                                         const std::atomic<bool>* cancelled) const = 0;
+                                         SearchCall& call) const = 0;
+  StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
+                                 const std::atomic<bool>* cancelled) const {
+    SearchCall call;
+    call.cancelled = cancelled;
+    return Search(request, progress, call);
+  }
   // Called after an upload: makes the casing searchable now rather than when
   // the listener sees it (no-op for signatures already present, or not held here).
   virtual Status AddCasing(std::int64_t casing_id) = 0;
@@ -73,8 +90,9 @@ class LocalSearchBackend final : public SearchBackend {
                                                             int threads, bool listen = true);
   ~LocalSearchBackend() override;
 
+  using SearchBackend::Search;
   StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
-                                 const std::atomic<bool>* cancelled) const override;
+                                 SearchCall& call) const override;
   Status AddCasing(std::int64_t casing_id) override;
   std::int64_t size() const override { return index_->Size(); }
   // Coarse index + the signatures kept for the rerank.

@@ -265,6 +265,9 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     bool changed = false;
     std::optional<StatusOr<SearchResults>> result;
     std::condition_variable cv;
+    SearchCall search_call;
+    search_call.cancelled = &cancelled;
+    search_call.deadline = sc->deadline();
     std::thread worker([&] {
       auto res = ctx_.search->Search(
           r,
@@ -274,7 +277,7 @@ class SearchServiceImpl final : public v1::SearchService::Service {
             fraction = fr;
             changed = true;
           },
-          &cancelled);
+          search_call);
       std::lock_guard<std::mutex> l(mu);
       result.emplace(std::move(res));
       cv.notify_all();
@@ -363,6 +366,12 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     out->set_shards_answered(res.shards_answered);
     out->set_shards_total(res.shards_total);
     out->set_partial(res.partial);
+    for (int shard : search_call.missing_shards) out->add_missing_shards(shard);
+    if (res.partial) {
+      std::string missing;
+      for (int shard : search_call.missing_shards) missing += (missing.empty() ? "" : ",") + std::to_string(shard);
+      call.SetDetail("partial: shards " + missing + " did not answer");
+    }
     out->set_signatures_scanned(res.signatures_scanned);
     if (!writer->Write(u)) return grpc::Status(StatusCode::CANCELLED, "client went away before the result");
     return grpc::Status::OK;

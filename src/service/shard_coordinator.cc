@@ -1,0 +1,269 @@
+#include "shard_coordinator.h"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "ballistics/store.h"
+#include "server.h"
+#include "shard_protocol.h"
+
+namespace ballistics::service {
+namespace {
+
+namespace v1 = ::ballistics::v1;
+using SysClock = std::chrono::system_clock;
+
+struct Worker {
+  std::string address;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::ShardService::Stub> stub;
+};
+
+// What one worker call ended with.
+struct WorkerOutcome {
+  grpc::Status status;
+  std::optional<v1::ShardSearchResult> result;
+  double fraction = 0;  // progress 0..1 of this worker's search
+};
+
+class ShardCoordinator final : public SearchBackend {
+ public:
+  ShardCoordinator(std::string url, std::vector<Worker> workers, int timeout_ms)
+      : url_(std::move(url)), workers_(std::move(workers)), timeout_ms_(timeout_ms) {}
+
+  using SearchBackend::Search;
+  StatusOr<SearchResults> Search(const SearchRequest& request, const SearchProgress& progress,
+                                 SearchCall& call) const override;
+  // Workers pick new casings up themselves (LISTEN); nothing to do here.
+  Status AddCasing(std::int64_t) override { return Status::Ok(); }
+  std::int64_t size() const override { return 0; }
+  std::size_t memory_bytes() const override { return 0; }
+
+ private:
+  StatusOr<v1::ShardSearchRequest> BuildRequest(const SearchRequest& request) const;
+
+  std::string url_;
+  std::vector<Worker> workers_;
+  int timeout_ms_;
+};
+
+StatusOr<v1::ShardSearchRequest> ShardCoordinator::BuildRequest(const SearchRequest& request) const {
+  v1::ShardSearchRequest out;
+  const SearchQuery& q = request.query;
+  if (q.breech_face || q.firing_pin) {
+    if (q.breech_face) SignatureToProto(*q.breech_face, out.add_signatures());
+    if (q.firing_pin) SignatureToProto(*q.firing_pin, out.add_signatures());
+  } else if (q.casing_id) {
+    // The query's own shard may be on a worker that is down: read its
+    // signatures from the database, not from a worker.
+    BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url_));
+    BALLISTICS_ASSIGN_OR_RETURN(auto sigs, st->GetSignatures(*q.casing_id));
+    if (sigs.empty()) return NotFound("search: casing " + std::to_string(*q.casing_id) + " has no signatures");
+    for (const auto& s : sigs) SignatureToProto(s.signature, out.add_signatures());
+  } else {
+    return InvalidArgument("search: the query has neither signatures nor a casing id");
+  }
+  if (q.casing_id) out.set_query_casing_id(*q.casing_id);
+  FilterToProto(request.filter, out.mutable_filter());
+  if (q.casing_id) out.mutable_filter()->add_exclude_casing_ids(*q.casing_id);
+  out.set_top_n(request.top_n);
+  out.set_rerank_k(request.rerank_k);
+  if (request.max_rotation_deg) out.set_max_rotation_deg(*request.max_rotation_deg);
+  return out;
+}
+
+StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, const SearchProgress& progress,
+                                                 SearchCall& call) const {
+  if (request.top_n < 1) return InvalidArgument("search: top_n=" + std::to_string(request.top_n) + " must be >= 1");
+  BALLISTICS_ASSIGN_OR_RETURN(const v1::ShardSearchRequest req, BuildRequest(request));
+  if (progress) progress(SearchStage::kDescriptor, 1.0);
+
+  // Each worker gets until the earlier of its own timeout and the caller's
+  // deadline less a margin (storing and sending the merged result).
+  const auto now = SysClock::now();
+  auto deadline = now + std::chrono::milliseconds(timeout_ms_);
+  if (call.deadline != SysClock::time_point::max()) {
+    const auto left = call.deadline - now;
+    const auto margin = std::min<SysClock::duration>(std::chrono::seconds(2), left / 10);
+    deadline = std::min(deadline, call.deadline - margin);
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<WorkerOutcome> outcomes(workers_.size());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  int running = static_cast<int>(workers_.size());
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(deadline);
+  }
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto reader = workers_[i].stub->SearchShards(contexts[i].get(), req);
+      v1::ShardSearchUpdate u;
+      std::optional<v1::ShardSearchResult> result;
+      while (reader->Read(&u)) {
+        if (u.has_progress()) {
+          std::lock_guard<std::mutex> l(mu);
+          outcomes[i].fraction = std::max(outcomes[i].fraction, u.progress().fraction_done());
+          cv.notify_all();
+        } else if (u.has_result()) {
+          result = std::move(*u.mutable_result());
+        }
+      }
+      grpc::Status st = reader->Finish();
+      std::lock_guard<std::mutex> l(mu);
+      outcomes[i].status = st;
+      if (st.ok() && result) outcomes[i].result = std::move(result);
+      outcomes[i].fraction = 1.0;
+      --running;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    bool cancel_sent = false;
+    double last = -1;
+    while (running > 0) {
+      cv.wait_for(l, std::chrono::milliseconds(50));
+      if (!cancel_sent && call.cancelled != nullptr && call.cancelled->load()) {
+        for (auto& c : contexts) c->TryCancel();
+        cancel_sent = true;
+      }
+      double sum = 0;
+      for (const auto& o : outcomes) sum += o.fraction;
+      const double overall = 0.02 + 0.96 * sum / std::max<std::size_t>(workers_.size(), 1);
+      if (progress && overall > last) {
+        last = overall;
+        const auto [stage, f] = StageOfOverall(overall);
+        l.unlock();
+        progress(stage, f);
+        l.lock();
+      }
+    }
+  }
+  for (auto& t : threads) t.join();
+  if (call.cancelled != nullptr && call.cancelled->load()) return Cancelled("search cancelled");
+
+  // Merge.
+  SearchResults out;
+  std::set<int> answered;
+  std::set<std::int64_t> seen_bf, seen_fp, seen_casing;
+  std::vector<std::string> failures;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const WorkerOutcome& o = outcomes[i];
+    if (!o.result) {
+      failures.push_back(workers_[i].address + ": " + std::to_string(o.status.error_code()) + " " +
+                         o.status.error_message());
+      continue;
+    }
+    const v1::ShardSearchResult& r = *o.result;
+    answered.insert(r.shards().begin(), r.shards().end());
+    for (const auto& c : r.breech_face()) {
+      if (seen_bf.insert(c.signature_id()).second) out.breech_face.push_back(CandidateFromProto(c));
+    }
+    for (const auto& c : r.firing_pin()) {
+      if (seen_fp.insert(c.signature_id()).second) out.firing_pin.push_back(CandidateFromProto(c));
+    }
+    for (const auto& cc : r.combined()) {
+      if (!seen_casing.insert(cc.casing_id()).second) continue;
+      CombinedCandidate c;
+      c.casing_id = cc.casing_id();
+      c.combined_score = cc.combined_score();
+      if (cc.has_breech_face()) c.breech_face = CandidateFromProto(cc.breech_face());
+      if (cc.has_firing_pin()) c.firing_pin = CandidateFromProto(cc.firing_pin());
+      out.combined.push_back(std::move(c));
+    }
+    out.signatures_scanned += r.signatures_scanned();
+    out.reranked += r.reranked();
+    out.coarse_seconds = std::max(out.coarse_seconds, r.coarse_seconds());
+    out.rerank_seconds = std::max(out.rerank_seconds, r.rerank_seconds());
+  }
+  if (answered.empty()) {
+    std::string all;
+    bool all_invalid = true;  // the request itself was refused: say so, not "unavailable"
+    for (const auto& o : outcomes) all_invalid = all_invalid && o.status.error_code() == grpc::INVALID_ARGUMENT;
+    for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
+    if (all_invalid) return InvalidArgument("search: refused by the shard workers (" + all + ")");
+    return Unavailable("search: no shard worker answered (" + all + ")");
+  }
+  for (const auto& f : failures) spdlog::warn("search: shard worker did not answer: {}", f);
+  for (auto* list : {&out.breech_face, &out.firing_pin}) {
+    std::sort(list->begin(), list->end(), CandidateRanksBefore);
+    if (static_cast<int>(list->size()) > request.top_n) list->resize(request.top_n);
+    for (std::size_t i = 0; i < list->size(); ++i) (*list)[i].rank = static_cast<int>(i) + 1;
+  }
+  std::sort(out.combined.begin(), out.combined.end(), [](const CombinedCandidate& a, const CombinedCandidate& b) {
+    if (a.combined_score != b.combined_score) return a.combined_score > b.combined_score;
+    return a.casing_id < b.casing_id;
+  });
+  if (static_cast<int>(out.combined.size()) > request.top_n) out.combined.resize(request.top_n);
+  for (std::size_t i = 0; i < out.combined.size(); ++i) out.combined[i].rank = static_cast<int>(i) + 1;
+
+  out.shards_total = store::kSignatureShards;
+  out.shards_answered = static_cast<int>(answered.size());
+  out.partial = out.shards_answered < out.shards_total;
+  call.missing_shards.clear();
+  for (int s = 0; s < store::kSignatureShards; ++s) {
+    if (!answered.count(s)) call.missing_shards.push_back(s);
+  }
+  if (progress) progress(SearchStage::kMerge, 1.0);
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<SearchBackend>> MakeShardCoordinator(const ServerConfig& config) {
+  if (config.shard_workers.empty()) return InvalidArgument("coordinator: no shard workers (give shard-workers)");
+  if (config.shard_timeout_ms < 1) {
+    return InvalidArgument("coordinator: shard timeout " + std::to_string(config.shard_timeout_ms) +
+                           " ms is not positive");
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(
+      ShardTls tls, LoadShardTls(config.insecure, config.tls_cert_file, config.tls_key_file, config.shard_ca_file));
+  std::shared_ptr<grpc::ChannelCredentials> creds;
+  if (tls.insecure) {
+    creds = grpc::InsecureChannelCredentials();
+  } else {
+    // The worker's certificate must chain to the roots (and name the worker's
+    // host); ours, presented as the client certificate, is what the worker checks.
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = tls.trusted_roots;
+    ssl.pem_private_key = tls.private_key;
+    ssl.pem_cert_chain = tls.cert_chain;
+    creds = grpc::SslCredentials(ssl);
+  }
+  std::vector<Worker> workers;
+  for (const std::string& address : config.shard_workers) {
+    if (address.empty() || address.find(':') == std::string::npos) {
+      return InvalidArgument("coordinator: shard worker address '" + address + "' is not host:port");
+    }
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kShardMaxMessageBytes);
+    args.SetMaxSendMessageSize(kShardMaxMessageBytes);
+    // A restarted worker is used again within about a second, not after
+    // gRPC's default reconnect backoff (up to two minutes).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    Worker w;
+    w.address = address;
+    w.channel = grpc::CreateCustomChannel(address, creds, args);
+    w.stub = v1::ShardService::NewStub(w.channel);
+    workers.push_back(std::move(w));
+  }
+  spdlog::info("search: coordinator over {} shard worker(s), timeout {} ms, {}", workers.size(),
+               config.shard_timeout_ms, tls.insecure ? "PLAINTEXT" : "mutual TLS");
+  return std::unique_ptr<SearchBackend>(
+      new ShardCoordinator(config.database_url, std::move(workers), config.shard_timeout_ms));
+}
+
+}  // namespace ballistics::service

@@ -1,0 +1,55 @@
+// Conversions between the domain search types (include/ballistics/index.h)
+// and the internal ShardService messages (proto/ballistics/v1/shard.proto),
+// shared by the worker (shard_server.cc) and the coordinator
+// (shard_coordinator.cc), plus the progress scale both use.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "ballistics/index.h"
+#include "ballistics/status.h"
+#include "ballistics/v1/shard.grpc.pb.h"
+
+namespace ballistics::service {
+
+// Largest ShardService message: a query carries whole signatures (a Fadul
+// breech face is ~1 MB of float32), a result only ids and scores.
+inline constexpr int kShardMaxMessageBytes = 256 << 20;
+
+void SignatureToProto(const Signature& s, v1::QuerySignature* out);
+// INVALID_ARGUMENT naming the field for a malformed signature (size mismatch, bad kind or pixel size).
+StatusOr<Signature> SignatureFromProto(const v1::QuerySignature& p);
+
+void FilterToProto(const SearchFilter& f, v1::ShardFilter* out);
+StatusOr<SearchFilter> FilterFromProto(const v1::ShardFilter& p);
+
+void CandidateToProto(const Candidate& c, v1::ShardCandidate* out);
+Candidate CandidateFromProto(const v1::ShardCandidate& p);
+
+// The order of the engine's ranked lists: compared first, then CMC count,
+// CCF, coarse score, signature id (src/index/search_engine.cc).
+bool CandidateRanksBefore(const Candidate& a, const Candidate& b);
+
+// Stage -> share of the whole search, so one progress bar runs 0..1 once
+// (descriptor 2 %, coarse 18 %, rerank 78 %, merge 2 %), and back.
+double OverallFraction(SearchStage s, double fraction);
+std::pair<SearchStage, double> StageOfOverall(double overall);
+
+// TLS between coordinator and workers (docs/operations.md, "Several machines"):
+// PEM file contents.
+struct ShardTls {
+  bool insecure = false;
+  std::string cert_chain;   // this side's certificate (server cert on a worker, client cert on the coordinator)
+  std::string private_key;
+  std::string trusted_roots;  // the other side's certificates must chain to these
+};
+// Reads the files; with insecure, nothing is read. `ca_file` empty = cert_file
+// (one self-signed pair shared by every process).
+StatusOr<ShardTls> LoadShardTls(bool insecure, const std::string& cert_file, const std::string& key_file,
+                                const std::string& ca_file);
+
+}  // namespace ballistics::service

@@ -1,0 +1,211 @@
+#include "shard_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "search_backend.h"
+#include "shard_protocol.h"
+
+namespace ballistics::service {
+namespace {
+
+namespace v1 = ::ballistics::v1;
+
+grpc::Status Grpc(const Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());
+}
+
+class ShardServiceImpl final : public v1::ShardService::Service {
+ public:
+  ShardServiceImpl(const LocalSearchBackend& backend, int max_concurrent)
+      : backend_(backend), free_(max_concurrent) {}
+
+  grpc::Status GetShardStatus(grpc::ServerContext*, const v1::ShardStatusRequest*, v1::ShardStatus* out) override {
+    for (int s : backend_.shards()) out->add_shards(s);
+    out->set_signatures(backend_.size());
+    out->set_memory_bytes(static_cast<std::int64_t>(backend_.memory_bytes()));
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SearchShards(grpc::ServerContext* sc, const v1::ShardSearchRequest* req,
+                            grpc::ServerWriter<v1::ShardSearchUpdate>* writer) override {
+    SearchRequest r;
+    if (req->query_casing_id() != 0) r.query.casing_id = req->query_casing_id();
+    for (const auto& p : req->signatures()) {
+      auto sig = SignatureFromProto(p);
+      if (!sig.ok()) return Grpc(sig.status());
+      auto& slot = sig->kind == SignatureKind::kBreechFace ? r.query.breech_face : r.query.firing_pin;
+      if (slot) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the query has two signatures of one kind");
+      slot = std::move(*sig);
+    }
+    if (!r.query.breech_face && !r.query.firing_pin) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the query has no signatures");
+    }
+    auto filter = FilterFromProto(req->filter());
+    if (!filter.ok()) return Grpc(filter.status());
+    r.filter = std::move(*filter);
+    r.top_n = req->top_n();
+    r.rerank_k = req->rerank_k();
+    if (req->has_max_rotation_deg()) r.max_rotation_deg = req->max_rotation_deg();
+
+    if (!Acquire(sc)) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
+    // The engine runs on its own thread; this one streams progress and passes
+    // a cancellation (coordinator cancel, deadline) on through the flag.
+    std::atomic<bool> cancelled{false};
+    std::mutex mu;
+    std::condition_variable cv;
+    double overall = 0;
+    bool changed = false;
+    std::optional<StatusOr<SearchResults>> result;
+    std::thread worker([&] {
+      auto res = backend_.Search(
+          r,
+          [&](SearchStage s, double f) {
+            std::lock_guard<std::mutex> l(mu);
+            overall = std::max(overall, OverallFraction(s, f));
+            changed = true;
+          },
+          &cancelled);
+      std::lock_guard<std::mutex> l(mu);
+      result.emplace(std::move(res));
+      cv.notify_all();
+    });
+    {
+      std::unique_lock<std::mutex> l(mu);
+      double last_sent = -1;
+      while (!result) {
+        cv.wait_for(l, std::chrono::milliseconds(50));
+        if (sc->IsCancelled()) cancelled = true;
+        if (changed && !cancelled && overall - last_sent >= 0.01) {
+          changed = false;
+          last_sent = overall;
+          v1::ShardSearchUpdate u;
+          u.mutable_progress()->set_stage(std::string(SearchStageName(StageOfOverall(overall).first)));
+          u.mutable_progress()->set_fraction_done(overall);
+          l.unlock();
+          if (!writer->Write(u)) cancelled = true;
+          l.lock();
+        }
+      }
+    }
+    worker.join();
+    Release();
+    if (!result->ok()) return Grpc(result->status());
+    const SearchResults& res = **result;
+    v1::ShardSearchUpdate u;
+    v1::ShardSearchResult* out = u.mutable_result();
+    for (int s : backend_.shards()) out->add_shards(s);
+    for (const Candidate& c : res.breech_face) CandidateToProto(c, out->add_breech_face());
+    for (const Candidate& c : res.firing_pin) CandidateToProto(c, out->add_firing_pin());
+    for (const CombinedCandidate& cc : res.combined) {
+      v1::ShardCombined* p = out->add_combined();
+      p->set_casing_id(cc.casing_id);
+      p->set_combined_score(cc.combined_score);
+      if (cc.breech_face) CandidateToProto(*cc.breech_face, p->mutable_breech_face());
+      if (cc.firing_pin) CandidateToProto(*cc.firing_pin, p->mutable_firing_pin());
+    }
+    out->set_signatures_scanned(res.signatures_scanned);
+    out->set_reranked(res.reranked);
+    out->set_coarse_seconds(res.coarse_seconds);
+    out->set_rerank_seconds(res.rerank_seconds);
+    if (!writer->Write(u)) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");
+    return grpc::Status::OK;
+  }
+
+ private:
+  bool Acquire(grpc::ServerContext* sc) {
+    std::unique_lock<std::mutex> l(slots_mu_);
+    while (free_ == 0) {
+      if (sc->IsCancelled()) return false;
+      slots_cv_.wait_for(l, std::chrono::milliseconds(50));
+    }
+    --free_;
+    return true;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(slots_mu_);
+    ++free_;
+    slots_cv_.notify_one();
+  }
+
+  const LocalSearchBackend& backend_;
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;
+  int free_;
+};
+
+}  // namespace
+
+class ShardServer::Impl {
+ public:
+  std::unique_ptr<LocalSearchBackend> backend;
+  std::unique_ptr<ShardServiceImpl> service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool shut_down = false;
+};
+
+ShardServer::ShardServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ShardServer::~ShardServer() { Shutdown(std::chrono::milliseconds(0)); }
+int ShardServer::port() const { return impl_->port; }
+
+StatusOr<std::unique_ptr<ShardServer>> ShardServer::Start(const ShardServerConfig& config) {
+  if (config.database_url.empty()) return InvalidArgument("shard worker: no database url");
+  if (config.shards.empty()) return InvalidArgument("shard worker: no shards (give shards = e.g. 0-7)");
+  if (config.max_concurrent_searches < 1) {
+    return InvalidArgument("shard worker: max_concurrent_searches " + std::to_string(config.max_concurrent_searches) +
+                           " is not positive");
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(ShardTls tls,
+                              LoadShardTls(config.insecure, config.tls_cert_file, config.tls_key_file, config.ca_file));
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (tls.insecure) {
+    creds = grpc::InsecureServerCredentials();
+  } else {
+    // Mutual TLS: the coordinator proves itself with a certificate chaining to
+    // ca_file; a client without one is refused in the handshake.
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = tls.trusted_roots;
+    ssl.pem_key_cert_pairs.push_back({tls.private_key, tls.cert_chain});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  auto impl = std::make_unique<Impl>();
+  BALLISTICS_ASSIGN_OR_RETURN(impl->backend,
+                              LocalSearchBackend::Load(config.database_url, config.shards, config.search_threads));
+  impl->service = std::make_unique<ShardServiceImpl>(*impl->backend, config.max_concurrent_searches);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, creds, &impl->port);
+  builder.SetMaxReceiveMessageSize(kShardMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kShardMaxMessageBytes);
+  builder.RegisterService(impl->service.get());
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) return Unavailable("shard worker: cannot listen on " + config.listen);
+  impl->server->GetHealthCheckService()->SetServingStatus(true);
+  std::string list;
+  for (int s : config.shards) list += (list.empty() ? "" : ",") + std::to_string(s);
+  spdlog::info("shard worker listening on {} (port {}, {}), shards {}, {} signatures", config.listen, impl->port,
+               tls.insecure ? "PLAINTEXT" : "mutual TLS", list, impl->backend->size());
+  return std::unique_ptr<ShardServer>(new ShardServer(std::move(impl)));
+}
+
+void ShardServer::Shutdown(std::chrono::milliseconds grace) {
+  if (!impl_ || impl_->shut_down) return;
+  impl_->shut_down = true;
+  if (impl_->server) {
+    impl_->server->GetHealthCheckService()->SetServingStatus(false);
+    impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+    impl_->server->Wait();
+  }
+  impl_->backend.reset();
+  spdlog::info("shard worker stopped");
+}
+
+}  // namespace ballistics::service
