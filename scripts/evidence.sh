@@ -58,9 +58,9 @@ log "DFSC processed scored with the Fadul reference model"
 "$CTL" compare "$DATA/dfsc/K013sA1_processed.x3p" "$DATA/dfsc/K013sA2_processed.x3p" \
   > "$WORK/compare_none.txt" 2>&1 || true
 
-python3 - "$WORK" "$(git -C "$REPO_ROOT" rev-parse --short HEAD)" > "$SECTION_MD" <<'EOF'
+python3 - "$WORK" "$(git -C "$REPO_ROOT" rev-parse --short HEAD)" "$DATA" > "$SECTION_MD" <<'EOF'
 import csv, json, math, sys, datetime
-work, commit = sys.argv[1], sys.argv[2]
+work, commit, data_dir = sys.argv[1], sys.argv[2], sys.argv[3].rstrip("/")
 def load(n): return json.load(open(f"{work}/{n}.json"))
 def lr(x):
     return f"{10**x:.0f}" if x >= 2 else (f"{10**x:.3g}" if x >= 0 else f"1/{10**-x:.3g}")
@@ -108,9 +108,8 @@ Cllr {f['cllr']:.4f} against Cllr-min {f['cllr_min']:.4f}. Cllr-min is 0 because
 overlap, so PAV can separate them perfectly; the remaining Cllr is the price of the ELUB bounds
 (no LR beyond about the number of reference pairs), i.e. of not claiming more than 63 KM and
 717 KNM comparisons can show. The DFSC rows are honest about tiny reference populations: leaving a
-firearm out leaves at most one KM pair, so most pairs get no LR and the others are bounded close to 1;
-the KNM pairs K227iG3 vs K002 (11 and 16 CMCs in the accuracy table above) would be strongly
-misleading with any model calibrated elsewhere.
+firearm out leaves at most one KM pair, so most pairs get no LR and the others are bounded close to 1
+(a Cllr near or even above the neutral 1 is the honest result of having almost no reference data).
 
 ![Tippett plot, Fadul](img/evidence_fadul_tippett.png)
 
@@ -155,9 +154,9 @@ support. This is why the basis is printed next to every LR, and why models are k
 """)
 print("### Every score with its LR: `compare` of the DFSC KM pair K013sA1/K013sA2 with the Fadul model\n")
 print("(a reference population of another firearm model and scanner: the basis line says so)\n\n```")
-print(open(f"{work}/compare.txt").read().rstrip())
+print(open(f"{work}/compare.txt").read().rstrip().replace(data_dir, "../shared/data"))
 print("```\n\nWithout a reference model:\n\n```")
-print(open(f"{work}/compare_none.txt").read().rstrip())
+print(open(f"{work}/compare_none.txt").read().rstrip().replace(data_dir, "../shared/data"))
 print("```\n")
 print("""Commands: `ballisticsctl evidence validate PAIRS.csv --truth fadul/ground_truth.csv --out-dir docs/img`
 (or `--source-regex '^(K[0-9]+)'` for names that carry the firearm), `ballisticsctl evidence build-reference
@@ -169,7 +168,7 @@ EOF
 # Replace (or add) the section at the end of accuracy.md.
 if [ -f "$OUT_MD" ]; then
   awk '/^## Evidence strength$/ { exit } { print }' "$OUT_MD" > "$WORK/accuracy.md"
-  { cat "$WORK/accuracy.md"; cat "$SECTION_MD"; } > "$OUT_MD.tmp"
+  { cat "$WORK/accuracy.md"; echo; cat "$SECTION_MD"; } > "$OUT_MD.tmp"
   mv "$OUT_MD.tmp" "$OUT_MD"
 fi
 if [ -n "$KEEP_DIR" ]; then mkdir -p "$KEEP_DIR"; cp "$WORK"/*.csv "$WORK"/*.json "$KEEP_DIR"/; fi
