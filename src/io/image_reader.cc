@@ -131,43 +131,10 @@ std::optional<std::pair<double, double>> PngPhysPixelUm(std::span<const std::uin
 }
 
 // Deflate cannot expand data more than 1032:1 (a 258-byte match costs at
-// least 2 bits: zlib technical details, RFC 1951 3.2.5), so IDAT chunks
-// holding fewer than raw/1032 bytes cannot decode to the image the IHDR
-// declares. Checked before decoding because the decoder allocates the whole
-// image first: found by fuzz_image, a 400-byte PNG declaring 20000 x 5000
-// RGBA16 made OpenCV allocate 800 MB and spend seconds before failing.
+// least 2 bits: zlib technical details, RFC 1951 3.2.5).
 constexpr std::uint64_t kMaxDeflateRatio = 1032;
 
-Status CheckPngPayload(std::span<const std::uint8_t> bytes, const PngHeader& h) {
-  auto be32 = [&](std::size_t at) {
-    return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) |
-           (std::uint32_t{bytes[at + 2]} << 8) | std::uint32_t{bytes[at + 3]};
-  };
-  std::uint64_t idat = 0;
-  std::size_t pos = 8;
-  while (pos + 8 <= bytes.size()) {
-    const std::uint64_t len = be32(pos);
-    const std::uint64_t available = std::min<std::uint64_t>(len, bytes.size() - pos - 8);
-    if (std::memcmp(bytes.data() + pos + 4, "IDAT", 4) == 0) idat += available;
-    if (std::memcmp(bytes.data() + pos + 4, "IEND", 4) == 0 || len > bytes.size() - pos - 8) break;
-    pos += 12 + static_cast<std::size_t>(len);
-  }
-  static constexpr int kSamples[7] = {1, 0, 3, 1, 2, 0, 4};  // by colour type
-  const int samples = h.color_type >= 0 && h.color_type <= 6 ? kSamples[h.color_type] : 1;
-  // Filtered scanlines: one filter byte + the packed samples per row
-  // (ISO/IEC 15948 7.2, 9.1); interlacing only adds bytes, so this is a lower bound.
-  const std::uint64_t row_bytes = 1 + (std::uint64_t{h.width} * samples * h.bit_depth + 7) / 8;
-  const std::uint64_t raw = row_bytes * h.height;
-  if (idat * kMaxDeflateRatio < raw) {
-    return DataLoss("png: " + std::to_string(idat) + " bytes of IDAT data cannot hold the " +
-                    std::to_string(h.width) + " x " + std::to_string(h.height) + " image the header declares (" +
-                    std::to_string(raw) + " bytes of scanlines; deflate expands at most " +
-                    std::to_string(kMaxDeflateRatio) + ":1): truncated or forged header");
-  }
-  return Status::Ok();
-}
-
-// The same guard for TIFF (fuzz_image: a 332-byte TIFF declaring 20000 x 5000
+// The same guard as CheckPngPayload for TIFF (fuzz_image: a 332-byte TIFF declaring 20000 x 5000
 // RGBA16 over one deflated row cost 800 MB and seconds). The strips or tiles
 // actually present in the file must be able to expand to the declared image
 // under the compression's largest ratio: none 1, PackBits 64 (2 bytes -> 128,
@@ -230,6 +197,39 @@ std::string TiffString(TIFF* tif, ttag_t tag) {
 }
 
 }  // namespace
+
+// IDAT chunks holding fewer than raw/kMaxDeflateRatio bytes cannot decode to
+// the image the IHDR declares. Checked before decoding because the decoder allocates the whole
+// image first: found by fuzz_image, a 400-byte PNG declaring 20000 x 5000
+// RGBA16 made OpenCV allocate 800 MB and spend seconds before failing.
+Status CheckPngPayload(std::span<const std::uint8_t> bytes, const PngHeader& h) {
+  auto be32 = [&](std::size_t at) {
+    return (std::uint32_t{bytes[at]} << 24) | (std::uint32_t{bytes[at + 1]} << 16) |
+           (std::uint32_t{bytes[at + 2]} << 8) | std::uint32_t{bytes[at + 3]};
+  };
+  std::uint64_t idat = 0;
+  std::size_t pos = 8;
+  while (pos + 8 <= bytes.size()) {
+    const std::uint64_t len = be32(pos);
+    const std::uint64_t available = std::min<std::uint64_t>(len, bytes.size() - pos - 8);
+    if (std::memcmp(bytes.data() + pos + 4, "IDAT", 4) == 0) idat += available;
+    if (std::memcmp(bytes.data() + pos + 4, "IEND", 4) == 0 || len > bytes.size() - pos - 8) break;
+    pos += 12 + static_cast<std::size_t>(len);
+  }
+  static constexpr int kSamples[7] = {1, 0, 3, 1, 2, 0, 4};  // by colour type
+  const int samples = h.color_type >= 0 && h.color_type <= 6 ? kSamples[h.color_type] : 1;
+  // Filtered scanlines: one filter byte + the packed samples per row
+  // (ISO/IEC 15948 7.2, 9.1); interlacing only adds bytes, so this is a lower bound.
+  const std::uint64_t row_bytes = 1 + (std::uint64_t{h.width} * samples * h.bit_depth + 7) / 8;
+  const std::uint64_t raw = row_bytes * h.height;
+  if (idat * kMaxDeflateRatio < raw) {
+    return DataLoss("png: " + std::to_string(idat) + " bytes of IDAT data cannot hold the " +
+                    std::to_string(h.width) + " x " + std::to_string(h.height) + " image the header declares (" +
+                    std::to_string(raw) + " bytes of scanlines; deflate expands at most " +
+                    std::to_string(kMaxDeflateRatio) + ":1): truncated or forged header");
+  }
+  return Status::Ok();
+}
 
 StatusOr<Scan> ReadPng(std::span<const std::uint8_t> bytes, const ReadOptions& options) {
   BALLISTICS_ASSIGN_OR_RETURN(PngHeader h, ParsePngHeader(bytes));

@@ -28,6 +28,9 @@ struct PngHeader {
 };
 bool HasPngSignature(std::span<const std::uint8_t> bytes);
 StatusOr<PngHeader> ParsePngHeader(std::span<const std::uint8_t> bytes);
+// DATA_LOSS when the IDAT chunks are too short to inflate to the image the
+// header declares (checked before a decoder allocates the whole image).
+Status CheckPngPayload(std::span<const std::uint8_t> bytes, const PngHeader& header);
 
 // Width/height against limits.max_dimension and max_points; `what` names the
 // source in the message ("png", "x3p: main.xml").

@@ -427,6 +427,7 @@ Status ApplyMask(std::span<const std::uint8_t> png, const Header& h, const ReadL
                            std::to_string(ph.height) + " but the data is SizeX x SizeY = " +
                            std::to_string(h.size_x) + " x " + std::to_string(h.size_y));
   }
+  BALLISTICS_RETURN_IF_ERROR(CheckPngPayload(png, ph).WithContext("x3p: bindata/mask.png"));
   cv::Mat raw(1, static_cast<int>(png.size()), CV_8U, const_cast<std::uint8_t*>(png.data()));
   cv::Mat3b bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
   if (bgr.empty()) return DataLoss("x3p: bindata/mask.png cannot be decoded");

@@ -4,6 +4,7 @@
 #include <tiffio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -155,6 +156,22 @@ TEST(IoFuzzRegression, HighlyCompressedButCompleteTiffStillReads) {
     ASSERT_TRUE(r.ok()) << "compression " << compression << ": " << r.status().ToString();
     EXPECT_EQ(r->width(), 2000);
   }
+}
+
+// The same payload check guards the X3P mask, which is decoded the same way.
+TEST(IoFuzzRegression, X3pMaskWithoutImageDataIsRefusedBeforeDecoding) {
+  std::vector<std::uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat3b(2, 3, cv::Vec3b(255, 255, 255)), png));
+  const auto idat = std::search(png.begin(), png.end(), std::begin("IDAT"), std::begin("IDAT") + 4) - 4;
+  const std::uint32_t len = (std::uint32_t{idat[0]} << 24) | (std::uint32_t{idat[1]} << 16) |
+                            (std::uint32_t{idat[2]} << 8) | idat[3];
+  png.erase(idat, idat + 12 + len);
+  auto r = ReadScanBytes(MakeX3p({}, LittleEndian<double>({1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6}),
+                                 {{"bindata/mask.png", png}}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr("bindata/mask.png"));
+  EXPECT_THAT(r.status().message(), HasSubstr("0 bytes of IDAT data"));
 }
 
 }  // namespace
