@@ -2,7 +2,7 @@
 // grows with the number of cells and angles. Synthetic breech-face-sized
 // signatures (545 x 545 points at 6.25 µm, like the Fadul scans): the timing
 // does not depend on the texture, only on sizes and settings.
-//   ninja -C build bench/correlate_bench && build/bench/correlate_bench
+//   ninja -C build correlate_bench && build/bench/correlate_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 
 #include "ballistics/correlate.h"
@@ -52,6 +52,36 @@ void BM_CompareAligned30(benchmark::State& state) {
 }
 BENCHMARK(BM_CompareAligned30)->Unit(benchmark::kMillisecond);
 
+// The same pipeline without the speed-ups that change what is computed:
+// cells located directly on the 12.5 µm grid, every cell votes for the
+// orientation candidates, the backward direction swept like the forward one,
+// candidate translations on the 50 µm grid (the engine before they were added).
+void BM_CompareAllFine(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.cell_search_downsample = 1;
+  cfg.candidate_cell_stride = 1;
+  cfg.backward_cell_angle_steps = cfg.cell_angle_steps;
+  cfg.translation_pixel_um = cfg.coarse_pixel_um;
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareAllFine)->Unit(benchmark::kMillisecond);
+
+// Cells located on a grid 1, 2 or 4 times coarser than the 12.5 µm cell grid.
+void BM_CompareSearchDownsample(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.cell_search_downsample = static_cast<int>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareSearchDownsample)->Arg(1)->Arg(2)->Arg(4)->Unit(benchmark::kMillisecond);
+
+// Every n-th cell tells the orientation candidates apart.
+void BM_CompareCandidateStride(benchmark::State& state) {
+  CorrelationConfig cfg;
+  cfg.candidate_cell_stride = static_cast<int>(state.range(0));
+  RunCompare(state, cfg, {});
+}
+BENCHMARK(BM_CompareCandidateStride)->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kMillisecond);
+
 // Cells: cell_grid x cell_grid.
 void BM_CompareCellGrid(benchmark::State& state) {
   CorrelationConfig cfg;
@@ -68,7 +98,8 @@ void BM_CompareCoarseAngles(benchmark::State& state) {
 }
 BENCHMARK(BM_CompareCoarseAngles)->Arg(60)->Arg(120)->Arg(240)->Unit(benchmark::kMillisecond);
 
-// Angles per cell in the final registration: 2 * steps + 1.
+// Angles per cell in the forward registration: 2 * steps + 1 (the backward
+// direction stays at one angle).
 void BM_CompareCellAngles(benchmark::State& state) {
   CorrelationConfig cfg;
   cfg.cell_angle_steps = static_cast<int>(state.range(0));
@@ -91,8 +122,10 @@ void BM_Prepare(benchmark::State& state) {
   cv::Mat1f ref = testing::BandLimitedTexture(545, 7);
   testing::ApplyAnnulus(ref);
   const Signature s = testing::MakeSignature(ref);
-  benchmark::DoNotOptimize(corr.Prepare(s));  // plans
+  const auto first = corr.Prepare(s).value();  // plans
   for (auto _ : state) benchmark::DoNotOptimize(corr.Prepare(s));
+  // What a cache of prepared (FFT-ready) signatures holds per scan.
+  state.counters["bytes"] = static_cast<double>(PreparedSignatureBytes(*first));
 }
 BENCHMARK(BM_Prepare)->Unit(benchmark::kMillisecond);
 

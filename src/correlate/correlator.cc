@@ -858,7 +858,7 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
     prep->search_cell_side = ss;
     prep->margin = std::max(1, static_cast<int>(std::lround(config_.search_margin_cells * ss)));
     prep->region_side = ss + 2 * prep->margin;
-    prep->fft_side = FastFftSize(prep->region_side);
+    prep->fft_side = correlate_internal::FastFftSizeRegion(prep->region_side);
     prep->refine_radius = config_.refine_radius_px;
     prep->refine_fft_side = FastFftSize(s + 2 * config_.refine_radius_px);
     const int nx = std::max(1, static_cast<int>(std::lround(f.v.cols / static_cast<double>(s))));

@@ -22,6 +22,29 @@ int FastFftSize(int n) {
   }
 }
 
+int FastFftSizeRegion(int n) {
+  // Among the sizes within n + n/8 whose factors are 2, 3, 5 and 7, the one
+  // with the most factors of 2 (FFTW's fastest codelets): e.g. 56 = 2^3 7
+  // runs ~15 % faster than 54 = 2 3^3 on x86-64. A fixed rule, so that every
+  // process picks the same size (and the same round-off).
+  int best = FastFftSize(n), best_twos = -1;
+  for (int m = n; m <= n + n / 8; ++m) {
+    int r = m, twos = 0;
+    while (r % 2 == 0) {
+      r /= 2;
+      ++twos;
+    }
+    for (int p : {3, 5, 7}) {
+      while (r % p == 0) r /= p;
+    }
+    if (r == 1 && twos > best_twos) {
+      best = m;
+      best_twos = twos;
+    }
+  }
+  return best;
+}
+
 namespace {
 
 std::mutex& PlannerMutex() {
