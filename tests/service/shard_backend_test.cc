@@ -4,9 +4,12 @@
 // listener's connection was killed. Real Fadul scans.
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <chrono>
 #include <thread>
 
+#include "ballistics/correlate.h"
 #include "ballistics/ingest.h"
 #include "search_backend.h"
 #include "store/test_database.h"
@@ -145,6 +148,49 @@ TEST_F(ShardBackendTest, ListenerReconnectsAndCatchesUp) {
   Put("fadul-2-2");
   Put("fadul-C");
   ASSERT_GE(WaitForSize(**b, 3), 0) << "not caught up after the listener's connection was killed";
+}
+
+// What a worker holds per signature (docs/operations.md, "Memory of a worker"):
+// today the coarse descriptor plus the full signature; for comparison the
+// correlator's prepared form (registration-resolution grids and cell data),
+// measured as the heap it occupies while held (mallinfo2).
+TEST_F(ShardBackendTest, MemoryPerSignature) {
+  const std::vector<std::string> names = {"fadul-1-1", "fadul-2-1", "fadul-3-1", "fadul-4-1"};
+  for (const auto& n : names) Put(n);
+  std::vector<int> all;
+  for (int s = 0; s < store::kSignatureShards; ++s) all.push_back(s);
+  auto b = LocalSearchBackend::Load(db_.url(), all, 1, /*listen=*/false);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_EQ((*b)->size(), static_cast<std::int64_t>(names.size()));
+  const double n = static_cast<double>(names.size());
+  const double total = (*b)->memory_bytes() / n, sigs = (*b)->signature_bytes() / n;
+  EXPECT_GT(sigs, 0);
+  EXPECT_LT(sigs, total);  // the coarse index is counted on top
+
+  auto st = store::Store::Connect(db_.url());
+  ASSERT_TRUE(st.ok());
+  auto correlator = Correlator::Create();
+  ASSERT_TRUE(correlator.ok());
+  std::vector<Signature> signatures;
+  std::size_t value_bytes = 0;
+  ASSERT_TRUE((*st)->LoadSignatures(all, [&](store::StoredSignature&& s) {
+                      value_bytes += s.signature.values.total() * sizeof(float);
+                      signatures.push_back(std::move(s.signature));
+                      return Status::Ok();
+                    }).ok());
+  std::vector<std::shared_ptr<const PreparedSignature>> prepared;
+  const std::size_t before = mallinfo2().uordblks;
+  for (const Signature& s : signatures) {
+    auto p = correlator->Prepare(s);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    prepared.push_back(*p);
+  }
+  const double prepared_bytes = static_cast<double>(mallinfo2().uordblks - before) / n;
+  EXPECT_GT(prepared_bytes, 0);
+  std::printf("[ measure ] per BF signature (Fadul, %zu): held now %.0f KiB (descriptor + index %.1f KiB, "
+              "signature %.0f KiB, of which values %.0f KiB); correlator-prepared form %.0f KiB\n",
+              names.size(), total / 1024, (total - sigs) / 1024, sigs / 1024, value_bytes / n / 1024,
+              prepared_bytes / 1024);
 }
 
 }  // namespace
