@@ -35,8 +35,9 @@ using testing::Upload;
 // One ballisticsd process; SIGKILL-able and restartable with the same arguments.
 class Process {
  public:
-  Process(std::string name, std::vector<std::string> args, std::string url)
-      : name_(std::move(name)), args_(std::move(args)), url_(std::move(url)) {
+  // `args` without --insecure when TLS flags are among them.
+  Process(std::string name, std::vector<std::string> args, std::string url, bool insecure = true)
+      : name_(std::move(name)), args_(std::move(args)), url_(std::move(url)), insecure_(insecure) {
     dir_ = std::filesystem::temp_directory_path() / ("ballistics_shards_" + std::to_string(getpid()) + "_" + name_);
     std::filesystem::create_directories(dir_);
   }
@@ -56,8 +57,8 @@ class Process {
       const std::string log = (dir_ / "log").string();
       freopen(log.c_str(), "a", stdout);
       freopen(log.c_str(), "a", stderr);
-      std::vector<std::string> a = {BALLISTICSD_PATH, "--insecure", "--port-file", port_file,
-                                    "--connect-timeout-s", "5"};
+      std::vector<std::string> a = {BALLISTICSD_PATH, "--port-file", port_file, "--connect-timeout-s", "5"};
+      if (insecure_) a.push_back("--insecure");
       a.insert(a.end(), args_.begin(), args_.end());
       a.insert(a.end(), extra.begin(), extra.end());
       std::vector<char*> argv;
@@ -125,6 +126,7 @@ class Process {
   std::string name_;
   std::vector<std::string> args_;
   std::string url_;
+  bool insecure_ = true;
   std::filesystem::path dir_;
   pid_t pid_ = -1;
   int port_ = 0;
@@ -355,6 +357,100 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     ExpectMatesFirst(run.result, id["fadul-1-1"], Range(0, 7));
     std::printf("[ measure ] hanging worker: partial result in %.2f s (deadline %d ms)\n", run.seconds, deadline_ms);
   }
+}
+
+std::string ReadText(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Self-signed pair for 127.0.0.1 (as tests/service/python_example_test.sh makes one).
+bool MakePair(const std::filesystem::path& dir, const std::string& name) {
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + (dir / (name + ".key")).string() +
+                          " -out " + (dir / (name + ".crt")).string() +
+                          " -days 1 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+                          "2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Coordinator and worker with one shared self-signed pair: searches work over
+// mutual TLS; the worker refuses callers without a certificate of that pair.
+TEST(ShardProcessesTlsTest, MutualTlsBetweenCoordinatorAndWorker) {
+  testing::TestDatabase db;
+  ASSERT_FALSE(db.url().empty());
+  const testing::Tokens tokens = testing::Bootstrap(db.url());
+  const auto dir = std::filesystem::temp_directory_path() / ("ballistics_shards_tls_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE(MakePair(dir, "site"));
+  ASSERT_TRUE(MakePair(dir, "stranger"));
+  const std::string crt = (dir / "site.crt").string(), key = (dir / "site.key").string();
+  Process worker("tls-worker",
+                 {"--role", "shard", "--shards", "0-15", "--listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key},
+                 db.url(), /*insecure=*/false);
+  ASSERT_TRUE(worker.Start());
+  Process coordinator("tls-coordinator",
+                      {"--role", "coordinator", "--listen", "127.0.0.1:0", "--shard-workers", worker.address(),
+                       "--tls-cert", crt, "--tls-key", key},
+                      db.url(), /*insecure=*/false);
+  ASSERT_TRUE(coordinator.Start());
+
+  grpc::SslCredentialsOptions client;
+  client.pem_root_certs = ReadText(crt);
+  auto channel = grpc::CreateChannel(coordinator.address(), grpc::SslCredentials(client));
+  std::map<std::string, std::int64_t> id;
+  for (const char* s : {"fadul-1-1", "fadul-1-2", "fadul-F", "fadul-2-1"}) {
+    auto up = Upload(channel, tokens.technician_a, FadulBytes(s), Metadata("Agency A", "Fadul", s));
+    ASSERT_TRUE(up.status.ok()) << up.status.error_message() << coordinator.Log();
+    id[s] = up.response.casing_id();
+  }
+  // The worker as seen with the site's client certificate, without one, and with a stranger's.
+  auto status = [&](const std::string& cert, const std::string& key_file, v1::ShardStatus* out) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ReadText(crt);
+    if (!cert.empty()) {
+      o.pem_cert_chain = ReadText(cert);
+      o.pem_private_key = ReadText(key_file);
+    }
+    auto stub = v1::ShardService::NewStub(grpc::CreateChannel(worker.address(), grpc::SslCredentials(o)));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return stub->GetShardStatus(&ctx, v1::ShardStatusRequest(), out);
+  };
+  v1::ShardStatus st;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline && (!status(crt, key, &st).ok() || st.signatures() < 4)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(st.signatures(), 4) << worker.Log();
+  EXPECT_EQ(st.shards_size(), 16);
+  EXPECT_FALSE(status("", "", &st).ok()) << "a caller without a client certificate was served";
+  EXPECT_FALSE(status((dir / "stranger.crt").string(), (dir / "stranger.key").string(), &st).ok())
+      << "a caller with an unknown certificate was served";
+
+  auto stub = v1::SearchService::NewStub(channel);
+  grpc::ClientContext ctx;
+  Authorize(&ctx, tokens.examiner_a);
+  v1::SearchRequest req;
+  req.set_casing_id(id["fadul-1-1"]);
+  req.set_top_n(5);
+  auto reader = stub->Search(&ctx, req);
+  v1::SearchUpdate u;
+  v1::SearchResult r;
+  while (reader->Read(&u)) {
+    if (u.has_result()) r = u.result();
+  }
+  const grpc::Status s = reader->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message() << coordinator.Log();
+  EXPECT_FALSE(r.partial());
+  EXPECT_EQ(r.shards_answered(), 16);
+  ASSERT_GE(r.breech_face_size(), 2);
+  EXPECT_EQ((std::set<std::int64_t>{r.breech_face(0).casing_id(), r.breech_face(1).casing_id()}),
+            (std::set<std::int64_t>{id["fadul-1-2"], id["fadul-F"]}));
+  EXPECT_EQ(coordinator.Stop(), 0);
+  EXPECT_EQ(worker.Stop(), 0);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ShardProcessesConfigTest, BadShardRangeIsRefusedWithItsValue) {
