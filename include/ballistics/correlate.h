@@ -10,18 +10,21 @@
 //      this profile are kept, and each gets its translation from a Cartesian
 //      masked NCC of the coarse signatures at that angle (so the centres need
 //      not coincide).
-//   2. For each candidate angle the reference is cut into cells (8 x 8 grid),
-//      every cell is registered in a search region of the target (masked NCC,
-//      region = cell +- one cell) and the cells vote for a rigid transform; the
-//      candidate with the most congruent cells wins (the CMC count decides,
-//      not the global CCF, which is easily fooled by 180-degree symmetric
-//      machining marks).
-//   3. Around the winner the cells are registered again at a few angles,
+//   2. The reference is cut into cells (8 x 8 grid). For each candidate,
+//      every other cell (a checkerboard) is registered in a search region of
+//      the target (masked NCC, region = cell +- one cell) and the cells vote
+//      for a rigid transform; the candidate with the most congruent cells
+//      wins (the CMC count decides, not the global CCF, which is easily
+//      fooled by 180-degree symmetric machining marks).
+//   3. Around the winner all cells are registered again at a few angles,
 //      the consensus transform is refined by a least-squares rigid fit of the
 //      congruent cells' positions, and cells are counted as congruent matching
 //      cells (Song 2013): CCF >= threshold, angle and position agreeing with
-//      the consensus. Both directions (R->T and T->R); the pair score is the
-//      smaller count.
+//      the consensus. Both directions (R->T, then T->R at the inverse of the
+//      forward consensus); the pair score is the smaller count.
+//   Cells are located on a grid cell_search_downsample times coarser than
+//   the cell grid (small FFTs) and each peak is refined on the cell grid by a
+//   direct masked NCC around it: CCFs and positions are those of the cell grid.
 //
 // Geometry convention (all lengths in µm): coordinates are relative to the
 // image centre of each signature, x to the right, y down (image rows). The

@@ -1,0 +1,89 @@
+// The engine's fast NCC kernels (src/correlate/fft.h) against the general
+// six-FFT masked NCC: box sums for full masks (MaskedNccRegion) and the
+// direct small-window correlation used to refine peaks (DirectMaskedNccAt)
+// must give the same map, with full and partial masks on either side.
+#include <cmath>
+
+#include <gtest/gtest.h>
+#include <opencv2/core.hpp>
+
+#include "fft.h"
+
+namespace ballistics::correlate_internal {
+namespace {
+
+// Values 0 where the mask is 0; a mean far from 0 (the NCC must remove it).
+void Random(int side, double hole_prob, unsigned seed, cv::Mat1f* v, cv::Mat1f* m) {
+  cv::RNG rng(seed);
+  v->create(side, side);
+  m->create(side, side);
+  rng.fill(*v, cv::RNG::UNIFORM, -1.0, 1.0);
+  *v += 3.0f;
+  for (int y = 0; y < side; ++y) {
+    for (int x = 0; x < side; ++x) {
+      const bool ok = rng.uniform(0.0, 1.0) >= hole_prob;
+      (*m)(y, x) = ok ? 1.0f : 0.0f;
+      if (!ok) (*v)(y, x) = 0.0f;
+    }
+  }
+}
+
+struct Case {
+  double template_holes, region_holes;
+};
+
+class RegionKernelTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(RegionKernelTest, BoxSumsMatchTheSixFftMap) {
+  const int s = 17, margin = 17, side = s + 2 * margin, fft = FastFftSizeRegion(side);
+  cv::Mat1f tv, tm, rv, rm;
+  Random(s, GetParam().template_holes, 1, &tv, &tm);
+  Random(side, GetParam().region_holes, 2, &rv, &rm);
+  // Plant the template in the region so that the map has a real peak too.
+  tv.copyTo(rv(cv::Rect(9, 20, s, s)));
+  tm.copyTo(rm(cv::Rect(9, 20, s, s)));
+  MaskedSpectra t_full, t_tmpl, region;
+  ComputeSpectra(tv, tm, fft, fft, &t_full);
+  ComputeTemplateSpectra(tv, tm, fft, fft, &t_tmpl);
+  ComputeSpectra(rv, rm, fft, fft, &region);
+  EXPECT_EQ(t_tmpl.full, GetParam().template_holes == 0);
+  const double min_overlap = 0.5 * t_full.valid;
+  cv::Mat1f expected, got;
+  MaskedNccMaps(t_full, region, min_overlap, &expected, nullptr, 2 * margin + 1, 2 * margin + 1);
+  MaskedNccRegion(t_tmpl, rv, rm, min_overlap, 2 * margin + 1, &got);
+  ASSERT_EQ(got.rows, 2 * margin + 1);
+  double worst = 0;
+  for (int y = 0; y <= 2 * margin; ++y) {
+    for (int x = 0; x <= 2 * margin; ++x) worst = std::max(worst, std::abs(double(got(y, x)) - expected(y, x)));
+  }
+  EXPECT_LT(worst, 1e-3);
+  EXPECT_NEAR(got(20, 9), 1.0, 1e-3);  // the planted copy
+}
+
+INSTANTIATE_TEST_SUITE_P(Masks, RegionKernelTest,
+                         ::testing::Values(Case{0, 0}, Case{0, 0.2}, Case{0.2, 0}, Case{0.2, 0.2}));
+
+TEST(DirectKernelTest, MatchesTheFftMapInASmallWindow) {
+  const int s = 34, n = 7, side = s + n - 1;
+  const int fft = FastFftSize(side);
+  cv::Mat1f tv, tm, pv, pm;
+  Random(s, 0.1, 3, &tv, &tm);
+  Random(side, 0.1, 4, &pv, &pm);
+  MaskedSpectra ts, ps;
+  ComputeSpectra(tv, tm, fft, fft, &ts);
+  ComputeSpectra(pv, pm, fft, fft, &ps);
+  const double min_overlap = 0.5 * ts.valid;
+  cv::Mat1f expected;
+  MaskedNccMaps(ts, ps, min_overlap, &expected, nullptr, n, n);
+  cv::Mat1f t2, p2;
+  cv::multiply(tv, tv, t2);
+  cv::multiply(pv, pv, p2);
+  for (int y = 0; y < n; ++y) {
+    for (int x = 0; x < n; ++x) {
+      EXPECT_NEAR(DirectMaskedNccAt(tv, tm, t2, pv, pm, p2, y, x, min_overlap), expected(y, x), 1e-3) << y << "," << x;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ballistics::correlate_internal
