@@ -639,6 +639,26 @@ int Kernel(const Args& a) {
   };
   const double one = scan(std::span<const CoarseDescriptor>(variants.data() + variants.size() / 2, 1));
   const double nine = scan(variants);
+  {
+    // The engine's coarse stage (descriptors of all offsets, inner scan, outer
+    // ring on the inner top outer_rescore_k) on this one-thread flat index.
+    std::shared_ptr<SignatureIndex> shared(std::move(index));
+    for (int outer : {0, 2}) {
+      SearchEngineConfig cfg;
+      cfg.outer_translation_steps = outer;
+      auto engine = SearchEngine::Create(shared, std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, 1),
+                                         cfg)
+                        .value();
+      double best = 1e9;
+      for (int rep = 0; rep < 3; ++rep) {
+        const double t0 = ThreadCpuSeconds();
+        if (!engine->SearchCoarse(sig, {}, 50).ok()) std::exit(1);
+        best = std::min(best, ThreadCpuSeconds() - t0);
+      }
+      std::printf("engine coarse stage, outer ring %s: %.3f s CPU (best of 3)\n", outer ? "on" : "off", best);
+    }
+    index = nullptr;
+  }
   std::printf("%lld signatures, %zu descriptor bytes, one thread, CPU time (best of 3)%s\n",
               static_cast<long long>(size), bytes, sink == 42 ? " " : "");
   std::printf("| sweep s | scan s, 1 variant | sweep/scan | scan s, %zu variants | ns per candidate-variant |\n"
