@@ -162,7 +162,16 @@ print("""Commands: `ballisticsctl evidence validate PAIRS.csv --truth fadul/grou
 (or `--source-regex '^(K[0-9]+)'` for names that carry the firearm), `ballisticsctl evidence build-reference
 PAIRS.csv --truth ... --out model.json [--database-url URL]`, then `compare` / `score-pairs` with
 `--reference-model model.json` or `--reference-db URL` (score-pairs adds the columns lr, log10_lr,
-lr_at_bound, lr_km_pairs, lr_knm_pairs, lr_basis, fp_lr, fp_log10_lr, fp_lr_basis).""")
+lr_at_bound, lr_km_pairs, lr_knm_pairs, lr_basis, fp_lr, fp_log10_lr, fp_lr_basis). The server's
+searches use the newest stored model of the current pipeline version for each kind and record the LR
+and basis with every comparison (Search, GetSearch, GetComparison, the examiner report).
+
+Why the reference is built from a scored CSV and ground truth rather than from the stored casings with
+a known firearm: a reference population must be scored by exactly the engine whose scores it
+calibrates, pair by pair, with known truth; `score-pairs` does that for any set of scans (validation
+sets such as Fadul included, which are not casework and should not sit in the casework tables), and
+the pipeline version stored with the population (table reference_populations) keeps a model from
+being applied to scores of another version.""")
 EOF
 
 # Replace (or add) the section at the end of accuracy.md.
