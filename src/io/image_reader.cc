@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 #include <opencv2/imgcodecs.hpp>
@@ -314,6 +315,25 @@ StatusOr<Scan> ReadTiff(std::span<const std::uint8_t> bytes, const ReadOptions& 
       const std::uint64_t offset = TIFFGetStrileOffset(tif.get(), static_cast<std::uint32_t>(i));
       const std::uint64_t count = TIFFGetStrileByteCount(tif.get(), static_cast<std::uint32_t>(i));
       if (offset < bytes.size()) present += std::min<std::uint64_t>(count, bytes.size() - offset);
+    }
+    // OpenCV's TIFF decoder allocates one strip or tile buffer of
+    // RowsPerStrip x width (TileLength x TileWidth) pixels, taken from the
+    // header without capping it at the image (fuzz_image: a 332-byte file
+    // with ImageLength 8 and RowsPerStrip 5000 made it allocate 800 MB). A
+    // strip or tile larger than both the image and 1 Mpixel is refused.
+    std::uint32_t tile_w = width, tile_h = 0;
+    if (tiled) {
+      TIFFGetField(tif.get(), TIFFTAG_TILEWIDTH, &tile_w);
+      TIFFGetField(tif.get(), TIFFTAG_TILELENGTH, &tile_h);
+    } else {
+      TIFFGetFieldDefaulted(tif.get(), TIFFTAG_ROWSPERSTRIP, &tile_h);
+      if (tile_h == std::numeric_limits<std::uint32_t>::max()) tile_h = height;  // "one strip"
+    }
+    const std::uint64_t tile_px = std::uint64_t{tile_w} * tile_h;
+    if (tile_px > std::max<std::uint64_t>(std::uint64_t{width} * height, 1u << 20)) {
+      return InvalidArgument("tiff: " + std::string(tiled ? "tiles of " : "strips of ") + std::to_string(tile_w) +
+                             " x " + std::to_string(tile_h) + " pixels are larger than the " +
+                             std::to_string(width) + " x " + std::to_string(height) + " image");
     }
     const std::uint64_t raw = std::uint64_t{width} * height * samples * (bits / 8);
     const std::uint64_t ratio = TiffMaxRatio(compression);

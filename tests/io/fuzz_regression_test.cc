@@ -150,6 +150,43 @@ TEST(IoFuzzRegression, TiffHeaderDeclaringMoreThanItsStripsCanHoldIsRefusedBefor
   EXPECT_EQ(u.status().code(), StatusCode::kDataLoss) << u.status().ToString();
 }
 
+// Rewrites the value of a one-value SHORT or LONG tag in the first IFD of a
+// little-endian classic TIFF (what libtiff writes on this machine).
+void PatchTiffTag(std::vector<std::uint8_t>& tiff, std::uint16_t tag, std::uint32_t value) {
+  auto u16 = [&](std::size_t at) { return static_cast<std::uint16_t>(tiff[at] | (tiff[at + 1] << 8)); };
+  const std::size_t ifd = tiff[4] | (tiff[5] << 8) | (tiff[6] << 16) | (std::size_t{tiff[7]} << 24);
+  for (std::size_t i = 0, n = u16(ifd); i < n; ++i) {
+    const std::size_t e = ifd + 2 + 12 * i;
+    if (u16(e) != tag) continue;
+    if (u16(e + 2) == 3) {
+      tiff[e + 8] = value & 0xff;
+      tiff[e + 9] = (value >> 8) & 0xff;
+    } else {
+      for (int k = 0; k < 4; ++k) tiff[e + 8 + k] = (value >> (8 * k)) & 0xff;
+    }
+    return;
+  }
+  ADD_FAILURE() << "tag " << tag << " not found";
+}
+
+// fuzz_image, 600 s run with -malloc_limit_mb=512: ImageLength 8 but
+// RowsPerStrip 5000 on a 20000-pixel-wide RGBA16 image. OpenCV sizes its strip
+// buffer by RowsPerStrip (800 MB for a 332-byte file); the reader now refuses
+// strips or tiles larger than both the image and 1 Mpixel.
+TEST(IoFuzzRegression, TiffStripLargerThanTheImageIsRefused) {
+  auto tiff = ZeroTiff(20000, 8, 16, 4, COMPRESSION_ADOBE_DEFLATE, 8);
+  PatchTiffTag(tiff, TIFFTAG_ROWSPERSTRIP, 5000);
+  auto r = ReadScanBytes(tiff, WithPixel(2.5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status().ToString();
+  EXPECT_THAT(r.status().message(), HasSubstr("strips of 20000 x 5000 pixels are larger than the 20000 x 8 image"));
+  // A strip somewhat taller than a small image (legal, and common) still reads.
+  auto small = ZeroTiff(300, 5, 8, 1, COMPRESSION_NONE, 5);
+  PatchTiffTag(small, TIFFTAG_ROWSPERSTRIP, 8);
+  auto ok = ReadScanBytes(small, WithPixel(2.5));
+  EXPECT_TRUE(ok.ok()) << ok.status().ToString();
+}
+
 TEST(IoFuzzRegression, HighlyCompressedButCompleteTiffStillReads) {
   for (int compression : {COMPRESSION_ADOBE_DEFLATE, COMPRESSION_LZW, COMPRESSION_PACKBITS, COMPRESSION_NONE}) {
     auto r = ReadScanBytes(ZeroTiff(2000, 1500, 8, 1, compression, 1500), WithPixel(2.5));
