@@ -176,7 +176,8 @@ EOF
 
 # Replace (or add) the section at the end of accuracy.md.
 if [ -f "$OUT_MD" ]; then
-  awk '/^## Evidence strength$/ { exit } { print }' "$OUT_MD" > "$WORK/accuracy.md"
+  # Everything before the old section, without its trailing blank lines.
+  awk '/^## Evidence strength$/ { exit } { print }' "$OUT_MD" | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' > "$WORK/accuracy.md"
   { cat "$WORK/accuracy.md"; echo; cat "$SECTION_MD"; } > "$OUT_MD.tmp"
   mv "$OUT_MD.tmp" "$OUT_MD"
 fi
