@@ -288,8 +288,8 @@ void RegisterRegistryCommands(CLI::App& app) {
   msl->add_option("--top", a->top_k, "Candidates to return")->capture_default_str();
   msl->callback([a] {
     v1::LookupMicrostampRequest r;
-    if (!a->fp.empty()) *r.add_reads() = Read(v1::FP_TIP, a->fp, a->confidence);
-    if (!a->bf.empty()) *r.add_reads() = Read(v1::BREECH_FACE, a->bf, a->confidence);
+    if (!a->fp.empty()) *r.add_reads() = Read(v1::STAMP_FP_TIP, a->fp, a->confidence);
+    if (!a->bf.empty()) *r.add_reads() = Read(v1::STAMP_BREECH_FACE, a->bf, a->confidence);
     if (r.reads_size() == 0) Fail("give --fp and/or --bf", kExitUsage);
     r.set_identify(a->identify);
     r.set_case_number(a->case_number);

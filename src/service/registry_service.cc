@@ -352,9 +352,11 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     std::string detail = req.identify() ? "" : "anonymous";
     for (const v1::StampRead& r : req.reads()) {
       registry::StampLocation loc;
-      if (r.location() == v1::FP_TIP) loc = registry::StampLocation::kFiringPinTip;
-      else if (r.location() == v1::BREECH_FACE) loc = registry::StampLocation::kBreechFace;
-      else return Invalid("read location " + std::to_string(r.location()) + " is not FP_TIP or BREECH_FACE");
+      if (r.location() == v1::STAMP_FP_TIP) loc = registry::StampLocation::kFiringPinTip;
+      else if (r.location() == v1::STAMP_BREECH_FACE) loc = registry::StampLocation::kBreechFace;
+      else {
+        return Invalid("read location " + std::to_string(r.location()) + " is not STAMP_FP_TIP or STAMP_BREECH_FACE");
+      }
       const double conf = r.confidence() == 0.0 ? 0.9 : r.confidence();
       registry::StampRead sr = registry::StampRead::Parse(loc, r.text(), conf);
       if (r.confidences_size() > 0) {
