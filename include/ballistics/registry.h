@@ -178,6 +178,7 @@ class EventGraph {
   // A confirmed hit between two casings (lead id for the explanation).
   void AddLead(std::int64_t lead_id, std::int64_t casing_a, std::int64_t casing_b);
   // A casing known to come from a firearm (test fire, or a seized gun's evidence).
+  // Casings joined to it by leads count as the firearm's too (transitively).
   void AddFirearmCasing(std::int64_t firearm_id, std::int64_t casing_id);
 
   // Events joined by event-event links; computed lazily and cached.
@@ -209,6 +210,7 @@ class EventGraph {
   bool dirty_ = true;
   std::vector<EventLink> links_;
   void Rebuild();
+  std::vector<std::pair<std::int64_t, std::int64_t>> FirearmCasingsThroughLeads() const;
   std::vector<std::vector<int>> adjacency_;  // event index -> link indexes
   int IndexOf(std::int64_t id) const;
 };

@@ -81,7 +81,7 @@ void EventGraph::Rebuild() {
     }
   }
   std::map<std::int64_t, std::set<std::int64_t>> firearm_events;
-  for (const auto& [firearm, casing] : firearm_casings_) {
+  for (const auto& [firearm, casing] : FirearmCasingsThroughLeads()) {
     for (std::int64_t e : events_of(casing)) firearm_events[firearm].insert(e);
   }
   for (const auto& [firearm, evs] : firearm_events) {
@@ -92,7 +92,14 @@ void EventGraph::Rebuild() {
     }
   }
   links_.clear();
-  for (const auto& [a, b, kind, ref] : links) links_.push_back({a, b, kind, ref});
+  // Leads first: between equally short paths BFS then prefers direct hits
+  // over links inferred through a firearm.
+  for (const auto& [a, b, kind, ref] : links) {
+    if (kind == "lead") links_.push_back({a, b, kind, ref});
+  }
+  for (const auto& [a, b, kind, ref] : links) {
+    if (kind != "lead") links_.push_back({a, b, kind, ref});
+  }
   adjacency_.assign(events_.size(), {});
   for (std::size_t i = 0; i < links_.size(); ++i) {
     const int ia = IndexOf(links_[i].event_a), ib = IndexOf(links_[i].event_b);
@@ -146,9 +153,37 @@ std::vector<std::int64_t> EventGraph::EventsOfCasing(std::int64_t casing_id) con
   return {s.begin(), s.end()};
 }
 
+// A casing belongs to a firearm when it is registered to it or joined to one of
+// its casings by confirmed hits (leads are same-source conclusions, so the
+// relation is transitive): two shootings that each hit a manufacturer's test
+// fire are linked through that gun without a direct hit between them.
+std::vector<std::pair<std::int64_t, std::int64_t>> EventGraph::FirearmCasingsThroughLeads() const {
+  std::map<std::int64_t, std::vector<std::int64_t>> adj;
+  for (const auto& [lead, pair] : leads_) {
+    adj[pair.first].push_back(pair.second);
+    adj[pair.second].push_back(pair.first);
+  }
+  std::set<std::pair<std::int64_t, std::int64_t>> out;
+  for (const auto& [firearm, casing] : firearm_casings_) {
+    std::deque<std::int64_t> q{casing};
+    std::set<std::int64_t> seen{casing};
+    while (!q.empty()) {
+      const std::int64_t c = q.front();
+      q.pop_front();
+      out.insert({firearm, c});
+      auto it = adj.find(c);
+      if (it == adj.end()) continue;
+      for (std::int64_t n : it->second) {
+        if (seen.insert(n).second) q.push_back(n);
+      }
+    }
+  }
+  return {out.begin(), out.end()};
+}
+
 std::vector<std::int64_t> EventGraph::EventsOfFirearm(std::int64_t firearm_id) const {
   std::set<std::int64_t> s;
-  for (const auto& [f, casing] : firearm_casings_) {
+  for (const auto& [f, casing] : FirearmCasingsThroughLeads()) {
     if (f != firearm_id) continue;
     for (std::int64_t e : EventsOfCasing(casing)) s.insert(e);
   }

@@ -83,6 +83,25 @@ TEST(EventGraphTest, ShortestPathIsBfs) {
   EXPECT_EQ(g.ShortestPath(1, 99).status().code(), StatusCode::kNotFound);
 }
 
+// Two shootings each hit the manufacturer's test fire (which has no event):
+// the firearm links them although no hit joins the two scenes directly.
+TEST(EventGraphTest, HitsOnATestFireLinkEventsThroughTheFirearm) {
+  EventGraph g;
+  ASSERT_TRUE(g.AddEvent(Ev(1, 39.3, -76.6, "A")).ok());
+  ASSERT_TRUE(g.AddEvent(Ev(2, 39.4, -76.7, "B")).ok());
+  ASSERT_TRUE(g.AddCasing(1, 11).ok());
+  ASSERT_TRUE(g.AddCasing(2, 12).ok());
+  g.AddFirearmCasing(77, 500);  // test fire 500 of firearm 77
+  g.AddLead(1, 11, 500);
+  g.AddLead(2, 500, 12);
+  EXPECT_EQ(g.EventsOfFirearm(77), (std::vector<std::int64_t>{1, 2}));
+  auto p = g.ShortestPath(1, 2);
+  ASSERT_TRUE(p.ok());
+  ASSERT_EQ(p->size(), 1u);
+  EXPECT_EQ((*p)[0].kind, "firearm");
+  EXPECT_EQ((*p)[0].ref_id, 77);
+}
+
 TEST(EventGraphTest, GeoJsonOfAComponent) {
   EventGraph g = Sample();
   auto j = nlohmann::json::parse(g.GeoJson(g.Connected({1})));
