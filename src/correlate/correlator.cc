@@ -177,7 +177,34 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
     float* pv = (*v)[y];
     float* pm = (*mask)[y];
     const double bx = m(0, 1) * y + m(0, 2), by = m(1, 1) * y + m(1, 2);
+    const float fbx = static_cast<float>(bx), fby = static_cast<float>(by);
+    const float a00 = static_cast<float>(m(0, 0)), a10 = static_cast<float>(m(1, 0));
     for (int x = 0; x < size.width; ++x) {
+      // Fast path: all four neighbours inside and valid (the bulk of the points).
+      const float fsx = fbx + a00 * x, fsy = fby + a10 * x;
+      if (fsx >= 0 && fsy >= 0) {
+        const int x0 = static_cast<int>(fsx), y0 = static_cast<int>(fsy);
+        if (x0 < w - 1 && y0 < h - 1) {
+          const float fx = fsx - x0, fy = fsy - y0;
+          if (level.m4(y0, x0)) {
+            const float* r0 = level.v[y0] + x0;
+            const float* r1 = level.v[y0 + 1] + x0;
+            pv[x] = (1 - fy) * ((1 - fx) * r0[0] + fx * r0[1]) + fy * ((1 - fx) * r1[0] + fx * r1[1]);
+            pm[x] = 1.0f;
+            continue;
+          }
+          // Strictly between grid points an invalid neighbour always has weight.
+          if (fx > 0 && fy > 0) {
+            pv[x] = 0.0f;
+            pm[x] = 0.0f;
+            continue;
+          }
+        }
+      } else if (fsx < -2 || fsy < -2) {
+        pv[x] = 0.0f;
+        pm[x] = 0.0f;
+        continue;
+      }
       const double sx = bx + m(0, 0) * x, sy = by + m(1, 0) * x;
       const double flx = std::floor(sx), fly = std::floor(sy);
       pv[x] = 0.0f;
