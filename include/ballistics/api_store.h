@@ -162,6 +162,9 @@ class ApiDb {
   ~ApiDb();
   ApiDb(const ApiDb&) = delete;
   ApiDb& operator=(const ApiDb&) = delete;
+  // Connected and outside any transaction: safe to hand to the next caller of a
+  // connection pool. False after the server went away (restart, terminated backend).
+  bool Usable() const;
 
   // ---- system connection: agencies, tokens, authentication
   // ALREADY_EXISTS for a taken name; INVALID_ARGUMENT for an empty/overlong one.
@@ -197,6 +200,10 @@ class ApiDb {
   StatusOr<std::int64_t> AppendAudit(const AuditEntry& entry);
   // Recomputes every row's hash in seq order.
   StatusOr<AuditVerifyReport> VerifyAudit();
+  // The newest row's seq and hash without verifying anything ({0, genesis} when empty).
+  StatusOr<std::pair<std::int64_t, std::string>> AuditHead();
+  // The stored hash of row `seq`; NOT_FOUND when there is no such row.
+  StatusOr<std::string> AuditRowHashAt(std::int64_t seq);
 
   // ---- scoped connection (row-level security applies)
   // Upload idempotency: the casing stored for (caller's agency, client_request_id)

@@ -159,6 +159,9 @@ class Store {
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
+  // Connected, outside any transaction and not listening: safe to hand to the
+  // next caller of a connection pool. False after the server went away.
+  bool Usable() const;
 
   // Applies the migrations not yet applied, each in its own transaction, under a
   // transaction-scoped advisory lock: safe to run twice and concurrently. Refuses

@@ -3,7 +3,7 @@
 //   ballisticsctl admin create-token --agency A --role R --holder H [--valid-days N] [...same]
 //   ballisticsctl admin revoke-token ID           [...same]
 //   ballisticsctl admin share --owner A --reader B --database-url URL   (B may read A's casings)
-//   ballisticsctl audit verify                    [--database-url URL | --server H:P --token T]
+//   ballisticsctl audit verify [--expect-head SEQ:HASH] [--database-url URL | --server H:P --token T]
 //   ballisticsctl upload FILE... --server H:P --token T --case C --calibre K [--agency A] ...
 //   ballisticsctl casing get ID --server H:P --token T
 //   ballisticsctl search --casing ID [--top N] [--json]        (progress bar on stderr)
@@ -161,6 +161,7 @@ struct AdminArgs {
   int valid_days = 365;
   std::int64_t token_id = 0;
   bool json = false;
+  std::string expect_head;  // audit verify: "SEQ:HASH" recorded outside the database
 };
 
 bool Direct(const AdminArgs& a) { return a.client.server.empty() && !a.url.empty(); }
@@ -277,18 +278,46 @@ void RunShare(const ShareArgs& a) {
 void RunAuditVerify(const AdminArgs& a) {
   NeedTarget(a);
   store::AuditVerifyReport rep;
+  // --expect-head SEQ:HASH: a head published earlier (server log, metric
+  // ballistics_audit_head_seq); catches deleted newest rows and a rewritten chain.
+  std::int64_t anchor_seq = 0;
+  std::string anchor_hash;
+  if (!a.expect_head.empty()) {
+    const auto colon = a.expect_head.find(':');
+    char* end = nullptr;
+    anchor_seq = colon == std::string::npos ? 0 : std::strtoll(a.expect_head.c_str(), &end, 10);
+    if (colon == std::string::npos || end != a.expect_head.c_str() + colon || anchor_seq <= 0 ||
+        a.expect_head.size() - colon - 1 != 64) {
+      Fail("--expect-head '" + a.expect_head + "' is not SEQ:HASH (a positive seq and 64 hex digits)", kExitUsage);
+    }
+    anchor_hash = a.expect_head.substr(colon + 1);
+  }
   if (Direct(a)) {
     // Read-only: verifying does not append to the trail it verifies.
     auto db = DbOrFail(a.url);
     auto r = db->VerifyAudit();
     if (!r.ok()) Fail(r.status().ToString(), kExitDatabaseError);
     rep = *r;
+    if (rep.ok && anchor_seq > 0) {
+      auto at = db->AuditRowHashAt(anchor_seq);
+      if (!at.ok() && at.status().code() != StatusCode::kNotFound) Fail(at.status().ToString(), kExitDatabaseError);
+      if (!at.ok() || *at != anchor_hash) {
+        rep.ok = false;
+        rep.problem = !at.ok() ? "anchored head seq " + std::to_string(anchor_seq) + " is missing: rows after seq " +
+                                     std::to_string(rep.head_seq) + " were deleted"
+                               : "audit row seq " + std::to_string(anchor_seq) + " has hash " + *at +
+                                     ", not the anchored " + anchor_hash + " (the chain was rewritten)";
+      }
+    }
   } else {
     auto stub = v1::AdminService::NewStub(Connect(a.client));
     grpc::ClientContext ctx;
     Prepare(&ctx, a.client);
     v1::VerifyAuditResponse out;
-    grpc::Status s = stub->VerifyAudit(&ctx, v1::VerifyAuditRequest(), &out);
+    v1::VerifyAuditRequest req;
+    req.set_expect_head_seq(anchor_seq);
+    req.set_expect_head_hash(anchor_hash);
+    grpc::Status s = stub->VerifyAudit(&ctx, req, &out);
     if (!s.ok()) FailRpc("audit verify", s);
     rep.ok = out.ok();
     rep.rows = out.rows();
@@ -836,6 +865,9 @@ void RegisterApiCommands(CLI::App& app) {
     CLI::App* c = audit->add_subcommand(
         "verify", "Recompute the SHA-256 chain; exit 3 and name the first bad row if any row was edited or deleted");
     c->add_flag("--json", a->json, "JSON report");
+    c->add_option("--expect-head", a->expect_head,
+                  "SEQ:HASH of a head recorded earlier outside the database (server log 'audit head', metric "
+                  "ballistics_audit_head_seq); fails if that row is gone or differs");
     AddAdminTarget(c, *a);
     c->callback([a] { RunAuditVerify(*a); });
   }

@@ -135,6 +135,36 @@ int main(int argc, char** argv) {
   app.add_option("--max-concurrent-searches", o.server.max_concurrent_searches, "Searches run at once")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  // Back-pressure and robustness limits (docs/reliability.md).
+  app.add_option("--max-queued-searches", o.server.max_queued_searches,
+                 "Searches that may wait for a slot; more get RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--max-concurrent-uploads", o.server.max_concurrent_uploads,
+                 "Uploads in flight at once; more get RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--upload-idle-timeout-ms", o.server.upload_idle_timeout_ms,
+                 "Cancel an upload stream that sends nothing this long")
+      ->check(CLI::Range(100, 3600000))
+      ->capture_default_str();
+  app.add_option("--upload-timeout-s", o.server.upload_timeout_s, "Cancel an upload stream open this long")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--db-pool-size", o.server.db_pool_size, "Open API PostgreSQL connections at most")
+      ->check(CLI::Range(2, 1000))
+      ->capture_default_str();
+  app.add_option("--store-pool-size", o.server.store_pool_size, "Open evidence PostgreSQL connections at most")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--db-pool-wait-ms", o.server.db_pool_wait_ms,
+                 "Wait this long for a free connection, then RESOURCE_EXHAUSTED")
+      ->check(CLI::Range(0, 600000))
+      ->capture_default_str();
+  app.add_option("--audit-anchor-interval-s", o.server.audit_anchor_interval_s,
+                 "Log and publish the audit head this often (0 = off)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   app.add_option("--shutdown-grace-s", o.shutdown_grace_s, "Seconds running calls get to finish on SIGTERM")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

@@ -19,6 +19,25 @@ StatusOr<ApiRole> FromProto(v1::Role r) {
   }
 }
 
+// Anchored head (VerifyAuditRequest.expect_head_*): row `seq` must still carry `hash`.
+Status CheckAnchor(store::ApiDb& db, std::int64_t seq, const std::string& hash, store::AuditVerifyReport& rep) {
+  if (!rep.ok) return Status::Ok();  // the chain itself is broken: that problem is reported first
+  auto at = db.AuditRowHashAt(seq);
+  if (at.status().code() == StatusCode::kNotFound) {
+    rep.ok = false;
+    rep.problem = "anchored head seq " + std::to_string(seq) + " is missing: rows after seq " +
+                  std::to_string(rep.head_seq) + " were deleted";
+    return Status::Ok();
+  }
+  BALLISTICS_RETURN_IF_ERROR(at.status());
+  if (*at != hash) {
+    rep.ok = false;
+    rep.problem = "audit row seq " + std::to_string(seq) + " has hash " + *at + ", not the anchored " + hash +
+                  " (the chain was rewritten)";
+  }
+  return Status::Ok();
+}
+
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
   explicit AdminServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
@@ -68,9 +87,18 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     });
   }
 
-  grpc::Status VerifyAudit(ServerContext* sc, const v1::VerifyAuditRequest*, v1::VerifyAuditResponse* out) override {
-    return Run(sc, "VerifyAudit", [&](Call&, DbPool::Lease& db) -> Status {
+  grpc::Status VerifyAudit(ServerContext* sc, const v1::VerifyAuditRequest* req,
+                           v1::VerifyAuditResponse* out) override {
+    return Run(sc, "VerifyAudit", [&](Call& call, DbPool::Lease& db) -> Status {
+      if (req->expect_head_seq() < 0 || (req->expect_head_seq() > 0) != !req->expect_head_hash().empty()) {
+        return InvalidArgument("expect_head_seq " + std::to_string(req->expect_head_seq()) +
+                               " and expect_head_hash must be given together (seq > 0)");
+      }
       BALLISTICS_ASSIGN_OR_RETURN(auto rep, db->VerifyAudit());
+      if (req->expect_head_seq() > 0) {
+        call.SetDetail("expect_head=" + std::to_string(req->expect_head_seq()) + ":" + req->expect_head_hash());
+        BALLISTICS_RETURN_IF_ERROR(CheckAnchor(*db, req->expect_head_seq(), req->expect_head_hash(), rep));
+      }
       out->set_ok(rep.ok);
       out->set_rows(rep.rows);
       out->set_head_seq(rep.head_seq);

@@ -10,24 +10,6 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
 }
 
-StatusOr<DbPool::Lease> DbPool::Acquire() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (!idle_.empty()) {
-      auto db = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(this, std::move(db));
-    }
-  }
-  BALLISTICS_ASSIGN_OR_RETURN(auto db, store::ApiDb::ConnectSystem(url_));
-  return Lease(this, std::move(db));
-}
-
-void DbPool::Return(std::unique_ptr<store::ApiDb> db) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (static_cast<int>(idle_.size()) < size_) idle_.push_back(std::move(db));
-}
-
 namespace {
 
 std::string RandomHex(int bytes) {
@@ -75,25 +57,45 @@ grpc::Status Call::Authorize(std::initializer_list<store::ApiRole> roles) {
   if (v.substr(0, kBearer.size()) != kBearer) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "authorization metadata is not 'Bearer <token>'");
   }
-  auto lease = ctx_.pool->Acquire();
-  if (!lease.ok()) return ToGrpc(lease.status());
-  auto p = (*lease)->Authenticate(v.substr(kBearer.size()));
-  lease->Check(p.status());
+  // Authentication only reads: after a PostgreSQL restart the pooled
+  // connection may be dead (the pool then drops all idle ones), so one retry on
+  // a fresh connection hides the restart from calls that start after it.
+  StatusOr<store::Principal> p = Unavailable("not tried");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto lease = ctx_.pool->Acquire();
+    if (!lease.ok()) return ToGrpc(lease.status());
+    p = (*lease)->Authenticate(v.substr(kBearer.size()));
+    if (p.status().code() != StatusCode::kUnavailable) break;
+  }
   if (!p.ok()) return ToGrpc(p.status());
   who_ = std::move(*p);
   authenticated_ = true;
-  for (store::ApiRole r : roles) {
-    if (r == who_.role) return grpc::Status::OK;
+  bool allowed = false;
+  for (store::ApiRole r : roles) allowed = allowed || r == who_.role;
+  if (!allowed) {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "role " + std::string(store::ApiRoleName(who_.role)) + " may not call " + method_);
   }
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      "role " + std::string(store::ApiRoleName(who_.role)) + " may not call " + method_);
+  auto adm = ctx_.admission.find(method_);
+  if (adm != ctx_.admission.end()) {
+    if (!adm->second->TryEnter()) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "server busy: " + std::to_string(adm->second->limit()) + " calls of " + method_ +
+                              " in flight already; retry with backoff");
+    }
+    admitted_ = adm->second.get();
+  }
+  return grpc::Status::OK;
+}
+
+Call::~Call() {
+  if (admitted_) admitted_->Leave();
 }
 
 grpc::Status Call::CheckCasingAccess(std::int64_t casing_id) {
   auto lease = ctx_.pool->Acquire();
   if (!lease.ok()) return ToGrpc(lease.status());
   auto owner = (*lease)->CasingAgencyId(casing_id);
-  lease->Check(owner.status());
   if (!owner.ok()) return ToGrpc(owner.status());
   if (is_admin()) return grpc::Status::OK;
   auto shared = (*lease)->AgencyShares(*owner, who_.agency_id);
@@ -108,9 +110,7 @@ grpc::Status Call::CheckCasingAccess(std::int64_t casing_id) {
 StatusOr<std::vector<std::string>> Call::VisibleAgencies() {
   auto lease = ctx_.pool->Acquire();
   if (!lease.ok()) return lease.status();
-  auto v = (*lease)->VisibleAgencyNames(who_.agency_id);
-  lease->Check(v.status());
-  return v;
+  return (*lease)->VisibleAgencyNames(who_.agency_id);
 }
 
 bool SearchSlots::Acquire(const std::function<bool()>& cancelled) {
@@ -131,13 +131,83 @@ void SearchSlots::Release() {
   cv_.notify_one();
 }
 
-StatusOr<std::unique_ptr<store::ApiDb>> Call::ScopedDb() {
-  return store::ApiDb::ConnectScoped(ctx_.config.database_url, who_);
+StreamWatchdog::StreamWatchdog() : thread_([this] { Loop(); }) {}
+
+StreamWatchdog::~StreamWatchdog() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+std::unique_ptr<StreamWatchdog::Entry> StreamWatchdog::Watch(grpc::ServerContext* sc, std::chrono::milliseconds idle,
+                                                             std::chrono::milliseconds total) {
+  std::lock_guard<std::mutex> l(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  const std::uint64_t id = next_++;
+  items_[id] = Item{sc, idle, total, now, now, ""};
+  return std::make_unique<Entry>(this, id);
+}
+
+void StreamWatchdog::Touch(std::uint64_t id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = items_.find(id);
+  if (it != items_.end()) it->second.last = std::chrono::steady_clock::now();
+}
+
+void StreamWatchdog::Remove(std::uint64_t id) {
+  std::lock_guard<std::mutex> l(mu_);
+  items_.erase(id);
+}
+
+std::string StreamWatchdog::Reason(std::uint64_t id) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = items_.find(id);
+  return it == items_.end() ? "" : it->second.reason;
+}
+
+void StreamWatchdog::Loop() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stop_) {
+    cv_.wait_for(l, std::chrono::milliseconds(100));
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [id, it] : items_) {
+      if (!it.reason.empty()) continue;
+      const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+      if (now - it.last > it.idle) {
+        it.reason = "no message for " + std::to_string(ms(now - it.last)) + " ms (idle limit " +
+                    std::to_string(it.idle.count()) + " ms)";
+      } else if (now - it.start > it.total) {
+        it.reason = "stream open for " + std::to_string(ms(now - it.start)) + " ms (limit " +
+                    std::to_string(it.total.count()) + " ms)";
+      }
+      // Ends the handler's blocking Read (it returns false); the entry stays
+      // until the handler removes it, so the ServerContext is still alive here.
+      if (!it.reason.empty()) it.sc->TryCancel();
+    }
+  }
+}
+
+StatusOr<DbPool::Lease> Call::ScopedDb() {
+  BALLISTICS_ASSIGN_OR_RETURN(std::string url, ScopedUrl());
+  return ctx_.pool->Acquire(url);
+}
+
+StatusOr<StorePool::Lease> Call::ScopedStore() {
+  BALLISTICS_ASSIGN_OR_RETURN(std::string url, ScopedUrl());
+  return ctx_.store_pool->Acquire(url);
 }
 
 StatusOr<std::string> Call::ScopedUrl() { return store::ScopedUrl(ctx_.config.database_url, who_); }
 
 grpc::Status Call::Finish(grpc::Status s) {
+  // The admission slot is free before the audit write: the work is done.
+  if (admitted_) {
+    admitted_->Leave();
+    admitted_ = nullptr;
+  }
   store::AuditEntry e;
   e.request_id = request_id_;
   if (authenticated_) {
@@ -154,9 +224,11 @@ grpc::Status Call::Finish(grpc::Status s) {
   e.detail = detail_;
   // An access that cannot be recorded is refused: the audit trail is part of
   // the chain of custody, so its failure turns the call into an error.
-  auto lease = ctx_.pool->Acquire();
-  Status audit = lease.ok() ? (*lease)->AppendAudit(e).status() : lease.status();
-  if (lease.ok()) lease->Check(audit);
+  Status audit = Unavailable("not tried");
+  {
+    auto lease = ctx_.pool->Acquire();
+    audit = lease.ok() ? (*lease)->AppendAudit(e).status() : lease.status();
+  }
   if (!audit.ok()) {
     spdlog::error("request {} {}: audit append failed: {}", request_id_, method_, audit.ToString());
     if (s.ok()) s = grpc::Status(grpc::StatusCode::UNAVAILABLE, "audit trail unavailable; call refused");

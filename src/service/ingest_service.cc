@@ -78,8 +78,19 @@ class IngestServiceImpl final : public v1::IngestService::Service {
                       v1::UploadScanResponse* resp) {
     grpc::Status st = call.Authorize({ApiRole::kTechnician, ApiRole::kExaminer, ApiRole::kAdmin});
     if (!st.ok()) return st;
+    // Slow-loris guard: a stream that stops sending is cancelled (the Read
+    // below then returns false) instead of holding its slot and buffer forever.
+    auto watch = ctx_.watchdog->Watch(sc, std::chrono::milliseconds(ctx_.config.upload_idle_timeout_ms),
+                                      std::chrono::seconds(ctx_.config.upload_timeout_s));
+    auto expired = [&]() -> grpc::Status {
+      return grpc::Status(StatusCode::DEADLINE_EXCEEDED, "upload stream stopped: " + watch->Expired());
+    };
     v1::UploadScanRequest msg;
-    if (!reader->Read(&msg)) return Invalid("empty upload: no header message");
+    if (!reader->Read(&msg)) {
+      if (!watch->Expired().empty()) return expired();
+      return Invalid("empty upload: no header message");
+    }
+    watch->Touch();
     if (!msg.has_header()) return Invalid("the first message of an upload must carry the header");
     const v1::UploadHeader header = msg.header();
     const std::uint64_t limit = ctx_.config.max_upload_bytes;
@@ -117,6 +128,7 @@ class IngestServiceImpl final : public v1::IngestService::Service {
     if (header.total_bytes() > 0) bytes.reserve(header.total_bytes());
     if (!msg.chunk().empty()) bytes.insert(bytes.end(), msg.chunk().begin(), msg.chunk().end());
     while (reader->Read(&msg)) {
+      watch->Touch();
       if (msg.has_header()) return Invalid("a second header message arrived after the data started");
       if (bytes.size() + msg.chunk().size() > limit) {
         return grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
@@ -125,7 +137,9 @@ class IngestServiceImpl final : public v1::IngestService::Service {
       bytes.insert(bytes.end(), msg.chunk().begin(), msg.chunk().end());
       ctx_.metrics.upload_bytes_total += static_cast<std::int64_t>(msg.chunk().size());
     }
+    if (!watch->Expired().empty()) return expired();
     if (sc->IsCancelled()) return grpc::Status(StatusCode::CANCELLED, "upload cancelled by the client");
+    watch.reset();  // the stream is read; what follows is bounded by the server's own work
     if (bytes.empty()) return Invalid("upload carried no file bytes");
     if (header.total_bytes() > 0 && header.total_bytes() != bytes.size()) {
       return Invalid("header announced " + std::to_string(header.total_bytes()) + " bytes but " +
@@ -167,9 +181,12 @@ class IngestServiceImpl final : public v1::IngestService::Service {
     }
     if (sc->IsCancelled()) return grpc::Status(StatusCode::CANCELLED, "upload cancelled by the client");
 
-    auto url = call.ScopedUrl();
-    if (!url.ok()) return ToGrpc(url.status());
-    auto store = store::Store::Connect(*url);
+    // Atomicity: StorePrepared writes casing, scan, bytes and signatures in one
+    // transaction (store::Store::IngestCasing), so any failure, a PostgreSQL
+    // restart or this process dying included, leaves nothing. The request id is
+    // recorded after that commit; if that write is lost the client's retry
+    // finds the casing by its SHA-256 (already_existed) and records it then.
+    auto store = call.ScopedStore();
     if (!store.ok()) return ToGrpc(store.status());
     auto res = ingest::StorePrepared(**store, md, *prepared);
     if (!res.ok()) return ToGrpc(res.status());
@@ -214,9 +231,7 @@ class CasingServiceImpl final : public v1::CasingService::Service {
     if (!st.ok()) return st;
     // Read under row-level security: even if the check above had a bug, another
     // agency's row would come back NOT_FOUND here.
-    auto url = call.ScopedUrl();
-    if (!url.ok()) return ToGrpc(url.status());
-    auto store = store::Store::Connect(*url);
+    auto store = call.ScopedStore();
     if (!store.ok()) return ToGrpc(store.status());
     auto c = (*store)->GetCasing(req->casing_id());
     if (!c.ok()) return ToGrpc(c.status());

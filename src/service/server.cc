@@ -5,8 +5,12 @@
 #include <grpcpp/security/server_credentials.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "context.h"
 #include "search_backend.h"
@@ -22,6 +26,13 @@ class Server::Impl {
   std::unique_ptr<MetricsHttpServer> metrics_http;
   int port = 0;
   bool shut_down = false;
+  // Audit anchor: the head published in the log and the metrics.
+  std::mutex anchor_mu;
+  std::condition_variable anchor_cv;
+  bool anchor_stop = false;
+  std::int64_t anchor_seq = -1;
+  std::string anchor_hash;
+  std::thread anchor_thread;
 };
 
 namespace {
@@ -33,6 +44,51 @@ StatusOr<std::string> ReadText(const std::string& path, const char* what) {
   ss << f.rdbuf();
   if (ss.str().empty()) return InvalidArgument(std::string(what) + " '" + path + "' is empty");
   return ss.str();
+}
+
+// Resident set size of this process (VmRSS of /proc/self/status), bytes; 0 when unknown.
+std::int64_t ResidentBytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  }
+  return 0;
+}
+
+std::string Gauge(const std::string& name, const std::string& help, const std::string& labels, double v) {
+  std::ostringstream o;
+  o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << labels << " " << v << "\n";
+  return o.str();
+}
+
+// Reads the audit head now and then and writes it where the database cannot
+// rewrite it: the server log and the metrics (scraped and stored by
+// Prometheus). Deleting the newest audit rows is then caught by
+// `ballisticsctl audit verify --expect-head SEQ:HASH` with a published head.
+void AnchorLoop(Server::Impl* impl) {
+  const auto every = std::chrono::seconds(impl->ctx.config.audit_anchor_interval_s);
+  std::unique_lock<std::mutex> l(impl->anchor_mu);
+  while (!impl->anchor_stop) {
+    l.unlock();
+    std::optional<std::pair<std::int64_t, std::string>> head;
+    {
+      auto lease = impl->ctx.pool->Acquire();
+      if (lease.ok()) {
+        auto h = (*lease)->AuditHead();
+        if (h.ok()) head = *h;
+        else spdlog::warn("audit anchor: {}", h.status().ToString());
+      }
+    }
+    l.lock();
+    if (head && head->first != impl->anchor_seq) {
+      impl->anchor_seq = head->first;
+      impl->anchor_hash = head->second;
+      spdlog::info("audit head seq={} hash={} (anchor: ballisticsctl audit verify --expect-head {}:{})", head->first,
+                   head->second, head->first, head->second);
+    }
+    impl->anchor_cv.wait_for(l, every, [impl] { return impl->anchor_stop; });
+  }
 }
 
 }  // namespace
@@ -59,15 +115,49 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
 
   auto impl = std::make_unique<Impl>();
   impl->ctx.config = config;
-  impl->ctx.pool = std::make_unique<DbPool>(config.database_url, config.db_pool_size);
+  const auto pool_wait = std::chrono::milliseconds(config.db_pool_wait_ms);
+  impl->ctx.pool = std::make_unique<DbPool>(config.database_url, config.db_pool_size, pool_wait,
+                                            [](const std::string& url) { return store::ApiDb::ConnectSystem(url); });
+  impl->ctx.store_pool = std::make_unique<StorePool>(config.database_url, config.store_pool_size, pool_wait,
+                                                     [](const std::string& url) { return store::Store::Connect(url); });
+  impl->ctx.watchdog = std::make_unique<StreamWatchdog>();
+  impl->ctx.admission["/ballistics.v1.IngestService/UploadScan"] =
+      std::make_unique<Admission>(config.max_concurrent_uploads);
+  impl->ctx.admission["/ballistics.v1.SearchService/Search"] =
+      std::make_unique<Admission>(config.max_concurrent_searches + config.max_queued_searches);
   {
     // Fail at start, not at the first call, when the database is unreachable.
     BALLISTICS_ASSIGN_OR_RETURN(auto probe, impl->ctx.pool->Acquire());
   }
   impl->ctx.search_slots = std::make_unique<SearchSlots>(config.max_concurrent_searches);
   BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Create(config));
-  impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get()] {
-    return "# HELP ballistics_index_signatures Signatures in the search index.\n"
+  impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get(), impl = impl.get()] {
+    std::string g = Gauge("process_resident_memory_bytes", "Resident memory of ballisticsd.", "",
+                          static_cast<double>(ResidentBytes()));
+    g += Gauge("ballistics_db_connections_open", "Open PostgreSQL connections by pool.", "{pool=\"api\"}",
+               impl->ctx.pool->open());
+    g += "ballistics_db_connections_open{pool=\"store\"} " + std::to_string(impl->ctx.store_pool->open()) + "\n";
+    bool first = true;
+    for (const auto& [method, a] : impl->ctx.admission) {
+      const std::string lbl = "{method=\"" + method + "\"}";
+      if (first) {
+        g += Gauge("ballistics_admission_in_flight", "Admitted calls in flight (limited methods).", lbl, a->in_flight());
+        g += "# HELP ballistics_admission_rejected_total Calls refused with RESOURCE_EXHAUSTED by admission.\n"
+             "# TYPE ballistics_admission_rejected_total counter\n";
+      } else {
+        g += "ballistics_admission_in_flight" + lbl + " " + std::to_string(a->in_flight()) + "\n";
+      }
+      g += "ballistics_admission_rejected_total" + lbl + " " + std::to_string(a->rejected()) + "\n";
+      first = false;
+    }
+    {
+      std::lock_guard<std::mutex> l(impl->anchor_mu);
+      if (impl->anchor_seq >= 0) {
+        g += Gauge("ballistics_audit_head_seq", "Newest audit row seen by the anchor, with its hash.",
+                   "{hash=\"" + impl->anchor_hash + "\"}", static_cast<double>(impl->anchor_seq));
+      }
+    }
+    return g + "# HELP ballistics_index_signatures Signatures in the search index.\n"
            "# TYPE ballistics_index_signatures gauge\nballistics_index_signatures " +
            std::to_string(b->size()) +
            "\n# HELP ballistics_index_bytes Memory held by the coarse index.\n"
@@ -80,7 +170,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, creds, &impl->port);
   // Chunks are at most 1 MiB; leave room for the header.
-  builder.SetMaxReceiveMessageSize(4 << 20);
+  builder.SetMaxReceiveMessageSize(config.max_message_bytes);
   impl->services.push_back(MakeIngestService(impl->ctx));
   impl->services.push_back(MakeCasingService(impl->ctx));
   impl->services.push_back(MakeAdminService(impl->ctx));
@@ -99,6 +189,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   spdlog::info("gRPC listening on {} (port {}, {}), metrics {}", config.listen, impl->port,
                config.insecure ? "PLAINTEXT" : "TLS",
                impl->metrics_http ? "on port " + std::to_string(impl->metrics_http->port()) : std::string("off"));
+  if (config.audit_anchor_interval_s > 0) impl->anchor_thread = std::thread(AnchorLoop, impl.get());
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -114,6 +205,14 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
     // ServerContext::IsCancelled() turns true; searches poll it).
     impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
     impl_->server->Wait();
+  }
+  if (impl_->anchor_thread.joinable()) {
+    {
+      std::lock_guard<std::mutex> l(impl_->anchor_mu);
+      impl_->anchor_stop = true;
+    }
+    impl_->anchor_cv.notify_all();
+    impl_->anchor_thread.join();
   }
   impl_->metrics_http.reset();
   spdlog::info("gRPC server stopped");

@@ -32,10 +32,29 @@ struct ServerConfig {
   std::uint64_t max_upload_bytes = 512ull << 20;
   // Searches that may run at once; more wait in the queue (metric ballistics_search_queue_depth).
   int max_concurrent_searches = 2;
+  // Searches that may wait for a slot; one more is refused with RESOURCE_EXHAUSTED.
+  int max_queued_searches = 8;
+  // Uploads in flight at once (each buffers its file); one more is refused with RESOURCE_EXHAUSTED.
+  int max_concurrent_uploads = 8;
+  // An upload stream that sends no message for this long, or stays open longer
+  // than upload_timeout_s, is cancelled (slow-loris guard).
+  int upload_idle_timeout_ms = 30000;
+  int upload_timeout_s = 600;
+  // Largest gRPC message accepted (upload chunks are at most 1 MiB); larger ones
+  // are refused by gRPC with RESOURCE_EXHAUSTED.
+  int max_message_bytes = 4 << 20;
   // Threads of the coarse scan and of the CMC rerank of one search.
   int search_threads = 2;
-  // System connections kept open for authentication and audit.
-  int db_pool_size = 4;
+  // Open PostgreSQL connections at most: ApiDb ones (authentication, audit,
+  // admin, scoped searches and decisions) and store ones (evidence). A call
+  // that finds them all busy waits db_pool_wait_ms, then gets RESOURCE_EXHAUSTED.
+  int db_pool_size = 32;
+  int store_pool_size = 16;
+  int db_pool_wait_ms = 5000;
+  // Every this many seconds the audit head (seq and hash) is logged and exposed
+  // as the metric ballistics_audit_head_seq{hash="..."}, so that a copy exists
+  // outside the database (anchor for `ballisticsctl audit verify --expect-head`); 0 = off.
+  int audit_anchor_interval_s = 60;
 
   // Search topology (docs/operations.md, "Several machines"): "single" (every
   // shard in this process), "coordinator" (fans searches out to shard_workers).

@@ -160,6 +160,11 @@ std::string AuditRowHash(std::int64_t seq, const std::string& occurred_at, const
 ApiDb::ApiDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ApiDb::~ApiDb() = default;
 
+bool ApiDb::Usable() const {
+  PGconn* c = impl_->conn->get();
+  return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
 StatusOr<std::unique_ptr<ApiDb>> ApiDb::ConnectSystem(const std::string& url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(url));
   return std::unique_ptr<ApiDb>(new ApiDb(std::make_unique<Impl>(std::move(conn))));
@@ -335,6 +340,20 @@ StatusOr<std::int64_t> ApiDb::AppendAudit(const AuditEntry& e) {
           .status());
   BALLISTICS_RETURN_IF_ERROR(tx->Commit());
   return seq;
+}
+
+StatusOr<std::pair<std::int64_t, std::string>> ApiDb::AuditHead() {
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("audit head", "SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1"));
+  if (r.rows() == 0) return std::make_pair(std::int64_t{0}, std::string(kAuditGenesisHash));
+  return std::make_pair(r.Int64(0, 0), r.Text(0, 1));
+}
+
+StatusOr<std::string> ApiDb::AuditRowHashAt(std::int64_t seq) {
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("audit row", "SELECT row_hash FROM audit_log WHERE seq = $1",
+                                                              {pg::Param::Int(seq)}));
+  if (r.rows() == 0) return NotFound("no audit row with seq " + std::to_string(seq));
+  return r.Text(0, 0);
 }
 
 StatusOr<AuditVerifyReport> ApiDb::VerifyAudit() {

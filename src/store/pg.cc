@@ -104,6 +104,9 @@ StatusCode CodeForSqlState(std::string_view s) {
   if (s.size() != 5) return StatusCode::kInternal;
   if (s.starts_with("08")) return StatusCode::kUnavailable;            // connection exception
   if (s == "57P01" || s == "57P02" || s == "57P03") return StatusCode::kUnavailable;  // shutdown
+  // read_only_sql_transaction: a standby or a database set read-only; retryable
+  // once the primary is back, and never a sign of bad input.
+  if (s == "25006") return StatusCode::kUnavailable;
   if (s == "23505") return StatusCode::kAlreadyExists;                  // unique_violation
   if (s == "23503") return StatusCode::kFailedPrecondition;             // foreign_key_violation
   if (s.starts_with("23")) return StatusCode::kInvalidArgument;         // not null, check, ...

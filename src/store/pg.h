@@ -114,7 +114,7 @@ class Transaction {
   bool done_ = false;
 };
 
-// SQLSTATE -> canonical code (class 08 and shutdowns -> UNAVAILABLE, 23505 ->
+// SQLSTATE -> canonical code (class 08, shutdowns and read-only -> UNAVAILABLE, 23505 ->
 // ALREADY_EXISTS, other integrity violations -> INVALID_ARGUMENT/FAILED_PRECONDITION).
 StatusCode CodeForSqlState(std::string_view sqlstate);
 

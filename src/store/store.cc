@@ -223,6 +223,11 @@ bool IsUniqueViolationOn(const Status& s, std::string_view constraint) {
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
+bool Store::Usable() const {
+  PGconn* c = impl_->conn->get();
+  return !impl_->listening && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
 StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& database_url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(database_url));
   return std::unique_ptr<Store>(new Store(std::make_unique<Impl>(std::move(conn))));

@@ -87,6 +87,15 @@ class ApiServer {
     return -1;
   }
 
+  // Kills the server without a shutdown (SIGKILL: no handler, no flush) and reaps it.
+  void Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+  }
+
   ~ApiServer() {
     Stop();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
