@@ -24,26 +24,33 @@
 namespace ballistics::index_internal {
 namespace {
 
-void CrossSpectraGeneric(const std::int8_t* __restrict block, const PackedQueries& q, int rings, int freqs,
-                         std::int32_t* __restrict xre, std::int32_t* __restrict xim) {
-  constexpr int L = kLanes;
-  const std::size_t per_variant = static_cast<std::size_t>(freqs) * L;
-  std::memset(xre, 0, sizeof(std::int32_t) * per_variant * q.variants);
-  std::memset(xim, 0, sizeof(std::int32_t) * per_variant * q.variants);
+// SSE2 (baseline x86-64, no dispatch needed): 4 candidates per register,
+// int8 -> int16 by unpacking a byte with itself and shifting right
+// arithmetically (SSE2 has no pmovsxbw); one variant at a time (8 accumulators).
+void CrossSpectraSse2(const std::int8_t* __restrict block, const PackedQueries& q, int rings, int freqs,
+                      std::int32_t* __restrict xre, std::int32_t* __restrict xim) {
+  const std::size_t per_variant = static_cast<std::size_t>(freqs) * kLanes;
   for (int v = 0; v < q.variants; ++v) {
-    const std::int8_t* qc = q.coeffs.data() + static_cast<std::size_t>(v) * q.dim;
-    for (int r = 0; r < rings; ++r) {
-      for (int k = 0; k < freqs; ++k) {
-        const int j = r * freqs + k;
-        const std::int32_t qr = qc[2 * j], qi = qc[2 * j + 1];
-        const std::int8_t* c = block + BlockCoeff(r, k, rings) * L * 2;
-        std::int32_t* ar = xre + v * per_variant + k * L;
-        std::int32_t* ai = xim + v * per_variant + k * L;
-        for (int l = 0; l < L; ++l) {
-          const std::int32_t cr = c[2 * l], ci = c[2 * l + 1];
-          ar[l] += qr * cr + qi * ci;
-          ai[l] += qi * cr - qr * ci;
+    for (int k = 0; k < freqs; ++k) {
+      __m128i acc[8];
+      for (auto& a : acc) a = _mm_setzero_si128();
+      for (int r = 0; r < rings; ++r) {
+        const std::size_t j = BlockCoeff(r, k, rings);
+        const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + j * 32));
+        const __m128i c1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + j * 32 + 16));
+        const __m128i w[4] = {_mm_srai_epi16(_mm_unpacklo_epi8(c0, c0), 8), _mm_srai_epi16(_mm_unpackhi_epi8(c0, c0), 8),
+                              _mm_srai_epi16(_mm_unpacklo_epi8(c1, c1), 8), _mm_srai_epi16(_mm_unpackhi_epi8(c1, c1), 8)};
+        const std::size_t o = static_cast<std::size_t>(v) * q.dim / 2 + j;
+        const __m128i wre = _mm_set1_epi32(q.wre[o]);
+        const __m128i wim = _mm_set1_epi32(q.wim[o]);
+        for (int i = 0; i < 4; ++i) {
+          acc[i] = _mm_add_epi32(acc[i], _mm_madd_epi16(w[i], wre));
+          acc[4 + i] = _mm_add_epi32(acc[4 + i], _mm_madd_epi16(w[i], wim));
         }
+      }
+      for (int i = 0; i < 4; ++i) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xre + v * per_variant + k * kLanes + 4 * i), acc[i]);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(xim + v * per_variant + k * kLanes + 4 * i), acc[4 + i]);
       }
     }
   }
@@ -238,7 +245,7 @@ void BlockCrossSpectra(Isa isa, const std::int8_t* block, const PackedQueries& q
     case Isa::kAvx512Vnni: CrossSpectraVnni(block, q, rings, freqs, xre, xim, next); break;
     case Isa::kAvx512: CrossSpectraAvx512(block, q, rings, freqs, xre, xim, next); break;
     case Isa::kAvx2: CrossSpectraAvx2(block, q, rings, freqs, xre, xim, next); break;
-    default: CrossSpectraGeneric(block, q, rings, freqs, xre, xim); break;
+    default: CrossSpectraSse2(block, q, rings, freqs, xre, xim); break;
   }
 }
 
