@@ -40,7 +40,7 @@ run_load() {
   log "load: $clients clients, $seconds s, mix upload:search $mix"
   local url="$BALLISTICS_DATABASE_URL"
   "$BUILD_DIR/src/cli/ballisticsctl" db migrate --database-url "$url" >/dev/null
-  "$BUILD_DIR/src/cli/ballisticsctl" admin create-agency --name "Load Agency" --database-url "$url" >/dev/null 2>&1 || true
+  "$BUILD_DIR/src/cli/ballisticsctl" admin create-agency "Load Agency" --database-url "$url" >/dev/null 2>&1 || true
   local token
   token="$("$BUILD_DIR/src/cli/ballisticsctl" admin create-token --agency "Load Agency" --role examiner \
     --holder loadgen --database-url "$url" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
