@@ -27,6 +27,7 @@ v1::CasingSource SourceToProto(CasingSource s) {
     case CasingSource::kTestFire: return v1::TEST_FIRE;
     case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
     case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
+    case CasingSource::kManufacturerTestFire: return v1::MANUFACTURER_TEST_FIRE;
   }
   return v1::CASING_SOURCE_UNSPECIFIED;
 }
@@ -37,6 +38,7 @@ StatusOr<CasingSource> SourceFromProto(int s) {
     case v1::TEST_FIRE: return CasingSource::kTestFire;
     case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
     case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
+    case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
     default: return InvalidArgument("shard filter: source " + std::to_string(s) + " cannot be searched");
   }
 }
