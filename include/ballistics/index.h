@@ -326,6 +326,11 @@ struct SearchEngineConfig {
   CorrelationConfig firing_pin_correlation = CorrelationConfig::FiringPin();
 };
 
+// The order of the ranked lists: compared candidates first, then CMC count,
+// whole-signature CCF at the registration, coarse score, signature id. Shared
+// by the engine and by a coordinator merging shard workers' lists.
+bool CandidateRanksBefore(const Candidate& a, const Candidate& b);
+
 class SearchEngine {
  public:
   // INVALID_ARGUMENT for a bad config; the index and source must outlive nothing:

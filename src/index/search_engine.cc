@@ -109,9 +109,14 @@ struct KindQuery {
   Signature signature;
 };
 
-// Ranked list order: CMC count, then the whole-signature CCF at the
-// registration, then the coarse score; candidates that could not be compared last.
-bool CandidateBefore(const Candidate& a, const Candidate& b) {
+double CmcShare(const Candidate& c) {
+  if (!c.comparison.has_value() || c.comparison->cells <= 0) return 0.0;
+  return static_cast<double>(c.comparison->cmc) / c.comparison->cells;
+}
+
+}  // namespace
+
+bool CandidateRanksBefore(const Candidate& a, const Candidate& b) {
   const bool ca = a.comparison.has_value(), cb = b.comparison.has_value();
   if (ca != cb) return ca;
   if (ca) {
@@ -121,13 +126,6 @@ bool CandidateBefore(const Candidate& a, const Candidate& b) {
   if (a.coarse_score != b.coarse_score) return a.coarse_score > b.coarse_score;
   return a.signature_id < b.signature_id;
 }
-
-double CmcShare(const Candidate& c) {
-  if (!c.comparison.has_value() || c.comparison->cells <= 0) return 0.0;
-  return static_cast<double>(c.comparison->cmc) / c.comparison->cells;
-}
-
-}  // namespace
 
 SearchEngine::SearchEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SearchEngine::~SearchEngine() = default;
@@ -320,7 +318,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     out.reranked += static_cast<int>(hits.size());
     out.rerank_seconds += Seconds(t1, Clock::now());
     for (Candidate& c : list) c.score = c.comparison ? c.comparison->cmc : -1.0;
-    std::sort(list.begin(), list.end(), CandidateBefore);
+    std::sort(list.begin(), list.end(), CandidateRanksBefore);
     for (std::size_t i = 0; i < list.size(); ++i) list[i].rank = static_cast<int>(i) + 1;
   }
 
@@ -332,7 +330,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
       CombinedCandidate& cc = by_casing[c.casing_id];
       cc.casing_id = c.casing_id;
       auto& slot = queries[qi].kind == SignatureKind::kBreechFace ? cc.breech_face : cc.firing_pin;
-      if (!slot || CandidateBefore(c, *slot)) slot = c;
+      if (!slot || CandidateRanksBefore(c, *slot)) slot = c;
     }
     std::vector<Candidate>& dst = queries[qi].kind == SignatureKind::kBreechFace ? out.breech_face : out.firing_pin;
     dst = lists[qi];

@@ -7,6 +7,7 @@
 #include "ballistics/io.h"
 #include "ballistics/store.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
+#include "proto_enums.h"
 #include "search_backend.h"
 #include "services.h"
 
@@ -29,33 +30,6 @@ std::string TimestampIso(const google::protobuf::Timestamp& t) {
   std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec);
   return buf;
-}
-
-StatusOr<CasingSource> FromProto(v1::CasingSource s) {
-  switch (s) {
-    case v1::CRIME_SCENE: return CasingSource::kCrimeScene;
-    case v1::TEST_FIRE: return CasingSource::kTestFire;
-    case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
-    case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
-    // Registered at manufacture; RegistryService.LinkTestFire ties it to the firearm.
-    case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
-    default: return InvalidArgument("source " + std::to_string(static_cast<int>(s)) + " is not set or unknown");
-  }
-}
-
-v1::CasingSource ToProto(CasingSource s) {
-  switch (s) {
-    case CasingSource::kCrimeScene: return v1::CRIME_SCENE;
-    case CasingSource::kTestFire: return v1::TEST_FIRE;
-    case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
-    case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
-    case CasingSource::kManufacturerTestFire: return v1::MANUFACTURER_TEST_FIRE;
-  }
-  return v1::CASING_SOURCE_UNSPECIFIED;
-}
-
-v1::SignatureKind ToProto(SignatureKind k) {
-  return k == SignatureKind::kBreechFace ? v1::BREECH_FACE : v1::FIRING_PIN;
 }
 
 grpc::Status Invalid(const std::string& m) { return grpc::Status(StatusCode::INVALID_ARGUMENT, m); }
@@ -112,7 +86,7 @@ class IngestServiceImpl final : public v1::IngestService::Service {
     md.case_number = pm.case_number();
     md.exhibit_id = pm.exhibit_id();
     md.calibre = pm.calibre();
-    auto source = FromProto(pm.source());
+    auto source = SourceFromProto(pm.source());
     if (!source.ok()) return ToGrpc(source.status());
     md.source = *source;
     if (pm.has_captured_at()) md.captured_at = TimestampIso(pm.captured_at());
@@ -205,7 +179,7 @@ class IngestServiceImpl final : public v1::IngestService::Service {
     resp->set_sha256_hex(prepared->sha256_hex);
     resp->set_already_existed(res->already_existed);
     for (const std::string& w : prepared->normalized.warnings) resp->add_warnings(w);
-    for (const Signature& sig : prepared->Signatures()) resp->add_signatures(ToProto(sig.kind));
+    for (const Signature& sig : prepared->Signatures()) resp->add_signatures(KindToProto(sig.kind));
     return grpc::Status::OK;
   }
 
@@ -241,7 +215,7 @@ class CasingServiceImpl final : public v1::CasingService::Service {
     m->set_case_number(c->metadata.case_number);
     m->set_exhibit_id(c->metadata.exhibit_id);
     m->set_calibre(c->metadata.calibre);
-    m->set_source(ToProto(c->metadata.source));
+    m->set_source(SourceToProto(c->metadata.source));
     out->set_sha256_hex(c->sha256_hex);
     out->set_format(std::string(ScanFormatName(c->format)));
     out->set_modality(std::string(ModalityName(c->modality)));
@@ -249,7 +223,7 @@ class CasingServiceImpl final : public v1::CasingService::Service {
     out->set_pixel_um_y(c->pixel_um_y);
     out->set_width(c->width);
     out->set_height(c->height);
-    for (const auto& s : c->signatures) out->add_signatures(ToProto(s.kind));
+    for (const auto& s : c->signatures) out->add_signatures(KindToProto(s.kind));
     out->set_submitted_by(c->metadata.submitted_by);
     return grpc::Status::OK;
   }

@@ -10,38 +10,6 @@ namespace {
 
 namespace v1 = ::ballistics::v1;
 
-v1::SignatureKind KindToProto(SignatureKind k) {
-  return k == SignatureKind::kBreechFace ? v1::BREECH_FACE : v1::FIRING_PIN;
-}
-
-StatusOr<SignatureKind> KindFromProto(int k, const char* where) {
-  if (k == v1::BREECH_FACE) return SignatureKind::kBreechFace;
-  if (k == v1::FIRING_PIN) return SignatureKind::kFiringPin;
-  return InvalidArgument(std::string(where) + ": signature kind " + std::to_string(k) +
-                         " is not BREECH_FACE or FIRING_PIN");
-}
-
-v1::CasingSource SourceToProto(CasingSource s) {
-  switch (s) {
-    case CasingSource::kCrimeScene: return v1::CRIME_SCENE;
-    case CasingSource::kTestFire: return v1::TEST_FIRE;
-    case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
-    case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
-    case CasingSource::kManufacturerTestFire: return v1::MANUFACTURER_TEST_FIRE;
-  }
-  return v1::CASING_SOURCE_UNSPECIFIED;
-}
-
-StatusOr<CasingSource> SourceFromProto(int s) {
-  switch (s) {
-    case v1::CRIME_SCENE: return CasingSource::kCrimeScene;
-    case v1::TEST_FIRE: return CasingSource::kTestFire;
-    case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
-    case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
-    case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
-    default: return InvalidArgument("shard filter: source " + std::to_string(s) + " cannot be searched");
-  }
-}
 
 StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
@@ -171,17 +139,6 @@ Candidate CandidateFromProto(const v1::ShardCandidate& p) {
     c.comparison = std::move(r);
   }
   return c;
-}
-
-bool CandidateRanksBefore(const Candidate& a, const Candidate& b) {
-  const bool ca = a.comparison.has_value(), cb = b.comparison.has_value();
-  if (ca != cb) return ca;
-  if (ca) {
-    if (a.comparison->cmc != b.comparison->cmc) return a.comparison->cmc > b.comparison->cmc;
-    if (a.comparison->ccf != b.comparison->ccf) return a.comparison->ccf > b.comparison->ccf;
-  }
-  if (a.coarse_score != b.coarse_score) return a.coarse_score > b.coarse_score;
-  return a.signature_id < b.signature_id;
 }
 
 double OverallFraction(SearchStage s, double f) {

@@ -13,6 +13,7 @@
 #include "ballistics/index.h"
 #include "ballistics/status.h"
 #include "ballistics/v1/shard.grpc.pb.h"
+#include "proto_enums.h"
 
 namespace ballistics::service {
 
@@ -30,9 +31,7 @@ StatusOr<SearchFilter> FilterFromProto(const v1::ShardFilter& p);
 void CandidateToProto(const Candidate& c, v1::ShardCandidate* out);
 Candidate CandidateFromProto(const v1::ShardCandidate& p);
 
-// The order of the engine's ranked lists: compared first, then CMC count,
-// CCF, coarse score, signature id (src/index/search_engine.cc).
-bool CandidateRanksBefore(const Candidate& a, const Candidate& b);
+// Ranked-list order: ballistics::CandidateRanksBefore (include/ballistics/index.h).
 
 // Stage -> share of the whole search, so one progress bar runs 0..1 once
 // (descriptor 2 %, coarse 18 %, rerank 78 %, merge 2 %), and back.
