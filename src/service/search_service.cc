@@ -10,6 +10,7 @@
 #include "ballistics/store.h"
 #include "ballistics/v1/search.grpc.pb.h"
 #include "search_backend.h"
+#include "shard_protocol.h"
 #include "services.h"
 
 namespace ballistics::service {
@@ -84,45 +85,6 @@ json AddEvidence(const EvidenceModels& models, json j) {
   if (lr->available) j["log10_lr"] = lr->log10_lr;
   j["lr_basis"] = lr->basis;
   return j;
-}
-
-StatusOr<SignatureKind> KindFromProto(int k) {
-  if (k == v1::BREECH_FACE) return SignatureKind::kBreechFace;
-  if (k == v1::FIRING_PIN) return SignatureKind::kFiringPin;
-  return InvalidArgument("signature kind " + std::to_string(k) + " is not BREECH_FACE or FIRING_PIN");
-}
-
-StatusOr<CasingSource> SourceFromProto(int s) {
-  switch (s) {
-    case v1::CRIME_SCENE: return CasingSource::kCrimeScene;
-    case v1::TEST_FIRE: return CasingSource::kTestFire;
-    case v1::RECOVERED_FIREARM: return CasingSource::kRecoveredFirearm;
-    case v1::POLICE_ISSUED: return CasingSource::kPoliceIssued;
-    case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
-    default: return InvalidArgument("source " + std::to_string(s) + " cannot be searched");
-  }
-}
-
-v1::CasingSource SourceToProto(CasingSource s) {
-  switch (s) {
-    case CasingSource::kCrimeScene: return v1::CRIME_SCENE;
-    case CasingSource::kTestFire: return v1::TEST_FIRE;
-    case CasingSource::kRecoveredFirearm: return v1::RECOVERED_FIREARM;
-    case CasingSource::kPoliceIssued: return v1::POLICE_ISSUED;
-    case CasingSource::kManufacturerTestFire: return v1::MANUFACTURER_TEST_FIRE;
-  }
-  return v1::CASING_SOURCE_UNSPECIFIED;
-}
-
-// Stage -> share of the whole search, so one progress bar runs 0..1 once.
-double Overall(SearchStage s, double f) {
-  switch (s) {
-    case SearchStage::kDescriptor: return 0.02 * f;
-    case SearchStage::kCoarse: return 0.02 + 0.18 * f;
-    case SearchStage::kRerank: return 0.20 + 0.78 * f;
-    case SearchStage::kMerge: return 0.98 + 0.02 * f;
-  }
-  return 0;
 }
 
 // Casing metadata read under row-level security, cached per search.
@@ -209,7 +171,7 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     r.rerank_k = req.rerank_k();
     const v1::SearchFilter& f = req.filter();
     for (int k : f.kinds()) {
-      auto kind = KindFromProto(k);
+      auto kind = KindFromProto(k, "search filter");
       if (!kind.ok()) return ToGrpc(kind.status());
       r.filter.kinds.push_back(*kind);
     }
@@ -289,7 +251,7 @@ class SearchServiceImpl final : public v1::SearchService::Service {
         cv.wait_for(l, std::chrono::milliseconds(100));
         if (sc->IsCancelled()) cancelled = true;
         if (changed && !cancelled) {
-          const double overall = Overall(stage, fraction);
+          const double overall = OverallFraction(stage, fraction);
           changed = false;
           // At most ~100 updates per search.
           if (overall - last_sent >= 0.01 || overall >= 1.0) {
@@ -317,9 +279,17 @@ class SearchServiceImpl final : public v1::SearchService::Service {
       return ToGrpc(result->status());
     }
     const SearchResults& res = **result;
+    // The reference model of the query casing's calibre when one is stored
+    // (marks differ by calibre and action), else the any-calibre one.
     auto evidence_url = call.ScopedUrl();
+    std::string query_calibre;
+    if (evidence_url.ok()) {
+      if (auto q = store::Store::Connect(*evidence_url); q.ok()) {
+        if (auto c = (*q)->GetCasing(req.casing_id()); c.ok()) query_calibre = c->metadata.calibre;
+      }
+    }
     const EvidenceModels evidence_models =
-        evidence_url.ok() ? LoadEvidenceModels(*evidence_url, "") : EvidenceModels{};
+        evidence_url.ok() ? LoadEvidenceModels(*evidence_url, query_calibre) : EvidenceModels{};
     auto scored = [&](const Candidate& c) { return AddEvidence(evidence_models, ScoreJson(c)); };
 
     std::vector<store::NewComparison> rows;

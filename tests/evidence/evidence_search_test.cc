@@ -21,9 +21,11 @@ using testing::Authorize;
 // A reference population shaped like CMC counts (KM high, KNM low); what it
 // says is irrelevant here: the test checks that the server applies the stored
 // model, whatever it is, and says which one.
-evidence::EvidenceModel StoredModel(const std::string& url) {
+evidence::EvidenceModel StoredModel(const std::string& url, const std::string& name = "search-test reference",
+                                    const std::string& calibre = "") {
   evidence::ReferencePopulation p;
-  p.name = "search-test reference";
+  p.name = name;
+  p.calibre = calibre;
   p.pipeline_version = std::string(kPipelineVersion);
   for (int i = 0; i < 30; ++i) p.km.push_back({10 + i % 12, 22});
   for (int i = 0; i < 300; ++i) p.knm.push_back({i % 4, 22});
@@ -31,6 +33,7 @@ evidence::EvidenceModel StoredModel(const std::string& url) {
   EXPECT_TRUE(m.ok());
   store::ReferenceModelRecord r;
   r.name = m->name;
+  r.calibre = calibre;
   r.kind = m->kind;
   r.pipeline_version = m->pipeline_version;
   r.model = std::string(evidence::EvidenceModel::kModelName);
@@ -103,6 +106,18 @@ TEST_F(EvidenceSearchTest, CandidatesCarryTheStoredModelsLr) {
   const grpc::Status st = review->GetComparison(&ctx, req, &d);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_NEAR(d.score().log10_likelihood_ratio(), r.breech_face(0).breech_face().log10_likelihood_ratio(), 1e-9);
+}
+
+// A model of the query casing's calibre wins over a newer any-calibre one.
+TEST_F(EvidenceSearchTest, ModelOfTheQueryCalibreIsPreferred) {
+  StoredModel(db_.url(), "9mm reference", "9mm Luger");
+  StoredModel(db_.url(), "any-calibre reference", "");
+  const v1::SearchResult r = Search();
+  ASSERT_GE(r.breech_face_size(), 1) << r.DebugString();
+  for (const auto& c : r.breech_face()) {
+    const std::string& basis = c.breech_face().likelihood_ratio_basis();
+    EXPECT_NE(basis.find("9mm reference"), std::string::npos) << basis;
+  }
 }
 
 TEST_F(EvidenceSearchTest, WithoutModelNoLr) {
