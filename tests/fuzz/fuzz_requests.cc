@@ -3,9 +3,10 @@
 // wire encoding, parsed as the server's gRPC layer parses it:
 //   even: UploadScanRequest (IngestService.UploadScan's header message),
 //   odd:  SearchRequest (SearchService.Search).
-// The proto -> domain mapping below mirrors src/service/ingest_service.cc and
-// search_service.cc (Upload / Run up to the database) and calls the same
-// domain validation: ingest::NormalizedMetadata + ValidateMetadata +
+// The enum mappings are the service's own (src/service/proto_enums.cc, compiled
+// into this harness); the rest of the mapping below mirrors
+// src/service/ingest_service.cc and search_service.cc (Upload / Run up to the
+// database) and calls the same domain validation: ingest::NormalizedMetadata + ValidateMetadata +
 // ValidatePrepareOptions for uploads, SearchEngine::Search's request checks
 // (run against an empty index) for searches. The request is also rendered to
 // JSON as the search handler stores it.
@@ -25,6 +26,7 @@
 #include "ballistics/v1/ingest.pb.h"
 #include "ballistics/v1/search.pb.h"
 #include "fuzz_util.h"
+#include "proto_enums.h"
 
 namespace {
 
@@ -57,13 +59,15 @@ void Upload(const v1::UploadScanRequest& msg) {
   md.case_number = pm.case_number();
   md.exhibit_id = pm.exhibit_id();
   md.calibre = pm.calibre();
-  switch (pm.source()) {
-    case v1::CRIME_SCENE: md.source = CasingSource::kCrimeScene; break;
-    case v1::TEST_FIRE: md.source = CasingSource::kTestFire; break;
-    case v1::RECOVERED_FIREARM: md.source = CasingSource::kRecoveredFirearm; break;
-    case v1::POLICE_ISSUED: md.source = CasingSource::kPoliceIssued; break;
-    default: return;  // the handler refuses it before validation
+  const StatusOr<CasingSource> source = service::SourceFromProto(pm.source());
+  if (!source.ok()) {
+    if (source.status().code() != StatusCode::kInvalidArgument || source.status().message().empty()) {
+      fuzz::Fail("source refused with " + source.status().ToString());
+    }
+    return;  // the handler refuses it before validation
   }
+  md.source = *source;
+  if (service::SourceToProto(md.source) != pm.source()) fuzz::Fail("source mapping does not round-trip");
   if (pm.has_captured_at()) md.captured_at = TimestampIso(pm.captured_at());
   md.submitted_by = "fuzz-user";
   md = ingest::NormalizedMetadata(std::move(md));
@@ -115,18 +119,15 @@ void Search(const v1::SearchRequest& req) {
   r.rerank_k = req.rerank_k();
   const v1::SearchFilter& f = req.filter();
   for (int k : f.kinds()) {
-    if (k == v1::BREECH_FACE) r.filter.kinds.push_back(SignatureKind::kBreechFace);
-    else if (k == v1::FIRING_PIN) r.filter.kinds.push_back(SignatureKind::kFiringPin);
-    else return;
+    const StatusOr<SignatureKind> kind = service::KindFromProto(k, "search filter");
+    if (!kind.ok()) return;  // INVALID_ARGUMENT from the handler
+    if (service::KindToProto(*kind) != k) fuzz::Fail("kind mapping does not round-trip");
+    r.filter.kinds.push_back(*kind);
   }
   for (int s : f.sources()) {
-    switch (s) {
-      case v1::CRIME_SCENE: r.filter.sources.push_back(CasingSource::kCrimeScene); break;
-      case v1::TEST_FIRE: r.filter.sources.push_back(CasingSource::kTestFire); break;
-      case v1::RECOVERED_FIREARM: r.filter.sources.push_back(CasingSource::kRecoveredFirearm); break;
-      case v1::POLICE_ISSUED: r.filter.sources.push_back(CasingSource::kPoliceIssued); break;
-      default: return;
-    }
+    const StatusOr<CasingSource> src = service::SourceFromProto(s);
+    if (!src.ok()) return;
+    r.filter.sources.push_back(*src);
   }
   for (const auto& c : f.calibres()) r.filter.calibres.push_back(c);
   for (const auto& a : f.agencies()) r.filter.agencies.push_back(a);
