@@ -44,6 +44,7 @@ struct CasingMetadata {
   std::string exhibit_id;         // unique within the case
   std::string calibre;            // e.g. "9mm Luger"
   CasingSource source = CasingSource::kCrimeScene;
+  std::string capture_device;     // instrument/camera make, model, serial; "" = not given
   std::optional<std::string> captured_at;  // ISO 8601 ("2024-05-01" or "2024-05-01T10:00:00Z")
   std::string submitted_by;
   std::optional<std::int64_t> firearm_id;  // firearms table comes with a later issue

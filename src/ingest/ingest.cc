@@ -106,6 +106,7 @@ CasingMetadata NormalizedMetadata(CasingMetadata m) {
   m.case_number = Trim(m.case_number);
   m.exhibit_id = Trim(m.exhibit_id);
   m.submitted_by = Trim(m.submitted_by);
+  m.capture_device = Trim(m.capture_device);
   std::string calibre;
   for (char c : Trim(m.calibre)) {
     const bool space = std::isspace(static_cast<unsigned char>(c));
@@ -123,6 +124,8 @@ Status ValidateMetadata(const CasingMetadata& m) {
   BALLISTICS_RETURN_IF_ERROR(CheckText("exhibit id", m.exhibit_id));
   BALLISTICS_RETURN_IF_ERROR(CheckText("calibre", m.calibre));
   BALLISTICS_RETURN_IF_ERROR(CheckText("submitted by", m.submitted_by));
+  // Optional; when given, the same rules as the other text fields.
+  if (!m.capture_device.empty()) BALLISTICS_RETURN_IF_ERROR(CheckText("capture device", m.capture_device));
   if (m.captured_at && !IsIso8601(*m.captured_at)) {
     return InvalidArgument("captured at '" + *m.captured_at +
                            "' is not an ISO 8601 date or date-time (e.g. 2024-05-01T10:00:00Z)");

@@ -85,6 +85,7 @@ class IngestServiceImpl final : public v1::IngestService::Service {
     }
     md.case_number = pm.case_number();
     md.exhibit_id = pm.exhibit_id();
+    md.capture_device = pm.capture_device();
     md.calibre = pm.calibre();
     auto source = SourceFromProto(pm.source());
     if (!source.ok()) return ToGrpc(source.status());
@@ -214,6 +215,7 @@ class CasingServiceImpl final : public v1::CasingService::Service {
     m->set_agency(c->metadata.agency);
     m->set_case_number(c->metadata.case_number);
     m->set_exhibit_id(c->metadata.exhibit_id);
+    m->set_capture_device(c->metadata.capture_device);
     m->set_calibre(c->metadata.calibre);
     m->set_source(SourceToProto(c->metadata.source));
     out->set_sha256_hex(c->sha256_hex);

@@ -150,7 +150,7 @@ std::string CasingSelect() {
   return "SELECT c.id, a.name, k.case_number, c.exhibit_id, c.calibre, c.source::text, " +
          IsoColumn("c.captured_at") + ", c.submitted_by, c.firearm_id, " + IsoColumn("c.created_at") +
          ", s.id, s.sha256, s.format, s.modality, s.pixel_um_x, s.pixel_um_y, s.width, s.height, "
-         "s.header_length_unit, s.original_size_bytes, s.scanner::text "
+         "s.header_length_unit, s.original_size_bytes, s.scanner::text, c.capture_device "
          "FROM casings c JOIN agencies a ON a.id = c.agency_id JOIN cases k ON k.id = c.case_id "
          "LEFT JOIN scans s ON s.casing_id = c.id ";
 }
@@ -168,6 +168,7 @@ StoredCasing DecodeCasingRow(const pg::Result& r, int i) {
   c.metadata.submitted_by = r.Text(i, 7);
   if (!r.IsNull(i, 8)) c.metadata.firearm_id = r.Int64(i, 8);
   c.created_at = r.Text(i, 9);
+  c.metadata.capture_device = r.Text(i, 21);
   if (!r.IsNull(i, 10)) {
     c.scan_id = r.Int64(i, 10);
     c.sha256_hex = r.Text(i, 11);
@@ -292,12 +293,12 @@ StatusOr<IngestResult> Store::IngestCasing(const CasingMetadata& md, const Scan&
     const std::int64_t case_id = kase.Int64(0, 0);
     auto casing = c.Exec("insert casing",
                          "INSERT INTO casings (agency_id, case_id, exhibit_id, calibre, source, firearm_id, "
-                         "captured_at, submitted_by) VALUES ($1, $2, $3, $4, $5::casing_source, $6, "
-                         "$7::timestamptz, $8) RETURNING id",
+                         "captured_at, submitted_by, capture_device) VALUES ($1, $2, $3, $4, $5::casing_source, $6, "
+                         "$7::timestamptz, $8, $9) RETURNING id",
                          {pg::Param::Int(agency_id), pg::Param::Int(case_id), pg::Param::Text(md.exhibit_id),
                           pg::Param::Text(md.calibre), pg::Param::Text(std::string(CasingSourceName(md.source))),
                           pg::Param::Optional(md.firearm_id), pg::Param::Optional(md.captured_at),
-                          pg::Param::Text(md.submitted_by)});
+                          pg::Param::Text(md.submitted_by), pg::Param::Text(md.capture_device)});
     if (!casing.ok()) {
       if (IsUniqueViolationOn(casing.status(), "casings_case_id_exhibit_id_key")) {
         return AlreadyExists("store: exhibit '" + md.exhibit_id + "' of case '" + md.case_number + "' (agency '" +

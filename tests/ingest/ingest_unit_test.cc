@@ -28,6 +28,20 @@ TEST(ValidateMetadata, AcceptsAWellFormedRecord) {
   }
 }
 
+TEST(ValidateMetadata, CaptureDeviceIsOptionalButChecked) {
+  CasingMetadata m = Good();
+  m.capture_device = "";
+  EXPECT_TRUE(ValidateMetadata(m).ok());
+  m.capture_device = "Sensofar S neox, SN 1234";
+  EXPECT_TRUE(ValidateMetadata(m).ok());
+  m.capture_device = "scanner\n2";
+  Status s = ValidateMetadata(m);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("capture device"), std::string::npos) << s.ToString();
+  m.capture_device = std::string(kMaxMetadataChars + 1, 'x');
+  EXPECT_EQ(ValidateMetadata(m).code(), StatusCode::kInvalidArgument);
+}
+
 TEST(ValidateMetadata, RejectsMissingFieldsNamingThem) {
   struct Case {
     std::string CasingMetadata::*field;

@@ -90,6 +90,7 @@ TEST_F(ApiE2eTest, UploadIsIdempotentAndReadableByOwnAgencyOnly) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(c.metadata().agency(), "Agency A");
   EXPECT_EQ(c.metadata().case_number(), "C-1");
+  EXPECT_EQ(c.metadata().capture_device(), "Test confocal microscope SN 42");
   EXPECT_EQ(c.sha256_hex(), up.response.sha256_hex());
   EXPECT_EQ(c.submitted_by(), "tech-a");
   s = GetCasing(tokens_.reader_a, id, &c);

@@ -196,6 +196,7 @@ inline v1::CasingMetadata Metadata(const std::string& agency, const std::string&
   md.set_exhibit_id(exhibit);
   md.set_calibre("9mm Luger");
   md.set_source(v1::TEST_FIRE);
+  md.set_capture_device("Test confocal microscope SN 42");
   return md;
 }
 
