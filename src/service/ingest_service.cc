@@ -7,7 +7,7 @@
 #include "ballistics/io.h"
 #include "ballistics/store.h"
 #include "ballistics/v1/ingest.grpc.pb.h"
-#include "proto_enums.h"
+#include "proto_convert.h"
 #include "search_backend.h"
 #include "services.h"
 
@@ -21,16 +21,6 @@ using store::ApiRole;
 
 constexpr const char* kUpload = "/ballistics.v1.IngestService/UploadScan";
 constexpr const char* kGetCasing = "/ballistics.v1.CasingService/GetCasing";
-
-std::string TimestampIso(const google::protobuf::Timestamp& t) {
-  const std::time_t s = static_cast<std::time_t>(t.seconds());
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
 
 grpc::Status Invalid(const std::string& m) { return grpc::Status(StatusCode::INVALID_ARGUMENT, m); }
 

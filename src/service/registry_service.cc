@@ -17,6 +17,7 @@
 #include "ballistics/registry.h"
 #include "ballistics/registry_store.h"
 #include "ballistics/v1/registry.grpc.pb.h"
+#include "proto_convert.h"
 #include "services.h"
 
 namespace ballistics::service {
@@ -30,28 +31,6 @@ using store::ApiRole;
 constexpr const char* kPrefix = "/ballistics.v1.RegistryService/";
 
 grpc::Status Invalid(const std::string& m) { return grpc::Status(StatusCode::INVALID_ARGUMENT, m); }
-
-google::protobuf::Timestamp ParseTs(const std::string& iso) {
-  std::tm tm{};
-  google::protobuf::Timestamp t;
-  if (std::sscanf(iso.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                  &tm.tm_sec) >= 3) {
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    t.set_seconds(timegm(&tm));
-  }
-  return t;
-}
-
-std::string TimestampIso(const google::protobuf::Timestamp& t) {
-  const std::time_t s = static_cast<std::time_t>(t.seconds());
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
 
 void ToProto(const store::FirearmRecord& f, v1::Firearm* p) {
   p->set_firearm_id(f.id);
@@ -80,7 +59,7 @@ void ToProto(const registry::Event& e, v1::EventInfo* p) {
   p->set_agency(e.agency);
   p->set_incident_id(e.incident_id);
   p->set_case_number(e.case_number);
-  *p->mutable_occurred_at() = ParseTs(e.occurred_at);
+  *p->mutable_occurred_at() = TimestampFromIso(e.occurred_at);
   p->set_lat(e.lat);
   p->set_lon(e.lon);
   p->set_place(e.place);

@@ -12,6 +12,7 @@
 
 #include "ballistics/v1/leads.grpc.pb.h"
 #include "ballistics/v1/review.grpc.pb.h"
+#include "proto_convert.h"
 #include "services.h"
 
 namespace ballistics::service {
@@ -21,18 +22,6 @@ using grpc::ServerContext;
 using grpc::StatusCode;
 namespace v1 = ::ballistics::v1;
 using store::ApiRole;
-
-google::protobuf::Timestamp ParseTs(const std::string& iso) {
-  std::tm tm{};
-  google::protobuf::Timestamp t;
-  if (std::sscanf(iso.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-                  &tm.tm_sec) >= 3) {
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    t.set_seconds(timegm(&tm));
-  }
-  return t;
-}
 
 void FillScoreFromDetail(const std::string& detail_json, v1::CmcScore* s) {
   const auto d = nlohmann::json::parse(detail_json, nullptr, false);
@@ -316,7 +305,7 @@ class ReviewServiceImpl final : public v1::ReviewService::Service {
     out->set_outcome(req.outcome());
     out->set_examiner(d->examiner);
     out->set_notes(d->notes);
-    *out->mutable_decided_at() = ParseTs(d->decided_at);
+    *out->mutable_decided_at() = TimestampFromIso(d->decided_at);
     out->set_lead_id(d->lead_id);
     return grpc::Status::OK;
   }
@@ -388,7 +377,7 @@ class LeadServiceImpl final : public v1::LeadService::Service {
       p->set_casing_a(l.casing_a);
       p->set_casing_b(l.casing_b);
       p->set_decision_id(l.decision_id);
-      *p->mutable_created_at() = ParseTs(l.created_at);
+      *p->mutable_created_at() = TimestampFromIso(l.created_at);
     }
     return grpc::Status::OK;
   }

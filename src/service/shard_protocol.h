@@ -13,7 +13,7 @@
 #include "ballistics/index.h"
 #include "ballistics/status.h"
 #include "ballistics/v1/shard.grpc.pb.h"
-#include "proto_enums.h"
+#include "proto_convert.h"
 
 namespace ballistics::service {
 

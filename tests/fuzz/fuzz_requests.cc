@@ -3,7 +3,7 @@
 // wire encoding, parsed as the server's gRPC layer parses it:
 //   even: UploadScanRequest (IngestService.UploadScan's header message),
 //   odd:  SearchRequest (SearchService.Search).
-// The enum mappings are the service's own (src/service/proto_enums.cc, compiled
+// The enum and timestamp conversions are the service's own (src/service/proto_convert.cc, compiled
 // into this harness); the rest of the mapping below mirrors
 // src/service/ingest_service.cc and search_service.cc (Upload / Run up to the
 // database) and calls the same domain validation: ingest::NormalizedMetadata + ValidateMetadata +
@@ -26,23 +26,12 @@
 #include "ballistics/v1/ingest.pb.h"
 #include "ballistics/v1/search.pb.h"
 #include "fuzz_util.h"
-#include "proto_enums.h"
+#include "proto_convert.h"
 
 namespace {
 
 using namespace ballistics;
 namespace v1 = ::ballistics::v1;
-
-// As ingest_service.cc's TimestampIso.
-std::string TimestampIso(const google::protobuf::Timestamp& t) {
-  const std::time_t s = static_cast<std::time_t>(t.seconds());
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
 
 void CheckAccepted(const std::string& field, const std::string& v) {
   if (v.empty() || v.size() > ingest::kMaxMetadataChars) fuzz::Fail(field + " accepted with length " + std::to_string(v.size()));
@@ -68,7 +57,7 @@ void Upload(const v1::UploadScanRequest& msg) {
   }
   md.source = *source;
   if (service::SourceToProto(md.source) != pm.source()) fuzz::Fail("source mapping does not round-trip");
-  if (pm.has_captured_at()) md.captured_at = TimestampIso(pm.captured_at());
+  if (pm.has_captured_at()) md.captured_at = service::TimestampIso(pm.captured_at());
   md.submitted_by = "fuzz-user";
   md = ingest::NormalizedMetadata(std::move(md));
   const Status v = ingest::ValidateMetadata(md);

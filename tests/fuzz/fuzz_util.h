@@ -89,7 +89,8 @@ inline bool DecodeParts(std::span<const std::uint8_t> in, std::uint8_t& flags, s
   std::size_t pos = 1;
   while (pos < in.size() && parts.size() < 16) {
     Part p;
-    const std::size_t name_len = std::min<std::size_t>(in[pos++], in.size() - pos);
+    const std::size_t declared_len = in[pos++];  // read before the remaining size is taken
+    const std::size_t name_len = std::min(declared_len, in.size() - pos);
     p.name.assign(in.begin() + pos, in.begin() + pos + name_len);
     pos += name_len;
     if (in.size() - pos < 4) return !parts.empty();

@@ -1,6 +1,8 @@
-// Enum mappings between the domain types and the API's proto enums.
-#include "proto_enums.h"
+// Conversions between domain values and the API's proto types.
+#include "proto_convert.h"
 
+#include <cstdio>
+#include <ctime>
 #include <string>
 
 namespace ballistics::service {
@@ -37,6 +39,28 @@ StatusOr<CasingSource> SourceFromProto(int s) {
     case v1::MANUFACTURER_TEST_FIRE: return CasingSource::kManufacturerTestFire;
     default: return InvalidArgument("source " + std::to_string(s) + " is not set or unknown");
   }
+}
+
+std::string TimestampIso(const google::protobuf::Timestamp& t) {
+  const std::time_t s = static_cast<std::time_t>(t.seconds());
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return buf;
+}
+
+google::protobuf::Timestamp TimestampFromIso(const std::string& iso) {
+  std::tm tm{};
+  google::protobuf::Timestamp t;
+  if (std::sscanf(iso.c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                  &tm.tm_sec) >= 3) {
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    t.set_seconds(timegm(&tm));
+  }
+  return t;
 }
 
 }  // namespace ballistics::service
