@@ -316,6 +316,10 @@ StatusOr<Scan> ReadTiff(std::span<const std::uint8_t> bytes, const ReadOptions& 
       const std::uint64_t count = TIFFGetStrileByteCount(tif.get(), static_cast<std::uint32_t>(i));
       if (offset < bytes.size()) present += std::min<std::uint64_t>(count, bytes.size() - offset);
     }
+    // Strips that overlap (a forged table pointing many strips at the same
+    // bytes; fuzz_image: 37 strips at offset 0 of a 332-byte file) hold no
+    // more than the file itself.
+    present = std::min<std::uint64_t>(present, bytes.size());
     // OpenCV's TIFF decoder allocates one strip or tile buffer of
     // RowsPerStrip x width (TileLength x TileWidth) pixels, taken from the
     // header without capping it at the image (fuzz_image: a 332-byte file
