@@ -238,6 +238,90 @@ class SignatureSource {
   virtual StatusOr<Signature> Load(std::int64_t signature_id) const = 0;
 };
 
+// ---------------------------------------------------------------------------
+// Rerank memory: a compact form of the signatures held for the CMC rerank
+// ---------------------------------------------------------------------------
+
+// A signature as the rerank needs it, in ~1/8 of the float grid's bytes
+// (docs/search.md, "Rerank memory"):
+//  - resampled (area average, NaN-aware: a point is valid where at least half
+//    of its footprint was, exactly as the correlator builds its grids) to
+//    `hold_pixel_um` when that is coarser than the signature's pixel: the
+//    correlator registers cells on CorrelationConfig::cell_pixel_um (12.5 µm
+//    for a breech face) and everything else on coarser grids, so the 6.25 µm
+//    points are never used as they are;
+//  - heights quantized to int16, height = offset + step * q with one
+//    (offset, step) per signature spanning its own range (step = range / 65534:
+//    ~0.2 nm for a 12 µm band-passed range, far below a 3D microscope's noise),
+//    and kCompactInvalid as the NaN sentinel.
+// Quality metrics are not kept (the rerank does not use them).
+inline constexpr std::int16_t kCompactInvalid = std::numeric_limits<std::int16_t>::min();
+
+struct CompactSignature {
+  SignatureKind kind = SignatureKind::kBreechFace;
+  Modality modality = Modality::kTopography3d;
+  std::string pipeline_version;
+  double pixel_um = 0.0;
+  int rows = 0, cols = 0;
+  float offset = 0.0f;  // height of q = 0
+  float step = 0.0f;    // height per unit of q
+  std::vector<std::int16_t> heights;  // rows * cols, row-major; kCompactInvalid = NaN
+
+  // Heap and object bytes held.
+  std::size_t bytes() const { return sizeof(*this) + heights.capacity() * sizeof(std::int16_t) + pipeline_version.capacity(); }
+};
+
+// hold_pixel_um <= the signature's pixel (or 0) keeps its grid. INVALID_ARGUMENT
+// for an empty signature, a bad pixel size, a negative or non-finite
+// hold_pixel_um, or one so coarse that nothing is left.
+StatusOr<CompactSignature> CompactSignatureOf(const Signature& signature, double hold_pixel_um);
+// The float signature back (quality metrics zero).
+Signature ExpandSignature(const CompactSignature& compact);
+
+// The grid the rerank registers cells on for a kind: what a compact rerank
+// form should be held at.
+double RerankPixelUm(const CorrelationConfig& config);
+
+// A SignatureSource holding compact signatures within a memory budget. Beyond
+// the budget the least recently used ones are dropped, and a Load of a
+// signature not held calls `fetch` (a shard worker: PostgreSQL) and keeps the
+// result (least recently used out). Thread-safe. Two concurrent misses of the
+// same id may both fetch (harmless: the same data).
+struct RerankCacheConfig {
+  // Bytes of compact signatures held at most (index entry overhead counted);
+  // SIZE_MAX = everything that is Put stays.
+  std::size_t budget_bytes = std::numeric_limits<std::size_t>::max();
+  double breech_face_pixel_um = 12.5;  // hold grids (RerankPixelUm of the rerank's configs)
+  double firing_pin_pixel_um = 6.25;
+};
+
+class RerankCache final : public SignatureSource {
+ public:
+  // The full signature of a signature id, or NOT_FOUND.
+  using Fetch = std::function<StatusOr<Signature>(std::int64_t signature_id)>;
+  explicit RerankCache(const RerankCacheConfig& config, Fetch fetch = {});
+  ~RerankCache() override;
+
+  // Compacts and holds (replacing a held one); may evict others, or not keep
+  // it at all when it alone exceeds the budget. INVALID_ARGUMENT as CompactSignatureOf.
+  Status Put(std::int64_t signature_id, const Signature& signature);
+  void Erase(std::int64_t signature_id);
+  // Held: expanded; not held: fetched (NOT_FOUND without a fetch), kept, expanded.
+  StatusOr<Signature> Load(std::int64_t signature_id) const override;
+
+  bool Holds(std::int64_t signature_id) const;
+  std::size_t bytes() const;
+  std::int64_t held() const;
+  std::int64_t hits() const;
+  std::int64_t misses() const;     // Loads of a signature not held
+  std::int64_t evictions() const;
+  const RerankCacheConfig& config() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // The query: signatures (BF and/or FP), or a casing whose signatures are in
 // the index (its own signatures are then excluded from the results).
 struct SearchQuery {
