@@ -116,31 +116,35 @@ void Forward(const FftPlan& plan, const cv::Mat1f& src, bool square, RealBuffer&
 
 
 // One row of the NCC from the six correlation sums (unnormalized by `scale`,
-// as FFTW's inverse leaves them). Branch-free so that it vectorizes: the
+// as FFTW's inverse leaves them). Branch-free so that it vectorizes (the
+// library is built with -fno-math-errno -fno-trapping-math, so sqrt is one
+// instruction and the float selects need no branches): the
 // overlap count is an integer up to FFT round-off; a variance far below the
 // mean square means a flat overlap (or float round-off in the difference),
 // where the NCC is meaningless (0); too small an overlap gives -2 (never a peak).
-__attribute__((target_clones("avx2", "default"))) void CombineRow(
+__attribute__((target_clones("avx512f", "avx2", "default"))) void CombineRow(
     const float* __restrict s12, const float* __restrict s1, const float* __restrict s2,
     const float* __restrict n_raw, const float* __restrict s11, const float* __restrict s22, int cols, float scale,
     float min_n, float* __restrict out) {
   for (int x = 0; x < cols; ++x) {
-    const float n = static_cast<float>(static_cast<int>(n_raw[x] * scale + 0.5f));
+    const float n = std::trunc(n_raw[x] * scale + 0.5f);
     const float inv_n = 1.0f / std::max(n, 1.0f);
     const float a = s1[x] * scale, b = s2[x] * scale;
     const float aa = s11[x] * scale, bb = s22[x] * scale;
     const float num = s12[x] * scale - a * b * inv_n;
     const float v1 = aa - a * a * inv_n, v2 = bb - b * b * inv_n;
-    const bool flat = !(v1 > 1e-4f * aa) || !(v2 > 1e-4f * bb) || !(v1 > 0.0f) || !(v2 > 0.0f);
+    // (& not &&: no branch; false for NaN, like every comparison here.)
+    const bool ok = (v1 > 1e-4f * aa) & (v2 > 1e-4f * bb) & (v1 > 0.0f) & (v2 > 0.0f);
     float r = num / std::sqrt(std::max(v1 * v2, 1e-30f));
     r = std::min(1.0f, std::max(-1.0f, r));
-    out[x] = n < min_n ? -2.0f : (flat ? 0.0f : r);
+    const float valid_r = ok ? r : 0.0f;
+    out[x] = n < min_n ? -2.0f : valid_r;
   }
 }
 
 // pp = conj(a) * b, written out so that it vectorizes (std::complex's
 // operator* checks for NaN/inf results, which keeps it scalar).
-__attribute__((target_clones("avx2", "default"))) void ConjMultiply(const std::complex<float>* __restrict a,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void ConjMultiply(const std::complex<float>* __restrict a,
                                                                    const std::complex<float>* __restrict b,
                                                                    std::size_t n, std::complex<float>* __restrict out) {
   const float* pa = reinterpret_cast<const float*>(a);
@@ -155,7 +159,7 @@ __attribute__((target_clones("avx2", "default"))) void ConjMultiply(const std::c
 
 // Overlap counts of one row into `dov` (the optional output of MaskedNccMaps).
 void OverlapRow(const float* n_raw, int cols, float scale, float* dov) {
-  for (int x = 0; x < cols; ++x) dov[x] = static_cast<float>(static_cast<int>(n_raw[x] * scale + 0.5f));
+  for (int x = 0; x < cols; ++x) dov[x] = std::trunc(n_raw[x] * scale + 0.5f);
 }
 
 // Correlates the six terms of a masked NCC into ws.out[0..5].
@@ -326,7 +330,7 @@ namespace {
 
 // acc[k][x] += products of one template row with one patch row (elementwise:
 // vectorizes without reassociating a reduction).
-__attribute__((target_clones("avx2", "default"))) void AccumulateRow(
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateRow(
     const float* __restrict t, const float* __restrict tm, const float* __restrict t2, const float* __restrict p,
     const float* __restrict pm, const float* __restrict p2, int n, float* __restrict a0, float* __restrict a1,
     float* __restrict a2, float* __restrict a3, float* __restrict a4, float* __restrict a5) {
