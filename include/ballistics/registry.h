@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,6 +101,20 @@ struct MicrostampLookupOptions {
   // about 3, so when a consistent code exists, codes with a hard misread only
   // count in the tail; when none exists, the best one-misread codes are listed.
   double prune_log_ratio = 6.9;
+  // How reads of both locations are searched (docs/registry.md, "Fused lookup").
+  //  kPrimary: the location with the fewer expected consistent codes is walked
+  //    (branch-and-bound on its own likelihood, as a one-location lookup); each
+  //    firearm it lists is scored at the other location through the firearm's
+  //    position there (no second walk). Its list is kPerLocation's list less the
+  //    firearms only the other location's walk found (tested).
+  //  kPerLocation: each location walked on its own, the union of their hits
+  //    scored jointly (the first implementation; the other walk costs most).
+  //  kExactJoint: one walk of the primary location whose bound adds the other
+  //    location's best possible log-likelihood, every code reached scored
+  //    jointly: every firearm within prune_log_ratio of the best joint
+  //    likelihood is listed (exact), at 10-50x the cost of kPrimary (reference).
+  enum class Fused { kPrimary, kPerLocation, kExactJoint };
+  Fused fused = Fused::kPrimary;
 };
 
 // Registered codes of every location, sorted per location for prefix search.
@@ -127,6 +142,19 @@ class MicrostampIndex {
   std::size_t memory_bytes() const;
   const Alphabet& alphabet(StampLocation l) const { return loc_[static_cast<int>(l)].alphabet; }
 
+  // One searchable part of a registry: an index and, per location, sorted
+  // positions into its sorted codes that are no longer live (firearms revoked
+  // or re-registered since the index was built). Internal to LiveMicrostampIndex.
+  struct Segment {
+    const MicrostampIndex* index = nullptr;
+    const std::vector<std::uint32_t>* dead[kStampLocations] = {nullptr, nullptr};
+  };
+  // Lookup over the live codes of several segments (codes unique across them):
+  // the same walk, ranking and probabilities as one index built from those codes.
+  static StatusOr<MicrostampLookupResult> LookupSegments(const Segment* segs, int nseg,
+                                                         const std::vector<StampRead>& reads,
+                                                         const MicrostampLookupOptions& options);
+
  private:
   struct Loc {
     Alphabet alphabet;
@@ -140,11 +168,62 @@ class MicrostampIndex {
   StatusOr<std::uint64_t> Pack(const Loc& l, std::string_view code) const;
   std::string Unpack(const Loc& l, std::uint64_t v) const;
 
+  // Firearm index (Build sorts firearms by id) of an id, or -1.
+  std::int64_t IndexOfFirearm(std::int64_t firearm_id) const;
+
   Loc loc_[kStampLocations];
-  std::vector<std::int64_t> firearm_ids_;
+  std::vector<std::int64_t> firearm_ids_;  // sorted after Build
   bool built_ = false;
+  bool alphabets_checked_ = false;  // Add validates them once
 
   friend class LookupRun;
+  friend class LiveMicrostampIndex;
+};
+
+// A registration, re-registration (new codes for a firearm, e.g. after a
+// firing-pin replacement) or revocation, in the order the registry recorded it.
+struct MicrostampChange {
+  std::int64_t firearm_id = 0;
+  std::string fp_code;  // "" when none at this location
+  std::string bf_code;
+  bool revoked = false;  // the firearm's codes are withdrawn (codes ignored)
+};
+
+// The registry as lookups see it while codes keep arriving: an immutable
+// sorted base (a MicrostampIndex, shared between versions) plus a small delta
+// of the firearms registered, re-registered or revoked since the base was
+// built (their base codes marked dead). A lookup walks both as one trie, so
+// its ranking, probabilities and counts are those of one index built from the
+// live codes (tested). Immutable: Apply and Compact return a new version, so a
+// service swaps a shared_ptr while lookups run on the old one.
+// Design, and why the delta is bounded: docs/registry.md, "Incremental index".
+class LiveMicrostampIndex {
+ public:
+  // `base` must be built. INVALID_ARGUMENT when it is not.
+  static StatusOr<std::shared_ptr<const LiveMicrostampIndex>> FromBase(std::shared_ptr<const MicrostampIndex> base);
+
+  // Applies changes in order. INVALID_ARGUMENT for a bad code (named),
+  // ALREADY_EXISTS for a code live on another firearm, NOT_FOUND for revoking
+  // a firearm without live codes. On error nothing is applied.
+  StatusOr<std::shared_ptr<const LiveMicrostampIndex>> Apply(const std::vector<MicrostampChange>& changes) const;
+  // A new base holding every live code, empty delta (seconds at 10 M codes; run off the request path).
+  StatusOr<std::shared_ptr<const LiveMicrostampIndex>> Compact() const;
+
+  StatusOr<MicrostampLookupResult> Lookup(const std::vector<StampRead>& reads,
+                                          const MicrostampLookupOptions& options = {}) const;
+  StatusOr<std::int64_t> FindExact(StampLocation loc, std::string_view code) const;
+
+  std::size_t size() const;  // live firearms
+  std::size_t delta_size() const { return delta_entries_.size() + dead_firearms_.size(); }
+  const MicrostampIndex& base() const { return *base_; }
+
+ private:
+  LiveMicrostampIndex() = default;
+  std::shared_ptr<const MicrostampIndex> base_;
+  std::shared_ptr<const MicrostampIndex> delta_;       // built from delta_entries_
+  std::vector<MicrostampChange> delta_entries_;        // live firearms not in the base, or re-registered; by id
+  std::vector<std::uint32_t> dead_firearms_;           // base firearm indexes no longer live, sorted
+  std::vector<std::uint32_t> dead_[kStampLocations];  // their base sorted positions, sorted
 };
 
 // ------------------------------------------------------------------ event graph

@@ -14,7 +14,9 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ballistics/registry.h"
 
@@ -163,7 +165,11 @@ Status MicrostampIndex::Add(std::int64_t firearm_id, std::string_view fp_code, s
   std::string_view codes[kStampLocations] = {fp_code, bf_code};
   for (int k = 0; k < kStampLocations; ++k) {
     if (codes[k].empty()) continue;
-    BALLISTICS_RETURN_IF_ERROR(loc_[k].alphabet.Validate());
+    if (!alphabets_checked_) {
+      BALLISTICS_RETURN_IF_ERROR(loc_[0].alphabet.Validate());
+      BALLISTICS_RETURN_IF_ERROR(loc_[1].alphabet.Validate());
+      alphabets_checked_ = true;
+    }
     auto p = Pack(loc_[k], codes[k]);
     if (!p.ok()) return p.status().WithContext(std::string(StampLocationName(static_cast<StampLocation>(k))));
     if (*p == kNoCode) return InvalidArgument("code '" + std::string(codes[k]) + "' is reserved");
@@ -176,13 +182,29 @@ Status MicrostampIndex::Add(std::int64_t firearm_id, std::string_view fp_code, s
 
 Status MicrostampIndex::Build() {
   if (built_) return FailedPrecondition("microstamp index: Build called twice");
-  {
-    std::vector<std::int64_t> ids = firearm_ids_;
-    std::sort(ids.begin(), ids.end());
-    auto d = std::adjacent_find(ids.begin(), ids.end());
-    if (d != ids.end()) return AlreadyExists("firearm " + std::to_string(*d) + " added twice");
-  }
   const std::size_t n = firearm_ids_.size();
+  {
+    // Firearms in id order: FindFirearm is a binary search, and a live index
+    // merges its delta into a new base by id.
+    std::vector<std::uint32_t> order(n);
+    std::iota(order.begin(), order.end(), 0u);
+    std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return firearm_ids_[a] < firearm_ids_[b]; });
+    for (std::size_t i = 1; i < n; ++i) {
+      if (firearm_ids_[order[i]] == firearm_ids_[order[i - 1]]) {
+        return AlreadyExists("firearm " + std::to_string(firearm_ids_[order[i]]) + " added twice");
+      }
+    }
+    if (!std::is_sorted(firearm_ids_.begin(), firearm_ids_.end())) {
+      std::vector<std::int64_t> ids(n);
+      for (std::size_t i = 0; i < n; ++i) ids[i] = firearm_ids_[order[i]];
+      firearm_ids_ = std::move(ids);
+      for (Loc& l : loc_) {
+        std::vector<std::uint64_t> p(n);
+        for (std::size_t i = 0; i < n; ++i) p[i] = l.pending[order[i]];
+        l.pending = std::move(p);
+      }
+    }
+  }
   for (Loc& l : loc_) {
     std::vector<std::pair<std::uint64_t, std::uint32_t>> v;
     v.reserve(n);
@@ -212,6 +234,11 @@ Status MicrostampIndex::Build() {
   return Status::Ok();
 }
 
+std::int64_t MicrostampIndex::IndexOfFirearm(std::int64_t firearm_id) const {
+  auto it = std::lower_bound(firearm_ids_.begin(), firearm_ids_.end(), firearm_id);
+  return it != firearm_ids_.end() && *it == firearm_id ? it - firearm_ids_.begin() : -1;
+}
+
 std::size_t MicrostampIndex::memory_bytes() const {
   std::size_t b = firearm_ids_.capacity() * sizeof(std::int64_t);
   for (const Loc& l : loc_) {
@@ -233,16 +260,54 @@ StatusOr<std::int64_t> MicrostampIndex::FindExact(StampLocation loc, std::string
   return firearm_ids_[l.sorted_owner[static_cast<std::size_t>(it - l.sorted_codes.begin())]];
 }
 
+namespace {
+constexpr int kMaxSegments = 2;  // a base and a delta
+constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
+
+// A hit's owner across segments: segment in the high word, firearm index in the low.
+inline std::uint64_t OwnerKey(int seg, std::uint32_t fi) { return (static_cast<std::uint64_t>(seg) << 32) | fi; }
+inline int KeySeg(std::uint64_t k) { return static_cast<int>(k >> 32); }
+inline std::uint32_t KeyFirearm(std::uint64_t k) { return static_cast<std::uint32_t>(k & 0xffffffffu); }
+}  // namespace
+
 // One lookup's state for one location: the per-position log-likelihood table
-// (reads of this location summed), the consistency table, and the walk.
+// (reads of this location summed), the consistency table, and the walk over
+// the live codes of every segment at once (a node is one range per segment;
+// every decision uses the live count summed over segments, so the walk is the
+// one over a single index of the same codes).
 class LookupRun {
  public:
   using Loc = MicrostampIndex::Loc;
+  struct SegLoc {
+    const Loc* loc = nullptr;
+    const std::vector<std::uint32_t>* dead = nullptr;  // sorted dead positions, may be null
+  };
+  // A trie node: per segment the range of sorted codes sharing the prefix, and
+  // the part [dlo, dhi) of the segment's dead positions that falls inside it.
+  struct Ranges {
+    std::size_t lo[kMaxSegments];
+    std::size_t hi[kMaxSegments];
+    std::uint32_t dlo[kMaxSegments];
+    std::uint32_t dhi[kMaxSegments];
+  };
 
-  LookupRun(const Loc& l, double prune) : l_(l), prune_(prune) {}
+  LookupRun(const SegLoc* segs, int nseg, double prune) : nseg_(nseg), prune_(prune) {
+    for (int s = 0; s < nseg; ++s) segs_[s] = segs[s];
+    l_ = segs[0].loc;
+  }
+
+  // Joint mode (MicrostampLookupOptions::Fused::kExactJoint): every code reached is
+  // scored with the owning firearm's code at the other location, and bounds add
+  // that location's best possible log-likelihood.
+  void SetOther(const LookupRun* other, const SegLoc* other_segs) {
+    other_ = other;
+    for (int s = 0; s < nseg_; ++s) other_segs_[s] = other_segs[s];
+    other_max_ = other->max_ll();
+    other_mean_ = other->suffix_mean_[0];
+  }
 
   Status SetReads(const std::vector<const StampRead*>& reads) {
-    const Alphabet& a = l_.alphabet;
+    const Alphabet& a = l_->alphabet;
     const int n = static_cast<int>(a.chars.size());
     L_ = a.code_length;
     ll_.assign(static_cast<std::size_t>(L_ * n), 0.0);
@@ -250,8 +315,8 @@ class LookupRun {
     // Look-alike weights by character index.
     std::vector<std::vector<std::pair<int, double>>> look(static_cast<std::size_t>(n));
     for (const auto& [pair, w] : a.lookalikes) {
-      const int x = l_.char_index[static_cast<unsigned char>(pair[0])];
-      const int y = l_.char_index[static_cast<unsigned char>(pair[1])];
+      const int x = l_->char_index[static_cast<unsigned char>(pair[0])];
+      const int y = l_->char_index[static_cast<unsigned char>(pair[1])];
       look[static_cast<std::size_t>(x)].push_back({y, w});
       look[static_cast<std::size_t>(y)].push_back({x, w});
     }
@@ -264,7 +329,7 @@ class LookupRun {
       for (int p = 0; p < L_; ++p) {
         const ReadChar& rc = r->chars[static_cast<std::size_t>(p)];
         if (!rc.ch) continue;  // uniform: adds the same constant to every code
-        const int o = l_.char_index[static_cast<unsigned char>(*rc.ch)];
+        const int o = l_->char_index[static_cast<unsigned char>(*rc.ch)];
         if (o < 0) {
           return InvalidArgument("read character '" + std::string(1, *rc.ch) + "' at position " +
                                  std::to_string(p + 1) + " is not in the alphabet '" + a.chars + "'");
@@ -298,12 +363,18 @@ class LookupRun {
     suffix_flat_.assign(static_cast<std::size_t>(L_ + 1), 1);
     suffix_any_.assign(static_cast<std::size_t>(L_ + 1), 1);
     suffix_mean_.assign(static_cast<std::size_t>(L_ + 1), 0.0);
+    consistent_share_ = 1.0;
     for (int p = L_ - 1; p >= 0; --p) {
       const double* row = &ll_[static_cast<std::size_t>(p * n)];
       const double mx = *std::max_element(row, row + n);
       const double mn = *std::min_element(row, row + n);
       bool any = true;
-      for (int t = 0; t < n; ++t) any = any && consistent_[static_cast<std::size_t>(p * n + t)];
+      int nc = 0;
+      for (int t = 0; t < n; ++t) {
+        any = any && consistent_[static_cast<std::size_t>(p * n + t)];
+        nc += consistent_[static_cast<std::size_t>(p * n + t)];
+      }
+      consistent_share_ *= static_cast<double>(nc) / n;
       suffix_max_[static_cast<std::size_t>(p)] = suffix_max_[static_cast<std::size_t>(p + 1)] + mx;
       double mean = 0;
       for (int t = 0; t < n; ++t) mean += std::exp(row[t] - mx);
@@ -316,43 +387,49 @@ class LookupRun {
   }
 
   double max_ll() const { return suffix_max_[0]; }
+  // Share of the code space consistent with the reads (product over positions):
+  // times the number of codes, the expected consistent count, the measure of
+  // which location is the more informative.
+  double consistent_share() const { return consistent_share_; }
+  // Live codes of this location over all segments.
+  std::size_t LiveCodes() const { return Live(Root()); }
 
   // Log-likelihood of one packed code.
   double Score(std::uint64_t v) const {
-    const int n = static_cast<int>(l_.alphabet.chars.size());
-    const std::uint64_t mask = (1ull << l_.bits) - 1;
+    const int n = static_cast<int>(l_->alphabet.chars.size());
+    const std::uint64_t mask = (1ull << l_->bits) - 1;
     double s = 0;
     for (int p = L_ - 1; p >= 0; --p) {
       s += ll_[static_cast<std::size_t>(p * n) + (v & mask)];
-      v >>= l_.bits;
+      v >>= l_->bits;
     }
     return s;
   }
   bool Consistent(std::uint64_t v) const { return ConsistentFrom(v, 0); }
   bool ConsistentFrom(std::uint64_t v, int depth) const {
-    const int n = static_cast<int>(l_.alphabet.chars.size());
-    const std::uint64_t mask = (1ull << l_.bits) - 1;
+    const int n = static_cast<int>(l_->alphabet.chars.size());
+    const std::uint64_t mask = (1ull << l_->bits) - 1;
     for (int p = L_ - 1; p >= depth; --p) {
       if (!consistent_[static_cast<std::size_t>(p * n) + (v & mask)]) return false;
-      v >>= l_.bits;
+      v >>= l_->bits;
     }
     return true;
   }
 
   struct Hit {
-    std::uint32_t owner;
+    std::uint64_t owner;  // OwnerKey
     double ll;
   };
   std::vector<Hit> hits;
-  // Ranges kept as a block: every code in them has the same log-likelihood.
+  // Ranges kept as a block: every code in them has the same log-likelihood at this location.
   std::vector<std::pair<double, std::int64_t>> bulk;     // (ll, count)
-  // Masses relative to exp(max_ll()): codes scored but not listed (exact), and
-  // pruned subtrees (size x prefix likelihood x expected likelihood of the rest
-  // for uniformly spread codes).
+  // Masses relative to exp(max_ll() + other_max_): codes scored but not listed
+  // (exact), and pruned subtrees (size x prefix likelihood x expected
+  // likelihood of the rest for uniformly spread codes).
   double scored_mass = 0.0;
   double pruned_mass = 0.0;
   void AddMass(double* m, double ll, std::int64_t count) const {
-    const double d = ll - suffix_max_[0];
+    const double d = ll - suffix_max_[0] - other_max_;
     if (d > -60) *m += static_cast<double>(count) * std::exp(d);  // below: < 1e-26 each
   }
   double best = -std::numeric_limits<double>::infinity();
@@ -361,134 +438,239 @@ class LookupRun {
   void Walk() {
     // Seed `best` with the best consistent code (a cheap walk: look-alikes and
     // unknowns only), so the full walk prunes from its first node on.
-    Seed(0, 0, l_.sorted_codes.size(), 0.0);
-    Visit(0, 0, l_.sorted_codes.size(), 0.0);
+    Seed(0, Root(), 0.0);
+    Visit(0, Root(), 0.0);
   }
 
   // Counts consistent codes; collects their owners when `owners` is given and the count stays <= cap.
-  std::int64_t CountConsistent(std::vector<std::uint32_t>* owners, std::size_t cap) {
+  std::int64_t CountConsistent(std::vector<std::uint64_t>* owners, std::size_t cap) {
     std::int64_t count = 0;
-    Count(0, 0, l_.sorted_codes.size(), &count, owners, cap);
+    Count(0, Root(), &count, owners, cap);
     return count;
   }
 
  private:
+  Ranges Root() const {
+    Ranges r;
+    for (int s = 0; s < nseg_; ++s) {
+      r.lo[s] = 0;
+      r.hi[s] = segs_[s].loc->sorted_codes.size();
+      r.dlo[s] = 0;
+      r.dhi[s] = segs_[s].dead ? static_cast<std::uint32_t>(segs_[s].dead->size()) : 0;
+    }
+    return r;
+  }
+  // Dead positions of segment s inside [lo, hi), narrowed from the parent's part.
+  void NarrowDead(int s, const Ranges& parent, Ranges* c) const {
+    if (parent.dlo[s] == parent.dhi[s] || c->lo[s] >= c->hi[s]) {
+      c->dlo[s] = c->dhi[s] = parent.dlo[s];
+      return;
+    }
+    const std::uint32_t* d = segs_[s].dead->data();
+    c->dlo[s] = static_cast<std::uint32_t>(
+        std::lower_bound(d + parent.dlo[s], d + parent.dhi[s], static_cast<std::uint32_t>(c->lo[s])) - d);
+    c->dhi[s] = static_cast<std::uint32_t>(
+        std::lower_bound(d + c->dlo[s], d + parent.dhi[s], static_cast<std::uint32_t>(c->hi[s])) - d);
+  }
+  std::size_t Live(const Ranges& r) const {
+    std::size_t n = 0;
+    for (int s = 0; s < nseg_; ++s) {
+      if (r.hi[s] > r.lo[s]) n += r.hi[s] - r.lo[s] - (r.dhi[s] - r.dlo[s]);
+    }
+    return n;
+  }
+  // Calls f(code, owner key) for each live code of the ranges in ascending code
+  // order (the order of one index of the same codes; codes are unique across segments).
+  template <class F>
+  void ForEachLive(const Ranges& r, F&& f) const {
+    std::size_t i[kMaxSegments];
+    std::uint32_t dead[kMaxSegments];
+    for (int s = 0; s < nseg_; ++s) {
+      i[s] = r.lo[s];
+      dead[s] = r.dlo[s];
+    }
+    for (;;) {
+      int pick = -1;
+      std::uint64_t v = 0;
+      for (int s = 0; s < nseg_; ++s) {
+        while (i[s] < r.hi[s] && dead[s] < r.dhi[s] && (*segs_[s].dead)[dead[s]] == i[s]) {
+          ++i[s];
+          ++dead[s];
+        }
+        if (i[s] < r.hi[s] && (pick < 0 || segs_[s].loc->sorted_codes[i[s]] < v)) {
+          pick = s;
+          v = segs_[s].loc->sorted_codes[i[s]];
+        }
+      }
+      if (pick < 0) return;
+      f(v, OwnerKey(pick, segs_[pick].loc->sorted_owner[i[pick]]));
+      ++i[pick];
+    }
+  }
+  // Log-likelihood of the owner's code at the other location (0 outside joint
+  // mode, -inf when the firearm has no code there).
+  double OtherScore(std::uint64_t owner) const {
+    if (!other_) return 0.0;
+    const Loc* o = other_segs_[KeySeg(owner)].loc;
+    const std::uint32_t pos = o->position[KeyFirearm(owner)];
+    if (pos == kNone) return -std::numeric_limits<double>::infinity();
+    return other_->Score(o->sorted_codes[pos]);
+  }
+
   int CharAt(std::uint64_t v, int depth) const {
-    return static_cast<int>((v >> (l_.bits * (L_ - 1 - depth))) & ((1ull << l_.bits) - 1));
+    return static_cast<int>((v >> (l_->bits * (L_ - 1 - depth))) & ((1ull << l_->bits) - 1));
   }
   // [lo, hi) of codes whose character at `depth` is x, inside a range sharing the prefix.
-  std::pair<std::size_t, std::size_t> Child(std::size_t lo, std::size_t hi, int depth, int x) const {
-    const auto* b = l_.sorted_codes.data();
+  std::pair<std::size_t, std::size_t> Child(const Loc* l, std::size_t lo, std::size_t hi, int depth, int x) const {
+    const auto* b = l->sorted_codes.data();
     const std::size_t a = static_cast<std::size_t>(
         std::partition_point(b + lo, b + hi, [&](std::uint64_t v) { return CharAt(v, depth) < x; }) - b);
     const std::size_t e = static_cast<std::size_t>(
         std::partition_point(b + a, b + hi, [&](std::uint64_t v) { return CharAt(v, depth) <= x; }) - b);
     return {a, e};
   }
+  Ranges ChildRanges(const Ranges& r, int depth, int x) const {
+    Ranges c;
+    for (int s = 0; s < nseg_; ++s) {
+      if (r.hi[s] > r.lo[s]) {
+        std::tie(c.lo[s], c.hi[s]) = Child(segs_[s].loc, r.lo[s], r.hi[s], depth, x);
+      } else {
+        c.lo[s] = c.hi[s] = r.lo[s];
+      }
+      NarrowDead(s, r, &c);
+    }
+    return c;
+  }
 
   static constexpr std::size_t kEnumerateCap = 4096;
   // Ranges this small are scored code by code: cheaper than descending.
   static constexpr std::size_t kScanRange = 32;
 
-  void Seed(int depth, std::size_t lo, std::size_t hi, double prefix) {
-    if (lo >= hi) return;
-    if (prefix + suffix_max_[static_cast<std::size_t>(depth)] <= best) return;
-    if (hi - lo <= kScanRange || depth == L_) {
-      for (std::size_t i = lo; i < hi; ++i) {
-        if (ConsistentFrom(l_.sorted_codes[i], depth)) best = std::max(best, prefix + ScoreFrom(l_.sorted_codes[i], depth));
-      }
+  void Seed(int depth, const Ranges& r, double prefix) {
+    const std::size_t live = Live(r);
+    if (live == 0) return;
+    if (prefix + suffix_max_[static_cast<std::size_t>(depth)] + other_max_ <= best) return;
+    if (live <= kScanRange || depth == L_) {
+      ForEachLive(r, [&](std::uint64_t v, std::uint64_t owner) {
+        if (ConsistentFrom(v, depth)) best = std::max(best, prefix + ScoreFrom(v, depth) + OtherScore(owner));
+      });
       return;
     }
-    const int n = static_cast<int>(l_.alphabet.chars.size());
+    const int n = static_cast<int>(l_->alphabet.chars.size());
     const double* row = &ll_[static_cast<std::size_t>(depth * n)];
     for (int x = 0; x < n; ++x) {
       if (!consistent_[static_cast<std::size_t>(depth * n + x)]) continue;
-      auto [a, e] = Child(lo, hi, depth, x);
-      Seed(depth + 1, a, e, prefix + row[x]);
+      Seed(depth + 1, ChildRanges(r, depth, x), prefix + row[x]);
     }
   }
 
   // Log-likelihood of positions depth..L-1 of a packed code.
   double ScoreFrom(std::uint64_t v, int depth) const {
-    const int n = static_cast<int>(l_.alphabet.chars.size());
-    const std::uint64_t mask = (1ull << l_.bits) - 1;
+    const int n = static_cast<int>(l_->alphabet.chars.size());
+    const std::uint64_t mask = (1ull << l_->bits) - 1;
     double s = 0;
     for (int p = L_ - 1; p >= depth; --p) {
       s += ll_[static_cast<std::size_t>(p * n) + (v & mask)];
-      v >>= l_.bits;
+      v >>= l_->bits;
     }
     return s;
   }
 
-  void Visit(int depth, std::size_t lo, std::size_t hi, double prefix) {
+  void Visit(int depth, const Ranges& r, double prefix) {
     ++nodes;
-    if (lo >= hi) return;
-    if (depth == L_ || suffix_flat_[static_cast<std::size_t>(depth)]) {
-      // Every code below has exactly this log-likelihood.
+    const std::size_t live = Live(r);
+    if (live == 0) return;
+    if ((depth == L_ || suffix_flat_[static_cast<std::size_t>(depth)]) && (!other_ || live > kEnumerateCap)) {
+      // Every code below has exactly this log-likelihood at this location.
       const double ll = prefix + suffix_max_[static_cast<std::size_t>(depth)];
-      best = std::max(best, ll);
-      if (hi - lo <= kEnumerateCap) {
-        for (std::size_t i = lo; i < hi; ++i) hits.push_back({l_.sorted_owner[i], ll});
+      if (live <= kEnumerateCap) {
+        best = std::max(best, ll);
+        ForEachLive(r, [&](std::uint64_t, std::uint64_t owner) { hits.push_back({owner, ll}); });
       } else {
-        bulk.push_back({ll, static_cast<std::int64_t>(hi - lo)});
+        // Too many to list; in joint mode their other location is unknown and
+        // bounded by its best value (the block counts in the tail).
+        if (!other_) best = std::max(best, ll);
+        bulk.push_back({ll, static_cast<std::int64_t>(live)});
       }
       return;
     }
-    if (hi - lo <= kScanRange) {
-      for (std::size_t i = lo; i < hi; ++i) {
-        const double ll = prefix + ScoreFrom(l_.sorted_codes[i], depth);
+    if (live <= kScanRange || depth == L_ || suffix_flat_[static_cast<std::size_t>(depth)]) {
+      ForEachLive(r, [&](std::uint64_t v, std::uint64_t owner) {
+        const double ll = prefix + ScoreFrom(v, depth) + OtherScore(owner);
         if (ll >= best - prune_) {
           best = std::max(best, ll);
-          hits.push_back({l_.sorted_owner[i], ll});
+          hits.push_back({owner, ll});
         } else {
           AddMass(&scored_mass, ll, 1);  // scored exactly, too unlikely to list
         }
-      }
+      });
       return;
     }
-    // The characters present at this depth, one binary search each.
+    // The characters present at this depth in any segment, one binary search each.
     struct Kid {
       int x;
-      std::size_t a, e;
+      Ranges r;
+      std::size_t live;
     };
+    Kid by_char[64];
+    std::uint64_t present = 0;
+    for (int s = 0; s < nseg_; ++s) {
+      const Loc* l = segs_[s].loc;
+      for (std::size_t a = r.lo[s]; a < r.hi[s];) {
+        const int x = CharAt(l->sorted_codes[a], depth);
+        const std::size_t e = Child(l, a, r.hi[s], depth, x).second;
+        if (!(present >> x & 1)) {
+          present |= 1ull << x;
+          for (int t = 0; t < nseg_; ++t) by_char[x].r.lo[t] = by_char[x].r.hi[t] = r.lo[t];  // empty
+        }
+        by_char[x].r.lo[s] = a;
+        by_char[x].r.hi[s] = e;
+        a = e;
+      }
+    }
+    for (std::uint64_t m = present; m; m &= m - 1) {
+      const int x = __builtin_ctzll(m);
+      for (int t = 0; t < nseg_; ++t) NarrowDead(t, r, &by_char[x].r);
+    }
     Kid kids[64];
     int nk = 0;
-    for (std::size_t a = lo; a < hi;) {
-      const int x = CharAt(l_.sorted_codes[a], depth);
-      const std::size_t e = Child(a, hi, depth, x).second;
-      kids[nk++] = {x, a, e};
-      a = e;
+    for (int x = 0; present; ++x, present >>= 1) {
+      if (!(present & 1)) continue;
+      Kid k{x, by_char[x].r, 0};
+      k.live = Live(k.r);
+      if (k.live > 0) kids[nk++] = k;
     }
-    const int n = static_cast<int>(l_.alphabet.chars.size());
+    const int n = static_cast<int>(l_->alphabet.chars.size());
     const double* row = &ll_[static_cast<std::size_t>(depth * n)];
     // Best-first: the likeliest character first, so `best` rises early and prunes more.
     std::sort(kids, kids + nk, [&](const Kid& a, const Kid& b) { return row[a.x] > row[b.x]; });
     for (int k = 0; k < nk; ++k) {
       const double p = prefix + row[kids[k].x];
-      if (p + suffix_max_[static_cast<std::size_t>(depth + 1)] < best - prune_) {
-        AddMass(&pruned_mass, p + suffix_mean_[static_cast<std::size_t>(depth + 1)],
-                static_cast<std::int64_t>(kids[k].e - kids[k].a));
+      if (p + suffix_max_[static_cast<std::size_t>(depth + 1)] + other_max_ < best - prune_) {
+        AddMass(&pruned_mass, p + suffix_mean_[static_cast<std::size_t>(depth + 1)] + other_mean_,
+                static_cast<std::int64_t>(kids[k].live));
         continue;
       }
-      Visit(depth + 1, kids[k].a, kids[k].e, p);
+      Visit(depth + 1, kids[k].r, p);
     }
   }
 
-  void Count(int depth, std::size_t lo, std::size_t hi, std::int64_t* count, std::vector<std::uint32_t>* owners,
-             std::size_t cap) {
-    if (lo >= hi) return;
-    if (hi - lo <= kScanRange && !(depth == L_ || suffix_any_[static_cast<std::size_t>(depth)])) {
-      for (std::size_t i = lo; i < hi; ++i) {
-        if (!ConsistentFrom(l_.sorted_codes[i], depth)) continue;
+  void Count(int depth, const Ranges& r, std::int64_t* count, std::vector<std::uint64_t>* owners, std::size_t cap) {
+    const std::size_t live = Live(r);
+    if (live == 0) return;
+    const bool all = depth == L_ || suffix_any_[static_cast<std::size_t>(depth)];
+    if (live <= kScanRange && !all) {
+      ForEachLive(r, [&](std::uint64_t v, std::uint64_t owner) {
+        if (!ConsistentFrom(v, depth)) return;
         ++*count;
-        if (owners && owners->size() < cap) owners->push_back(l_.sorted_owner[i]);
-      }
+        if (owners && owners->size() < cap) owners->push_back(owner);
+      });
       return;
     }
-    if (depth == L_ || suffix_any_[static_cast<std::size_t>(depth)]) {
-      *count += static_cast<std::int64_t>(hi - lo);
-      if (owners && owners->size() + (hi - lo) <= cap) {
-        for (std::size_t i = lo; i < hi; ++i) owners->push_back(l_.sorted_owner[i]);
+    if (all) {
+      *count += static_cast<std::int64_t>(live);
+      if (owners && owners->size() + live <= cap) {
+        ForEachLive(r, [&](std::uint64_t, std::uint64_t owner) { owners->push_back(owner); });
       } else if (owners) {
         owners->clear();
         owners->shrink_to_fit();
@@ -497,11 +679,10 @@ class LookupRun {
       }
       return;
     }
-    const int n = static_cast<int>(l_.alphabet.chars.size());
+    const int n = static_cast<int>(l_->alphabet.chars.size());
     for (int x = 0; x < n; ++x) {
       if (!consistent_[static_cast<std::size_t>(depth * n + x)]) continue;
-      auto [a, e] = Child(lo, hi, depth, x);
-      Count(depth + 1, a, e, count, overflow_ ? nullptr : owners, cap);
+      Count(depth + 1, ChildRanges(r, depth, x), count, overflow_ ? nullptr : owners, cap);
     }
   }
 
@@ -509,9 +690,16 @@ class LookupRun {
   bool overflow_ = false;
 
  private:
-  const Loc& l_;
+  SegLoc segs_[kMaxSegments];
+  SegLoc other_segs_[kMaxSegments];
+  int nseg_ = 1;
+  const Loc* l_ = nullptr;
   double prune_;
+  const LookupRun* other_ = nullptr;
+  double other_max_ = 0.0;
+  double other_mean_ = 0.0;
   int L_ = 0;
+  double consistent_share_ = 1.0;
   std::vector<double> ll_;
   std::vector<char> consistent_;
   std::vector<double> suffix_max_;
@@ -523,6 +711,18 @@ class LookupRun {
 StatusOr<MicrostampLookupResult> MicrostampIndex::Lookup(const std::vector<StampRead>& reads,
                                                          const MicrostampLookupOptions& options) const {
   if (!built_) return FailedPrecondition("microstamp index: lookup before Build");
+  Segment seg;
+  seg.index = this;
+  return LookupSegments(&seg, 1, reads, options);
+}
+
+StatusOr<MicrostampLookupResult> MicrostampIndex::LookupSegments(const Segment* segs, int nseg,
+                                                                 const std::vector<StampRead>& reads,
+                                                                 const MicrostampLookupOptions& options) {
+  if (nseg < 1 || nseg > kMaxSegments) return Internal("microstamp lookup over " + std::to_string(nseg) + " segments");
+  for (int s = 0; s < nseg; ++s) {
+    if (!segs[s].index || !segs[s].index->built_) return FailedPrecondition("microstamp index: lookup before Build");
+  }
   if (reads.empty()) return InvalidArgument("microstamp lookup needs at least one read");
   if (options.top_k <= 0) return InvalidArgument("top_k " + std::to_string(options.top_k) + " is not positive");
   if (!(options.prune_log_ratio > 0)) {
@@ -534,90 +734,127 @@ StatusOr<MicrostampLookupResult> MicrostampIndex::Lookup(const std::vector<Stamp
     if (k < 0 || k >= kStampLocations) return InvalidArgument("read with an unknown location " + std::to_string(k));
     by_loc[k].push_back(&r);
   }
+  LookupRun::SegLoc seglocs[kStampLocations][kMaxSegments];
+  for (int k = 0; k < kStampLocations; ++k) {
+    for (int s = 0; s < nseg; ++s) seglocs[k][s] = {&segs[s].index->loc_[k], segs[s].dead[k]};
+  }
+  auto firearm_id = [&](std::uint64_t key) { return segs[KeySeg(key)].index->firearm_ids_[KeyFirearm(key)]; };
+  auto code_of = [&](int k, std::uint64_t key, std::uint64_t* v) {
+    const Loc& l = segs[KeySeg(key)].index->loc_[k];
+    const std::uint32_t pos = l.position[KeyFirearm(key)];
+    if (pos == kNone) return false;
+    *v = l.sorted_codes[pos];
+    return true;
+  };
+  const MicrostampIndex& first = *segs[0].index;
+
   std::vector<std::unique_ptr<LookupRun>> runs(kStampLocations);
+  int read_locs = 0;
   for (int k = 0; k < kStampLocations; ++k) {
     if (by_loc[k].empty()) continue;
-    runs[static_cast<std::size_t>(k)] = std::make_unique<LookupRun>(loc_[k], options.prune_log_ratio);
+    ++read_locs;
+    runs[static_cast<std::size_t>(k)] = std::make_unique<LookupRun>(seglocs[k], nseg, options.prune_log_ratio);
     BALLISTICS_RETURN_IF_ERROR(runs[static_cast<std::size_t>(k)]->SetReads(by_loc[k]));
   }
   MicrostampLookupResult out;
-  int read_locs = 0;
-  for (int k = 0; k < kStampLocations; ++k) {
-    if (!runs[static_cast<std::size_t>(k)]) continue;
-    ++read_locs;
-    runs[static_cast<std::size_t>(k)]->Walk();
-    out.nodes_visited += runs[static_cast<std::size_t>(k)]->nodes;
+  const bool joint = read_locs == kStampLocations && options.fused == MicrostampLookupOptions::Fused::kExactJoint;
+  const bool primary = read_locs == kStampLocations && options.fused == MicrostampLookupOptions::Fused::kPrimary;
+  int walked = -1;  // kPrimary and kExactJoint: the one location walked
+  if (joint || primary) {
+    // Walk the location with the fewer expected consistent codes: its bound
+    // cuts sooner, and the other location costs one table lookup per code reached.
+    double expected[kStampLocations];
+    for (int k = 0; k < kStampLocations; ++k) {
+      expected[k] = runs[static_cast<std::size_t>(k)]->consistent_share() *
+                    static_cast<double>(runs[static_cast<std::size_t>(k)]->LiveCodes());
+    }
+    walked = expected[1] < expected[0] ? 1 : 0;
+    const int other = 1 - walked;
+    if (joint) {
+      runs[static_cast<std::size_t>(walked)]->SetOther(runs[static_cast<std::size_t>(other)].get(), seglocs[other]);
+    }
+    runs[static_cast<std::size_t>(walked)]->Walk();
+    out.nodes_visited += runs[static_cast<std::size_t>(walked)]->nodes;
+  } else {
+    for (auto& r : runs) {
+      if (!r) continue;
+      r->Walk();
+      out.nodes_visited += r->nodes;
+    }
   }
 
-  // Exact joint log-likelihood of one firearm (index), -inf when it lacks a
-  // code at a location that was read.
-  auto joint = [&](std::uint32_t fi) {
+  // Exact joint log-likelihood of one firearm, -inf when it lacks a code at a
+  // location that was read.
+  auto joint_ll = [&](std::uint64_t key) {
     double s = 0;
     for (int k = 0; k < kStampLocations; ++k) {
       if (!runs[static_cast<std::size_t>(k)]) continue;
-      const std::uint32_t pos = loc_[k].position[fi];
-      if (pos == std::numeric_limits<std::uint32_t>::max()) return -std::numeric_limits<double>::infinity();
-      s += runs[static_cast<std::size_t>(k)]->Score(loc_[k].sorted_codes[pos]);
+      std::uint64_t v;
+      if (!code_of(k, key, &v)) return -std::numeric_limits<double>::infinity();
+      s += runs[static_cast<std::size_t>(k)]->Score(v);
     }
     return s;
   };
-  std::unordered_map<std::uint32_t, double> cand;
+  std::unordered_map<std::uint64_t, double> cand;
   for (auto& r : runs) {
     if (!r) continue;
     for (const auto& h : r->hits) cand.emplace(h.owner, 0.0);
   }
   double ref = -std::numeric_limits<double>::infinity();
-  for (auto& [fi, ll] : cand) {
-    ll = joint(fi);
+  for (auto& [key, ll] : cand) {
+    ll = joint_ll(key);
     ref = std::max(ref, ll);
   }
-  // Masses relative to exp(ref). Bulk blocks are evaluated mass when only one
-  // location was read; with two, their other-location likelihood is unknown and
-  // bounded by that location's best possible value.
+  // Masses relative to exp(ref). Per-location walks: bulk blocks and scored
+  // codes are evaluated mass when only one location was read; with two, their
+  // other-location likelihood is unknown and bounded by that location's best
+  // possible value. Joint walk: scored codes were scored jointly (evaluated),
+  // bulk blocks bounded.
   double z = 0, tail = 0;
   for (int k = 0; k < kStampLocations; ++k) {
     const auto& r = runs[static_cast<std::size_t>(k)];
-    if (!r) continue;
+    if (!r || (walked >= 0 && k != walked)) continue;
     double others_max = 0;
     for (int j = 0; j < kStampLocations; ++j) {
       if (j != k && runs[static_cast<std::size_t>(j)]) others_max += runs[static_cast<std::size_t>(j)]->max_ll();
     }
-    if (!std::isfinite(ref)) ref = r->best + others_max;
+    if (!std::isfinite(ref)) ref = joint ? r->best : r->best + others_max;
+    if (!std::isfinite(ref)) ref = r->max_ll() + others_max;
     for (const auto& [ll, count] : r->bulk) {
       const double m = static_cast<double>(count) * std::exp(ll + others_max - ref);
       (read_locs == 1 ? z : tail) += m;
     }
     const double scale = std::exp(r->max_ll() + others_max - ref);
-    (read_locs == 1 ? z : tail) += r->scored_mass * scale;
+    (read_locs == 1 || joint ? z : tail) += r->scored_mass * scale;
     tail += r->pruned_mass * scale;
   }
-  std::vector<std::pair<double, std::uint32_t>> ranked;
+  std::vector<std::pair<double, std::uint64_t>> ranked;
   ranked.reserve(cand.size());
-  for (const auto& [fi, ll] : cand) {
+  for (const auto& [key, ll] : cand) {
     if (std::isfinite(ll)) {
-      ranked.push_back({ll, fi});
+      ranked.push_back({ll, key});
       z += std::exp(ll - ref);
     }
   }
   std::sort(ranked.begin(), ranked.end(), [&](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : firearm_ids_[a.second] < firearm_ids_[b.second];
+    return a.first != b.first ? a.first > b.first : firearm_id(a.second) < firearm_id(b.second);
   });
   out.tail_mass_estimate = (z + tail) > 0 ? tail / (z + tail) : 0.0;
   for (std::size_t i = 0; i < ranked.size() && static_cast<int>(i) < options.top_k; ++i) {
     MicrostampCandidate c;
-    c.firearm_id = firearm_ids_[ranked[i].second];
+    c.firearm_id = firearm_id(ranked[i].second);
     c.log_likelihood = ranked[i].first;
     c.posterior = z > 0 ? std::exp(ranked[i].first - ref) / z : 0.0;
     for (int k = 0; k < kStampLocations; ++k) {
-      const std::uint32_t pos = loc_[k].position[ranked[i].second];
-      if (pos != std::numeric_limits<std::uint32_t>::max()) c.codes[k] = Unpack(loc_[k], loc_[k].sorted_codes[pos]);
+      std::uint64_t v;
+      if (code_of(k, ranked[i].second, &v)) c.codes[k] = first.Unpack(first.loc_[k], v);
     }
     out.candidates.push_back(std::move(c));
   }
 
   // Consistent codes per location, and firearms consistent everywhere read.
   constexpr std::size_t kJointCap = 1 << 20;
-  std::vector<std::uint32_t> owners;
+  std::vector<std::uint64_t> owners;
   int smallest = -1;
   for (int k = 0; k < kStampLocations; ++k) {
     if (!runs[static_cast<std::size_t>(k)]) continue;
@@ -628,13 +865,12 @@ StatusOr<MicrostampLookupResult> MicrostampIndex::Lookup(const std::vector<Stamp
     out.consistent_firearms = out.consistent_codes[smallest];
   } else if (static_cast<std::size_t>(out.consistent_codes[smallest]) <= kJointCap) {
     runs[static_cast<std::size_t>(smallest)]->CountConsistent(&owners, kJointCap);
-    for (std::uint32_t fi : owners) {
+    for (std::uint64_t key : owners) {
       bool ok = true;
       for (int k = 0; k < kStampLocations && ok; ++k) {
         if (k == smallest || !runs[static_cast<std::size_t>(k)]) continue;
-        const std::uint32_t pos = loc_[k].position[fi];
-        ok = pos != std::numeric_limits<std::uint32_t>::max() &&
-             runs[static_cast<std::size_t>(k)]->Consistent(loc_[k].sorted_codes[pos]);
+        std::uint64_t v;
+        ok = code_of(k, key, &v) && runs[static_cast<std::size_t>(k)]->Consistent(v);
       }
       out.consistent_firearms += ok ? 1 : 0;
     }
@@ -642,6 +878,155 @@ StatusOr<MicrostampLookupResult> MicrostampIndex::Lookup(const std::vector<Stamp
     out.consistent_firearms = -1;  // too many to intersect; see consistent_codes
   }
   return out;
+}
+
+// ------------------------------------------------------------------ live index
+
+StatusOr<std::shared_ptr<const LiveMicrostampIndex>> LiveMicrostampIndex::FromBase(
+    std::shared_ptr<const MicrostampIndex> base) {
+  if (!base || !base->built_) return InvalidArgument("live microstamp index: the base index is not built");
+  auto live = std::shared_ptr<LiveMicrostampIndex>(new LiveMicrostampIndex());
+  live->base_ = std::move(base);
+  return std::shared_ptr<const LiveMicrostampIndex>(std::move(live));
+}
+
+std::size_t LiveMicrostampIndex::size() const {
+  return base_->size() - dead_firearms_.size() + delta_entries_.size();
+}
+
+StatusOr<std::shared_ptr<const LiveMicrostampIndex>> LiveMicrostampIndex::Apply(
+    const std::vector<MicrostampChange>& changes) const {
+  auto next = std::shared_ptr<LiveMicrostampIndex>(new LiveMicrostampIndex(*this));
+  // Entries by id (the last change of a firearm wins); linear in the delta.
+  std::unordered_map<std::int64_t, std::size_t> slot;
+  std::vector<MicrostampChange>& entries = next->delta_entries_;
+  std::vector<char> gone(entries.size(), 0);
+  slot.reserve(entries.size() + changes.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) slot[entries[i].firearm_id] = i;
+  std::vector<std::uint32_t> new_dead;
+  std::unordered_set<std::uint32_t> new_dead_set;
+  for (const MicrostampChange& c : changes) {
+    if (c.firearm_id <= 0) return InvalidArgument("firearm id " + std::to_string(c.firearm_id) + " is not positive");
+    auto it = slot.find(c.firearm_id);
+    const bool in_delta = it != slot.end();
+    const std::int64_t fi = base_->IndexOfFirearm(c.firearm_id);
+    const bool live_in_base =
+        fi >= 0 && !std::binary_search(dead_firearms_.begin(), dead_firearms_.end(), static_cast<std::uint32_t>(fi)) &&
+        !new_dead_set.count(static_cast<std::uint32_t>(fi));
+    if (c.revoked && !in_delta && !live_in_base) {
+      return NotFound("firearm " + std::to_string(c.firearm_id) + " has no live microstamp code to revoke");
+    }
+    if (in_delta) {
+      gone[it->second] = 1;
+      slot.erase(it);
+    }
+    // Its base codes are dead from now on (revoked, or replaced by the delta entry).
+    if (live_in_base) {
+      new_dead.push_back(static_cast<std::uint32_t>(fi));
+      new_dead_set.insert(static_cast<std::uint32_t>(fi));
+    }
+    if (!c.revoked) {
+      slot[c.firearm_id] = entries.size();
+      entries.push_back(c);
+      gone.push_back(0);
+    }
+  }
+  std::size_t w = 0;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (gone[i]) continue;
+    if (w != i) entries[w] = std::move(entries[i]);  // never self-move (it empties a string)
+    ++w;
+  }
+  entries.resize(w);
+  std::sort(entries.begin(), entries.end(),
+            [](const MicrostampChange& a, const MicrostampChange& b) { return a.firearm_id < b.firearm_id; });
+  for (std::uint32_t f : new_dead) {
+    next->dead_firearms_.push_back(f);
+    for (int k = 0; k < kStampLocations; ++k) {
+      const std::uint32_t pos = base_->loc_[k].position[f];
+      if (pos != kNone) next->dead_[k].push_back(pos);
+    }
+  }
+  std::sort(next->dead_firearms_.begin(), next->dead_firearms_.end());
+  for (auto& d : next->dead_) std::sort(d.begin(), d.end());
+  // The delta as an index of its own (small: rebuilt whole), alphabets of the base.
+  auto delta = std::make_shared<MicrostampIndex>(base_->loc_[0].alphabet, base_->loc_[1].alphabet);
+  delta->Reserve(next->delta_entries_.size());
+  for (const MicrostampChange& e : next->delta_entries_) {
+    BALLISTICS_RETURN_IF_ERROR(delta->Add(e.firearm_id, e.fp_code, e.bf_code));
+    // A code must not be live in the base under another firearm.
+    const std::string_view codes[kStampLocations] = {e.fp_code, e.bf_code};
+    for (int k = 0; k < kStampLocations; ++k) {
+      if (codes[k].empty()) continue;
+      BALLISTICS_ASSIGN_OR_RETURN(std::uint64_t v, base_->Pack(base_->loc_[k], codes[k]));
+      const auto& sc = base_->loc_[k].sorted_codes;
+      auto p = std::lower_bound(sc.begin(), sc.end(), v);
+      if (p == sc.end() || *p != v) continue;
+      const auto pos = static_cast<std::uint32_t>(p - sc.begin());
+      if (!std::binary_search(next->dead_[k].begin(), next->dead_[k].end(), pos)) {
+        return AlreadyExists("code '" + std::string(codes[k]) + "' is registered for firearms " +
+                             std::to_string(base_->firearm_ids_[base_->loc_[k].sorted_owner[pos]]) + " and " +
+                             std::to_string(e.firearm_id));
+      }
+    }
+  }
+  BALLISTICS_RETURN_IF_ERROR(delta->Build());
+  next->delta_ = std::move(delta);
+  return std::shared_ptr<const LiveMicrostampIndex>(std::move(next));
+}
+
+StatusOr<std::shared_ptr<const LiveMicrostampIndex>> LiveMicrostampIndex::Compact() const {
+  auto merged = std::make_shared<MicrostampIndex>(base_->loc_[0].alphabet, base_->loc_[1].alphabet);
+  merged->Reserve(size());
+  // Packed codes are copied as they are (same alphabets): no re-validation.
+  auto push = [&](const MicrostampIndex& from, std::uint32_t fi) {
+    merged->firearm_ids_.push_back(from.firearm_ids_[fi]);
+    for (int k = 0; k < kStampLocations; ++k) {
+      const std::uint32_t pos = from.loc_[k].position[fi];
+      merged->loc_[k].pending.push_back(pos == kNone ? kNoCode : from.loc_[k].sorted_codes[pos]);
+    }
+  };
+  const MicrostampIndex* delta = delta_.get();
+  const std::size_t nb = base_->size(), nd = delta ? delta->size() : 0;
+  std::size_t b = 0, d = 0;
+  while (b < nb || d < nd) {
+    if (b < nb && std::binary_search(dead_firearms_.begin(), dead_firearms_.end(), static_cast<std::uint32_t>(b))) {
+      ++b;
+      continue;
+    }
+    if (d >= nd || (b < nb && base_->firearm_ids_[b] < delta->firearm_ids_[d])) {
+      push(*base_, static_cast<std::uint32_t>(b++));
+    } else {
+      push(*delta, static_cast<std::uint32_t>(d++));
+    }
+  }
+  BALLISTICS_RETURN_IF_ERROR(merged->Build());
+  return FromBase(std::move(merged));
+}
+
+StatusOr<MicrostampLookupResult> LiveMicrostampIndex::Lookup(const std::vector<StampRead>& reads,
+                                                             const MicrostampLookupOptions& options) const {
+  MicrostampIndex::Segment segs[2];
+  segs[0].index = base_.get();
+  for (int k = 0; k < kStampLocations; ++k) segs[0].dead[k] = &dead_[k];
+  int n = 1;
+  if (delta_ && delta_->size() > 0) segs[n++].index = delta_.get();
+  return MicrostampIndex::LookupSegments(segs, n, reads, options);
+}
+
+StatusOr<std::int64_t> LiveMicrostampIndex::FindExact(StampLocation loc, std::string_view code) const {
+  if (delta_ && delta_->size() > 0) {
+    auto d = delta_->FindExact(loc, code);
+    if (d.ok() || d.status().code() != StatusCode::kNotFound) return d;
+  }
+  auto b = base_->FindExact(loc, code);
+  if (!b.ok()) return b;
+  const std::int64_t fi = base_->IndexOfFirearm(*b);
+  if (std::binary_search(dead_firearms_.begin(), dead_firearms_.end(), static_cast<std::uint32_t>(fi))) {
+    return NotFound("no firearm carries code '" + std::string(code) + "' at the " +
+                    std::string(StampLocationName(loc)) + " (revoked or re-registered)");
+  }
+  return b;
 }
 
 }  // namespace ballistics::registry

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
 #include <random>
 
 #include "ballistics/registry.h"
@@ -111,6 +114,291 @@ TEST(MicrostampTest, ExactAndLookalikeReads) {
                            StampRead::Parse(StampLocation::kFiringPinTip, "0B1S2Z00", 0.6)});
   ASSERT_TRUE(one.ok() && two.ok());
   EXPECT_GT(two->candidates[0].posterior, one->candidates[0].posterior);
+}
+
+// ------------------------------------------------------------ live index (base + delta)
+
+// Results equal field by field (ranking and log-likelihoods exactly; sums of
+// probabilities up to rounding, since they are added in hash order).
+void ExpectSameResult(const MicrostampLookupResult& a, const MicrostampLookupResult& b, const std::string& what) {
+  ASSERT_EQ(a.candidates.size(), b.candidates.size()) << what;
+  for (std::size_t i = 0; i < a.candidates.size(); ++i) {
+    EXPECT_EQ(a.candidates[i].firearm_id, b.candidates[i].firearm_id) << what << " rank " << i + 1;
+    EXPECT_EQ(a.candidates[i].log_likelihood, b.candidates[i].log_likelihood) << what << " rank " << i + 1;
+    EXPECT_NEAR(a.candidates[i].posterior, b.candidates[i].posterior, 1e-12 + 1e-9 * b.candidates[i].posterior)
+        << what;
+    EXPECT_EQ(a.candidates[i].codes[0], b.candidates[i].codes[0]) << what;
+    EXPECT_EQ(a.candidates[i].codes[1], b.candidates[i].codes[1]) << what;
+  }
+  EXPECT_EQ(a.consistent_codes[0], b.consistent_codes[0]) << what;
+  EXPECT_EQ(a.consistent_codes[1], b.consistent_codes[1]) << what;
+  EXPECT_EQ(a.consistent_firearms, b.consistent_firearms) << what;
+  EXPECT_NEAR(a.tail_mass_estimate, b.tail_mass_estimate, 1e-12 + 1e-9 * b.tail_mass_estimate) << what;
+  EXPECT_EQ(a.nodes_visited, b.nodes_visited) << what;
+}
+
+std::shared_ptr<const LiveMicrostampIndex> LiveOf(std::shared_ptr<MicrostampIndex> base) {
+  auto live = LiveMicrostampIndex::FromBase(std::move(base));
+  EXPECT_TRUE(live.ok()) << live.status().ToString();
+  return live.ok() ? *live : nullptr;
+}
+
+TEST(LiveMicrostampTest, CodeRegisteredAfterTheBaseIsFoundAtOnce) {
+  auto base = std::make_shared<MicrostampIndex>();
+  ASSERT_TRUE(testing::BuildSynthIndex(*base, 50'000, true).ok());
+  auto live = LiveOf(base);
+  const std::string fp = SynthFpCode(900'000), bf = SynthBfCode(900'000);
+  auto next = live->Apply({{900'001, fp, bf, false}});
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ((*next)->size(), 50'001u);
+  EXPECT_EQ((*next)->delta_size(), 1u);
+  EXPECT_EQ(*(*next)->FindExact(StampLocation::kFiringPinTip, fp), 900'001);
+  std::mt19937_64 rng(3);
+  StampRead read = DegradedRead((*next)->base().alphabet(StampLocation::kFiringPinTip), StampLocation::kFiringPinTip,
+                                fp, 2, 1, 0.9, rng);
+  auto r = (*next)->Lookup({read});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(RankOf(*r, 900'001), 1);
+  // The old version (what a lookup already running holds) is unchanged.
+  EXPECT_EQ(live->FindExact(StampLocation::kFiringPinTip, fp).status().code(), StatusCode::kNotFound);
+  // A code live in the base cannot be registered again for another firearm.
+  auto dup = (*next)->Apply({{900'002, SynthFpCode(17), "", false}});
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(dup.status().message().find(SynthFpCode(17)), std::string::npos) << dup.status().message();
+  EXPECT_EQ((*next)->Apply({{900'003, "AB12CD3a", "", false}}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*next)->Apply({{900'004, "", "", true}}).status().code(), StatusCode::kNotFound);
+}
+
+TEST(LiveMicrostampTest, RevokedAndTransferredCodesAreNoLongerReturned) {
+  MicrostampIndex small;
+  ASSERT_TRUE(small.Add(10, "0B1S2Z00", "000111222333").ok());
+  ASSERT_TRUE(small.Add(11, "O81S2Z00", "000111222330").ok());
+  ASSERT_TRUE(small.Add(12, "XXXXXXXX", "").ok());
+  ASSERT_TRUE(small.Build().ok());
+  auto live = LiveOf(std::make_shared<MicrostampIndex>(std::move(small)));
+  const StampRead read = StampRead::Parse(StampLocation::kFiringPinTip, "0B1S2Z00", 0.9);
+  auto r = live->Lookup({read});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->candidates[0].firearm_id, 10);
+  // Firearm 10's codes revoked: it is never returned, its twin 11 comes first.
+  auto v1 = live->Apply({{10, "", "", true}});
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  r = (*v1)->Lookup({read});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(RankOf(*r, 10), 0);
+  EXPECT_EQ(r->candidates[0].firearm_id, 11);
+  EXPECT_EQ(r->consistent_codes[0], 1);
+  EXPECT_EQ((*v1)->FindExact(StampLocation::kFiringPinTip, "0B1S2Z00").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ((*v1)->size(), 2u);
+  // The code goes to another firearm (a transfer of the stamped part): it names firearm 20 now.
+  auto v2 = (*v1)->Apply({{20, "0B1S2Z00", "", false}});
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  r = (*v2)->Lookup({read});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->candidates[0].firearm_id, 20);
+  EXPECT_EQ(RankOf(*r, 10), 0);
+  // Firearm 11 re-registered with a new FP code (firing pin replaced): the old code no longer names it.
+  auto v3 = (*v2)->Apply({{11, "QQQQ1111", "000111222330", false}});
+  ASSERT_TRUE(v3.ok()) << v3.status().ToString();
+  r = (*v3)->Lookup({StampRead::Parse(StampLocation::kFiringPinTip, "O81S2Z00", 0.9)});
+  ASSERT_TRUE(r.ok());
+  for (const auto& c : r->candidates) EXPECT_NE(c.codes[0], "O81S2Z00");
+  EXPECT_EQ(*(*v3)->FindExact(StampLocation::kFiringPinTip, "QQQQ1111"), 11);
+  EXPECT_EQ(*(*v3)->FindExact(StampLocation::kBreechFace, "000111222330"), 11);
+  // Compacted, the same answers.
+  auto c = (*v3)->Compact();
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->delta_size(), 0u);
+  EXPECT_EQ((*c)->size(), 3u);
+  EXPECT_EQ((*c)->FindExact(StampLocation::kFiringPinTip, "O81S2Z00").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*(*c)->FindExact(StampLocation::kFiringPinTip, "0B1S2Z00"), 20);
+}
+
+// Property: after random registrations, re-registrations and revocations, a
+// lookup over base + delta returns what an index built from scratch on the
+// live codes returns (ranking, log-likelihoods, posteriors, counts, search
+// effort), for random reads of one or both locations and both fusion walks;
+// and so does the compacted index.
+TEST(LiveMicrostampTest, BasePlusDeltaEqualsFullRebuild) {
+  constexpr std::int64_t kBase = 40'000;
+  std::mt19937_64 rng(2024);
+  // firearm id -> live codes
+  std::map<std::int64_t, std::pair<std::string, std::string>> truth;
+  auto base = std::make_shared<MicrostampIndex>();
+  std::uint64_t next_code = 0;
+  for (std::int64_t i = 1; i <= kBase; ++i, ++next_code) {
+    const int kind = static_cast<int>(rng() % 10);  // 10 % FP only, 10 % BF only
+    std::string fp = kind == 0 ? "" : SynthFpCode(next_code), bf = kind == 1 ? "" : SynthBfCode(next_code);
+    ASSERT_TRUE(base->Add(i * 3, fp, bf).ok());  // ids with gaps, so new firearms interleave
+    truth[i * 3] = {fp, bf};
+  }
+  ASSERT_TRUE(base->Build().ok());
+  auto live = LiveOf(base);
+  std::vector<std::string> revoked_fp;
+  for (int round = 0; round < 4; ++round) {
+    std::vector<MicrostampChange> changes;
+    for (int j = 0; j < 400; ++j) {
+      const int what = static_cast<int>(rng() % 4);
+      if (what == 0 || truth.empty()) {  // a new firearm between existing ids
+        std::int64_t id;
+        do id = static_cast<std::int64_t>(rng() % (3 * kBase + 1000)) + 1; while (truth.count(id));
+        truth[id] = {SynthFpCode(next_code), SynthBfCode(next_code)};
+        ++next_code;
+        changes.push_back({id, truth[id].first, truth[id].second, false});
+      } else {
+        auto it = truth.begin();
+        std::advance(it, static_cast<long>(rng() % truth.size()));
+        if (what == 1) {  // revoked
+          if (!it->second.first.empty()) revoked_fp.push_back(it->second.first);
+          changes.push_back({it->first, "", "", true});
+          truth.erase(it);
+        } else {  // re-registered: new FP code, BF kept (or new)
+          it->second.first = SynthFpCode(next_code);
+          if (what == 3) it->second.second = SynthBfCode(next_code);
+          ++next_code;
+          changes.push_back({it->first, it->second.first, it->second.second, false});
+        }
+      }
+    }
+    auto applied = live->Apply(changes);
+    ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+    live = *applied;
+  }
+  ASSERT_EQ(live->size(), truth.size());
+  MicrostampIndex full;
+  for (const auto& [id, codes] : truth) ASSERT_TRUE(full.Add(id, codes.first, codes.second).ok());
+  ASSERT_TRUE(full.Build().ok());
+  auto compacted = live->Compact();
+  ASSERT_TRUE(compacted.ok()) << compacted.status().ToString();
+
+  const Alphabet& fa = full.alphabet(StampLocation::kFiringPinTip);
+  const Alphabet& ba = full.alphabet(StampLocation::kBreechFace);
+  std::vector<std::pair<std::int64_t, std::pair<std::string, std::string>>> all(truth.begin(), truth.end());
+  int compared = 0;
+  for (int t = 0; t < 150; ++t) {
+    const auto& [id, codes] = all[rng() % all.size()];
+    std::vector<StampRead> reads;
+    const int shape = t % 3;  // FP only, BF only, both
+    if (shape != 1 && !codes.first.empty()) {
+      // Every fourth FP read is of a revoked code: nothing of its firearm may come back.
+      const std::string& src = (t % 4 == 0 && !revoked_fp.empty()) ? revoked_fp[rng() % revoked_fp.size()]
+                                                                    : codes.first;
+      reads.push_back(DegradedRead(fa, StampLocation::kFiringPinTip, src, static_cast<int>(rng() % 5),
+                                   static_cast<int>(rng() % 2), 0.8 + 0.15 * (rng() % 2), rng));
+    }
+    if (shape != 0 && !codes.second.empty()) {
+      reads.push_back(DegradedRead(ba, StampLocation::kBreechFace, codes.second, static_cast<int>(rng() % 6),
+                                   static_cast<int>(rng() % 2), 0.8, rng));
+    }
+    if (reads.empty()) continue;
+    for (auto fused : {MicrostampLookupOptions::Fused::kPrimary, MicrostampLookupOptions::Fused::kPerLocation,
+                       MicrostampLookupOptions::Fused::kExactJoint}) {
+      MicrostampLookupOptions o;
+      o.fused = fused;
+      o.top_k = 20;
+      auto want = full.Lookup(reads, o);
+      auto got = live->Lookup(reads, o);
+      auto got_c = (*compacted)->Lookup(reads, o);
+      ASSERT_TRUE(want.ok() && got.ok() && got_c.ok());
+      const std::string what = "read " + std::to_string(t) + " fused mode " + std::to_string(static_cast<int>(fused));
+      ExpectSameResult(*got, *want, what + " (base + delta)");
+      ExpectSameResult(*got_c, *want, what + " (compacted)");
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 300);
+  for (const std::string& code : revoked_fp) {
+    auto f = live->FindExact(StampLocation::kFiringPinTip, code);
+    EXPECT_FALSE(f.ok() && truth.count(*f) == 0) << code;  // a revoked code names no firearm (unless re-used)
+  }
+}
+
+// Fused lookups of both locations (1 M firearms, the fusion test's reads):
+//  * kPrimary (default) lists exactly kPerLocation's candidates less those only
+//    the other location's walk found, in the same order with the same
+//    log-likelihoods, and has the same first candidate in every read;
+//  * kExactJoint lists every firearm within prune_log_ratio of the best joint
+//    log-likelihood, in order (reference: per-location walks with a window so
+//    wide that they score every code).
+TEST(MicrostampScaleTest, FusedWalksRankAlike) {
+  constexpr std::int64_t kCodes = 1'000'000;
+  MicrostampIndex index;
+  ASSERT_TRUE(BuildSynthIndex(index, kCodes, /*with_bf=*/true).ok());
+  const Alphabet& fa = index.alphabet(StampLocation::kFiringPinTip);
+  const Alphabet& ba = index.alphabet(StampLocation::kBreechFace);
+  std::mt19937_64 rng(5);
+  int other_only = 0, top_listed = 0, compared = 0;
+  const int kTrials = 100;
+  for (int t = 0; t < kTrials; ++t) {
+    const auto u = std::uniform_int_distribution<std::uint64_t>(0, kCodes - 1)(rng);
+    const std::vector<StampRead> reads = {
+        DegradedRead(fa, StampLocation::kFiringPinTip, SynthFpCode(u), 4, 1, 0.8, rng),
+        DegradedRead(ba, StampLocation::kBreechFace, SynthBfCode(u), 5, 1, 0.8, rng)};
+    MicrostampLookupOptions primary, old;
+    primary.top_k = old.top_k = 100;
+    old.fused = MicrostampLookupOptions::Fused::kPerLocation;
+    auto p = index.Lookup(reads, primary);
+    auto o = index.Lookup(reads, old);
+    ASSERT_TRUE(p.ok() && o.ok());
+    ASSERT_FALSE(p->candidates.empty());
+    ASSERT_FALSE(o->candidates.empty());
+    EXPECT_EQ(p->candidates[0].firearm_id, o->candidates[0].firearm_id) << "read " << t;
+    EXPECT_EQ(p->candidates[0].log_likelihood, o->candidates[0].log_likelihood);
+    EXPECT_EQ(p->consistent_firearms, o->consistent_firearms);
+    EXPECT_EQ(p->consistent_codes[0], o->consistent_codes[0]);
+    EXPECT_EQ(p->consistent_codes[1], o->consistent_codes[1]);
+    // Old list restricted to the primary's firearms == primary list (same order,
+    // same log-likelihoods), above the point where either list is cut by top_k.
+    double cut = -std::numeric_limits<double>::infinity();
+    if (p->candidates.size() == 100) cut = std::max(cut, p->candidates.back().log_likelihood);
+    if (o->candidates.size() == 100) cut = std::max(cut, o->candidates.back().log_likelihood);
+    std::vector<std::pair<std::int64_t, double>> pl, ol;
+    for (const auto& c : p->candidates) {
+      if (c.log_likelihood > cut) pl.push_back({c.firearm_id, c.log_likelihood});
+    }
+    for (const auto& c : o->candidates) {
+      if (c.log_likelihood <= cut) continue;
+      const bool in_p = std::any_of(p->candidates.begin(), p->candidates.end(),
+                                    [&](const MicrostampCandidate& x) { return x.firearm_id == c.firearm_id; });
+      if (in_p) ol.push_back({c.firearm_id, c.log_likelihood});
+      else ++other_only;
+    }
+    EXPECT_EQ(pl, ol) << "read " << t;
+    compared += static_cast<int>(pl.size());
+    top_listed += p->candidates[0].firearm_id == static_cast<std::int64_t>(u) + 1;
+  }
+  std::printf("kPrimary vs kPerLocation, %d reads: same first candidate in all, true firearm first in %d; "
+              "%d candidates compared, %d listed only by the other location's walk\n", kTrials, top_listed,
+              compared, other_only);
+  EXPECT_GE(compared, kTrials);
+
+  // kExactJoint against an exhaustive search, on a smaller registry (the reference scores every code).
+  MicrostampIndex small;
+  ASSERT_TRUE(BuildSynthIndex(small, 100'000, /*with_bf=*/true).ok());
+  for (int t = 0; t < 30; ++t) {
+    const auto u = std::uniform_int_distribution<std::uint64_t>(0, 100'000 - 1)(rng);
+    const std::vector<StampRead> reads = {
+        DegradedRead(fa, StampLocation::kFiringPinTip, SynthFpCode(u), 4, 1, 0.8, rng),
+        DegradedRead(ba, StampLocation::kBreechFace, SynthBfCode(u), 5, 1, 0.8, rng)};
+    MicrostampLookupOptions joint, exhaustive;
+    joint.top_k = exhaustive.top_k = 50;
+    joint.fused = MicrostampLookupOptions::Fused::kExactJoint;
+    exhaustive.fused = MicrostampLookupOptions::Fused::kPerLocation;
+    exhaustive.prune_log_ratio = 200;
+    auto j = small.Lookup(reads, joint);
+    auto x = small.Lookup(reads, exhaustive);
+    ASSERT_TRUE(j.ok() && x.ok());
+    ASSERT_FALSE(j->candidates.empty());
+    const double window = j->candidates[0].log_likelihood - joint.prune_log_ratio;
+    std::size_t in_window = 0;
+    while (in_window < x->candidates.size() && x->candidates[in_window].log_likelihood >= window) ++in_window;
+    ASSERT_LT(in_window, x->candidates.size()) << "exhaustive list too short to check";
+    ASSERT_GE(j->candidates.size(), in_window) << "read " << t;
+    for (std::size_t i = 0; i < in_window; ++i) {
+      EXPECT_EQ(j->candidates[i].firearm_id, x->candidates[i].firearm_id) << "read " << t << " rank " << i + 1;
+      EXPECT_EQ(j->candidates[i].log_likelihood, x->candidates[i].log_likelihood);
+    }
+  }
 }
 
 // Issue 7: with 2 of 8 characters unknown and one look-alike swap, the true
