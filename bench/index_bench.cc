@@ -16,6 +16,15 @@
 //   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K] [--scramble 0|1]
 //       Query latency (coarse, rerank, end to end), bytes of RAM per
 //       signature, coarse-scan throughput vs a plain memory sweep of the same bytes.
+//   index_bench compact  [--hold-pixel UM] [--threads T] [--rerank-k K]
+//       Rerank memory (docs/search.md, "Rerank memory"): every pair of the 40
+//       Fadul scans compared (CMC) with float signatures and with their compact
+//       form (CompactSignatureOf at --hold-pixel, default the BF cell grid
+//       12.5 µm): identification decisions and CMC differences, bytes per
+//       signature; then the rerank of K = 50 candidates through the engine with
+//       the signatures held as float, held compact, and fetched on every load
+//       (a RerankCache of budget 0 whose fetch hands over the float signature:
+//       the compaction cost of a miss, without the database read).
 //
 // Synthetic haystack: D distinct synthetic breech-face shots (10 per firearm)
 // are generated at --synth-pixel (default 25 µm, the descriptor's own grid;
@@ -111,6 +120,7 @@ struct Args {
   int threads = 2;
   bool cmc = true;
   bool scramble = true;  // scale, kernel: replicas are Scrambled (distinct non-mates)
+  double hold_pixel_um = -1;  // compact: -1 = RerankPixelUm of the BF correlation config
 };
 
 Args Parse(int argc, char** argv) {
@@ -131,6 +141,7 @@ Args Parse(int argc, char** argv) {
     else if (k == "--threads") a.threads = std::stoi(v);
     else if (k == "--cmc") a.cmc = v != "0";
     else if (k == "--scramble") a.scramble = v != "0";
+    else if (k == "--hold-pixel") a.hold_pixel_um = std::stod(v);
     else if (k == "--sizes") {
       a.sizes.clear();
       std::stringstream ss(v);
@@ -745,6 +756,178 @@ int Scale(const Args& a) {
   return 0;
 }
 
+
+// ---- compact: rerank memory ----
+
+class MapSource : public SignatureSource {
+ public:
+  StatusOr<Signature> Load(std::int64_t id) const override {
+    auto it = sigs.find(id);
+    if (it == sigs.end()) return NotFound("no signature " + std::to_string(id));
+    return it->second;
+  }
+  std::map<std::int64_t, Signature> sigs;
+};
+
+int Compact(const Args& a) {
+  const fs::path data = testing::SharedDataDir() / "fadul";
+  std::ifstream gt(data / "ground_truth.csv");
+  std::string line;
+  std::getline(gt, line);
+  std::vector<std::string> names, slides;
+  while (std::getline(gt, line)) {
+    std::stringstream ss(line);
+    std::string scan, slide;
+    std::getline(ss, scan, ',');
+    std::getline(ss, slide, ',');
+    names.push_back(scan);
+    slides.push_back(slide);
+  }
+  const CorrelationConfig cc;
+  const double hold = a.hold_pixel_um >= 0 ? a.hold_pixel_um : RerankPixelUm(cc);
+  const Correlator correlator = Correlator::Create(cc).value();
+  const int n = static_cast<int>(names.size());
+  std::vector<Signature> full(n);
+  std::vector<CompactSignature> compact(n);
+  std::vector<std::shared_ptr<const PreparedSignature>> pf(n), pc(n);
+  double float_bytes = 0, compact_bytes = 0;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    full[i] = Normalize(ReadScanFile(data / (names[i] + ".x3p")).value()).value().breech_face;
+    compact[i] = CompactSignatureOf(full[i], hold).value();
+    float_bytes += full[i].values.total() * sizeof(float);
+    compact_bytes += compact[i].bytes();
+    pf[i] = correlator.Prepare(full[i]).value();
+    pc[i] = correlator.Prepare(ExpandSignature(compact[i])).value();
+  }
+  std::printf("fadul scans: %d (read, normalized, compacted, prepared: %.1f s); hold pixel %.3f um\n", n, Since(t0),
+              hold);
+  std::printf("bytes per BF signature: float grid %.0f (%dx%d typical), compact %.0f (%.1fx smaller)\n",
+              float_bytes / n, full[0].values.cols, full[0].values.rows, compact_bytes / n, float_bytes / compact_bytes);
+
+  struct Pair {
+    int i, j;
+    bool km;
+    int cmc_f = -1, cmc_c = -1;
+    bool id_f = false, id_c = false;
+    double theta_f = 0, theta_c = 0;
+  };
+  std::vector<Pair> pairs;
+  for (int i = 0; i < n; ++i) {
+    for (int j = i + 1; j < n; ++j) pairs.push_back({i, j, slides[i] == slides[j]});
+  }
+  std::atomic<std::size_t> next{0};
+  const auto t1 = Clock::now();
+  auto work = [&] {
+    for (std::size_t p = next.fetch_add(1); p < pairs.size(); p = next.fetch_add(1)) {
+      Pair& q = pairs[p];
+      auto f = correlator.Compare(*pf[q.i], *pf[q.j]);
+      auto c = correlator.Compare(*pc[q.i], *pc[q.j]);
+      if (f.ok()) {
+        q.cmc_f = f->cmc;
+        q.id_f = f->identification;
+        q.theta_f = f->theta_deg;
+      }
+      if (c.ok()) {
+        q.cmc_c = c->cmc;
+        q.id_c = c->identification;
+        q.theta_c = c->theta_deg;
+      }
+      if (p % 50 == 0) std::fprintf(stderr, "\rpairs %zu / %zu", p, pairs.size());
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < a.threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  std::fprintf(stderr, "\n");
+  std::printf("pairs compared twice: %zu in %.1f s\n", pairs.size(), Since(t1));
+  for (int km = 1; km >= 0; --km) {
+    int count = 0, id_f = 0, id_c = 0, differ = 0, max_diff = 0, changed = 0, failed = 0;
+    double sum_diff = 0, max_theta = 0;
+    std::string worst;
+    for (const Pair& q : pairs) {
+      if (q.km != (km == 1)) continue;
+      ++count;
+      if (q.cmc_f < 0 || q.cmc_c < 0) {
+        ++failed;
+        continue;
+      }
+      id_f += q.id_f;
+      id_c += q.id_c;
+      differ += q.id_f != q.id_c;
+      const int d = std::abs(q.cmc_f - q.cmc_c);
+      changed += d != 0;
+      sum_diff += d;
+      if (d > max_diff) {
+        max_diff = d;
+        worst = names[q.i] + " vs " + names[q.j] + " (" + std::to_string(q.cmc_f) + " -> " +
+                std::to_string(q.cmc_c) + ")";
+      }
+      if (q.id_f && q.id_c) {
+        double dt = std::fmod(std::abs(q.theta_f - q.theta_c), 360.0);
+        max_theta = std::max(max_theta, std::min(dt, 360.0 - dt));
+      }
+    }
+    std::printf("%s: %d pairs, identified float %d, compact %d, decisions differing %d, CMC changed in %d, "
+                "max |dCMC| %d%s%s, mean |dCMC| %.3f, max |dtheta| of pairs identified by both %.2f deg, "
+                "comparison failed %d\n",
+                km ? "KM" : "KNM", count, id_f, id_c, differ, changed, max_diff, worst.empty() ? "" : " at ",
+                worst.c_str(), count - failed > 0 ? sum_diff / (count - failed) : 0.0, max_theta, failed);
+  }
+
+  // Rerank of K candidates through the engine: fadul-1-1 (turned by 117 deg)
+  // against K entries cycling over the other 39 scans.
+  const int k = a.rerank_k > 0 ? a.rerank_k : 50;
+  auto index = std::shared_ptr<SignatureIndex>(MakeShardedIndex(4, a.threads));
+  auto float_source = std::make_shared<MapSource>();
+  RerankCacheConfig held_cfg;
+  held_cfg.breech_face_pixel_um = hold;
+  auto held = std::make_shared<RerankCache>(held_cfg);
+  RerankCacheConfig none_cfg = held_cfg;
+  none_cfg.budget_bytes = 0;
+  auto fetched = std::make_shared<RerankCache>(none_cfg, [&](std::int64_t id) { return float_source->Load(id); });
+  for (int e = 0; e < k; ++e) {
+    const int s = 1 + e % (n - 1);  // skip scan 0 (the query)
+    const std::int64_t id = e + 1;
+    SignatureRecord r;
+    r.signature_id = r.casing_id = id;
+    r.shard = e % 4;
+    if (!index->Add(r, ComputeDescriptor(full[s]).value()).ok()) return 1;
+    float_source->sigs[id] = full[s];
+    if (!held->Put(id, full[s]).ok()) return 1;
+  }
+  SearchRequest req;
+  req.query.breech_face = Normalize(TurnScan(ReadScanFile(data / (names[0] + ".x3p")).value(), 117, 0, 0).value())
+                              .value()
+                              .breech_face;
+  req.top_n = 10;
+  req.rerank_k = k;
+  SearchEngineConfig ec;
+  ec.rerank_threads = a.threads;
+  std::printf("rerank of K = %d on %d threads, seconds (3 runs each, median):\n", k, a.threads);
+  const std::pair<const char*, std::shared_ptr<const SignatureSource>> modes[] = {
+      {"float held", float_source}, {"compact held", held}, {"compact, fetched every load", fetched}};
+  for (const auto& [label, source] : modes) {
+    auto engine = SearchEngine::Create(index, source, ec).value();
+    std::vector<double> t;
+    int top_cmc = 0;
+    for (int run = 0; run < 3; ++run) {
+      auto r = engine->Search(req);
+      if (!r.ok()) {
+        std::fprintf(stderr, "%s: %s\n", label, r.status().ToString().c_str());
+        return 1;
+      }
+      t.push_back(r->rerank_seconds);
+      top_cmc = r->breech_face.empty() || !r->breech_face[0].comparison ? -1 : r->breech_face[0].comparison->cmc;
+    }
+    std::sort(t.begin(), t.end());
+    std::printf("  %-28s %.2f (min %.2f, max %.2f); top CMC %d\n", label, t[1], t[0], t[2], top_cmc);
+  }
+  std::printf("fetched-mode cache: %lld misses, %lld held\n", static_cast<long long>(fetched->misses()),
+              static_cast<long long>(fetched->held()));
+  return 0;
+}
 }  // namespace
 }  // namespace ballistics
 
@@ -754,6 +937,7 @@ int main(int argc, char** argv) {
   if (a.mode == "haystack") return ballistics::Haystack(a);
   if (a.mode == "scale") return ballistics::Scale(a);
   if (a.mode == "kernel") return ballistics::Kernel(a);
+  if (a.mode == "compact") return ballistics::Compact(a);
   std::fprintf(stderr, "unknown mode %s\n", a.mode.c_str());
   return 2;
 }

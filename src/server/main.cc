@@ -89,6 +89,7 @@ int RunShardWorker(const Options& o, sigset_t& shutdown_signals) {
   c.ca_file = o.server.shard_ca_file;
   c.insecure = o.server.insecure;
   c.search_threads = o.server.search_threads;
+  c.rerank_cache_mb = o.server.rerank_cache_mb;
   c.max_concurrent_searches = o.server.max_concurrent_searches;
   auto server = ballistics::service::ShardServer::Start(c);
   if (!server.ok()) {
@@ -176,6 +177,11 @@ int main(int argc, char** argv) {
   app.add_option("--shard-timeout-ms", o.server.shard_timeout_ms,
                  "Coordinator: longest wait for a worker (a late one makes the result partial)")
       ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  app.add_option("--rerank-cache-mb", o.server.rerank_cache_mb,
+                 "Single or shard role: MiB of compact signatures held for the CMC rerank; beyond it candidates "
+                 "are read from PostgreSQL (-1 = hold all, 0 = none)")
+      ->check(CLI::Range(std::int64_t{-1}, std::int64_t{1} << 30))
       ->capture_default_str();
   app.add_option("--shard-ca", o.server.shard_ca_file,
                  "PEM roots the other side's certificate must chain to (coordinator <-> workers, mutual TLS); "

@@ -8,37 +8,20 @@
 #include <nlohmann/json.hpp>
 
 #include "ballistics/store.h"
+#include "context.h"
 #include "server.h"
 #include "shard_coordinator.h"
 
 namespace ballistics::service {
 
-class LocalSearchBackend::MemorySource final : public SignatureSource {
+// Connections for reading rerank candidates that are not held (bounded: the
+// rerank threads of the searches running at once).
+class LocalSearchBackend::FetchPool {
  public:
-  StatusOr<Signature> Load(std::int64_t signature_id) const override {
-    std::shared_lock l(mu_);
-    auto it = sigs_.find(signature_id);
-    if (it == sigs_.end()) return NotFound("signature " + std::to_string(signature_id) + " is not loaded");
-    return it->second;
-  }
-  void Put(std::int64_t id, Signature s) {
-    std::unique_lock l(mu_);
-    bytes_ += s.values.total() * sizeof(float) + sizeof(Signature) + s.pipeline_version.size();
-    sigs_[id] = std::move(s);
-  }
-  bool Has(std::int64_t id) const {
-    std::shared_lock l(mu_);
-    return sigs_.count(id) > 0;
-  }
-  std::size_t bytes() const {
-    std::shared_lock l(mu_);
-    return bytes_;
-  }
-
- private:
-  mutable std::shared_mutex mu_;
-  std::map<std::int64_t, Signature> sigs_;
-  std::size_t bytes_ = 0;
+  FetchPool(const std::string& url, int capacity)
+      : pool(url, capacity, std::chrono::milliseconds(10000),
+             [](const std::string& u) { return store::Store::Connect(u); }) {}
+  StorePool pool;
 };
 
 namespace {
@@ -124,10 +107,11 @@ StatusOr<std::vector<int>> ParseShardRanges(const std::string& ranges) {
   return std::vector<int>(out.begin(), out.end());
 }
 
-StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Load(const std::string& url, int threads) {
+StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Load(const std::string& url, int threads,
+                                                             std::int64_t rerank_cache_mb) {
   std::vector<int> all;
   for (int i = 0; i < store::kSignatureShards; ++i) all.push_back(i);
-  BALLISTICS_ASSIGN_OR_RETURN(auto b, LocalSearchBackend::Load(url, std::move(all), threads));
+  BALLISTICS_ASSIGN_OR_RETURN(auto b, LocalSearchBackend::Load(url, std::move(all), threads, true, rerank_cache_mb));
   return std::unique_ptr<SearchBackend>(std::move(b));
 }
 
@@ -136,7 +120,7 @@ StatusOr<std::unique_ptr<SearchBackend>> SearchBackend::Create(const ServerConfi
   if (config.role != "single") {
     return InvalidArgument("search role '" + config.role + "' is not single or coordinator");
   }
-  return Load(config.database_url, config.search_threads);
+  return Load(config.database_url, config.search_threads, config.rerank_cache_mb);
 }
 
 class LocalSearchBackend::ListenConnection {
@@ -145,17 +129,28 @@ class LocalSearchBackend::ListenConnection {
 };
 
 StatusOr<std::unique_ptr<LocalSearchBackend>> LocalSearchBackend::Load(const std::string& url, std::vector<int> shards,
-                                                                      int threads, bool listen) {
+                                                                      int threads, bool listen,
+                                                                      std::int64_t rerank_cache_mb) {
   if (shards.empty()) return InvalidArgument("search backend: no shards to hold");
+  if (rerank_cache_mb < -1 || rerank_cache_mb > (std::int64_t{1} << 40)) {
+    return InvalidArgument("search backend: rerank_cache_mb=" + std::to_string(rerank_cache_mb) +
+                           " must be -1 (hold all), 0 (hold none) or a size in MiB");
+  }
   std::unique_ptr<LocalSearchBackend> b(new LocalSearchBackend());
   b->url_ = url;
   b->shards_ = std::move(shards);
   b->shard_set_ = std::set<int>(b->shards_.begin(), b->shards_.end());
   b->threads_ = std::max(1, threads);
   b->index_ = MakeShardedIndex(store::kSignatureShards, b->threads_);
-  b->source_ = std::make_shared<MemorySource>();
   SearchEngineConfig config;
   config.rerank_threads = b->threads_;
+  RerankCacheConfig cache;
+  if (rerank_cache_mb >= 0) cache.budget_bytes = static_cast<std::size_t>(rerank_cache_mb) << 20;
+  cache.breech_face_pixel_um = RerankPixelUm(config.breech_face_correlation);
+  cache.firing_pin_pixel_um = RerankPixelUm(config.firing_pin_correlation);
+  // Two searches at once (the server's default) with their rerank threads.
+  b->fetch_pool_ = std::make_unique<FetchPool>(url, 2 * b->threads_);
+  b->source_ = std::make_shared<RerankCache>(cache, [p = b.get()](std::int64_t id) { return p->Fetch(id); });
   BALLISTICS_ASSIGN_OR_RETURN(b->engine_, SearchEngine::Create(b->index_, b->source_, config));
 
   // LISTEN first: a signature committed while the shards are being read is
@@ -183,7 +178,10 @@ StatusOr<std::unique_ptr<LocalSearchBackend>> LocalSearchBackend::Load(const std
         continue;
       }
       BALLISTICS_RETURN_IF_ERROR(b->index_->Add(RecordFor(sig), *descriptors[i]));
-      b->source_->Put(sig.stored.id, std::move(sig.stored.signature));
+      // A signature the compact form refuses is still searchable: the rerank
+      // reads it from the database (and reports the error there).
+      Status put = b->source_->Put(sig.stored.id, sig.stored.signature);
+      if (!put.ok()) spdlog::warn("signature {} not held for the rerank: {}", sig.stored.id, put.ToString());
     }
     batch.clear();
     return Status::Ok();
@@ -200,9 +198,10 @@ StatusOr<std::unique_ptr<LocalSearchBackend>> LocalSearchBackend::Load(const std
   BALLISTICS_RETURN_IF_ERROR(flush());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("search index: {} signatures of {} shard(s) loaded in {:.2f} s ({} not indexable), {} KiB coarse, "
-               "{} KiB signatures",
+               "{} KiB compact signatures for the rerank ({} held, budget {})",
                b->index_->Size(), b->shards_.size(), seconds, skipped, b->index_->MemoryBytes() / 1024,
-               b->source_->bytes() / 1024);
+               b->source_->bytes() / 1024, b->source_->held(),
+               rerank_cache_mb < 0 ? std::string("all") : std::to_string(rerank_cache_mb) + " MiB");
   if (listen) b->listener_ = std::thread([p = b.get()] { p->Listen(); });
   return b;
 }
@@ -214,6 +213,20 @@ LocalSearchBackend::~LocalSearchBackend() {
 
 std::size_t LocalSearchBackend::memory_bytes() const { return index_->MemoryBytes() + source_->bytes(); }
 std::size_t LocalSearchBackend::signature_bytes() const { return source_->bytes(); }
+
+// A rerank candidate not held: its casing's signatures from the database (the
+// index knows the casing), the one asked for picked out.
+StatusOr<Signature> LocalSearchBackend::Fetch(std::int64_t signature_id) const {
+  const std::optional<SignatureRecord> record = index_->FindRecord(signature_id);
+  if (!record) return NotFound("signature " + std::to_string(signature_id) + " is not in the search index");
+  BALLISTICS_ASSIGN_OR_RETURN(auto db, fetch_pool_->pool.Acquire());
+  BALLISTICS_ASSIGN_OR_RETURN(auto sigs, db->GetSignatures(record->casing_id));
+  for (auto& s : sigs) {
+    if (s.id == signature_id) return std::move(s.signature);
+  }
+  return NotFound("signature " + std::to_string(signature_id) + " of casing " + std::to_string(record->casing_id) +
+                  " is no longer stored");
+}
 
 StatusOr<SearchResults> LocalSearchBackend::Search(const SearchRequest& request, const SearchProgress& progress,
                                                    SearchCall& call) const {
@@ -234,7 +247,7 @@ Status LocalSearchBackend::AddCasing(std::int64_t casing_id) {
   BALLISTICS_ASSIGN_OR_RETURN(auto st, store::Store::Connect(url_));
   BALLISTICS_ASSIGN_OR_RETURN(auto sigs, st->GetSearchableSignatures(casing_id));
   for (auto& sig : sigs) {
-    if (!holds(sig.stored.shard) || source_->Has(sig.stored.id)) continue;
+    if (!holds(sig.stored.shard) || index_->FindRecord(sig.stored.id)) continue;
     auto d = ComputeDescriptor(sig.stored.signature);
     if (!d.ok()) {
       spdlog::warn("signature {} of casing {} not indexed: {}", sig.stored.id, casing_id, d.status().ToString());
@@ -242,7 +255,8 @@ Status LocalSearchBackend::AddCasing(std::int64_t casing_id) {
     }
     Status a = index_->Add(RecordFor(sig), *d);
     if (!a.ok() && a.code() != StatusCode::kAlreadyExists) return a;
-    source_->Put(sig.stored.id, std::move(sig.stored.signature));
+    Status put = source_->Put(sig.stored.id, sig.stored.signature);
+    if (!put.ok()) spdlog::warn("signature {} not held for the rerank: {}", sig.stored.id, put.ToString());
   }
   return Status::Ok();
 }
@@ -254,7 +268,7 @@ Status LocalSearchBackend::CatchUp() {
   BALLISTICS_ASSIGN_OR_RETURN(auto refs, st->ListSignatureRefs(shards_));
   std::set<std::int64_t> casings;
   for (const auto& r : refs) {
-    if (!source_->Has(r.id)) casings.insert(r.casing_id);
+    if (!index_->FindRecord(r.id)) casings.insert(r.casing_id);
   }
   for (std::int64_t c : casings) BALLISTICS_RETURN_IF_ERROR(AddCasing(c));
   if (!casings.empty()) spdlog::info("search index: caught up {} casing(s) after a lost LISTEN", casings.size());

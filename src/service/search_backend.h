@@ -22,8 +22,12 @@
 // agencies it may read: the service restricts the search filter to them, and
 // candidate details are read under row-level security.
 //
-// Known limit: the full signatures are held in memory (fine for thousands of
-// casings, not millions); see docs/operations.md for the bytes per signature.
+// The signatures for the rerank are held in their compact form (RerankCache:
+// the correlator's 12.5 µm cell grid, int16 heights, ~1/8 of the float grid)
+// within a memory budget (--rerank-cache-mb); beyond it the least recently
+// used are dropped and a candidate not held is read from PostgreSQL when it
+// reaches a top K (one casing's signatures per read, on a small bounded pool
+// of connections). docs/search.md, "Rerank memory".
 #pragma once
 
 #include <atomic>
@@ -59,8 +63,11 @@ class SearchBackend {
  public:
   virtual ~SearchBackend() = default;
 
-  // Single process: every shard, loaded from the database at `url` (schema owner).
-  static StatusOr<std::unique_ptr<SearchBackend>> Load(const std::string& url, int threads);
+  // Single process: every shard, loaded from the database at `url` (schema
+  // owner). rerank_cache_mb: MiB of compact signatures held for the rerank,
+  // -1 = all of them.
+  static StatusOr<std::unique_ptr<SearchBackend>> Load(const std::string& url, int threads,
+                                                       std::int64_t rerank_cache_mb = -1);
   // By config.role: a coordinator over config.shard_workers, or a local backend
   // holding config.shards.
   static StatusOr<std::unique_ptr<SearchBackend>> Create(const ServerConfig& config);
@@ -86,8 +93,11 @@ class LocalSearchBackend final : public SearchBackend {
  public:
   // Loads `shards` (each in 0..store::kSignatureShards-1) from `url`; with
   // `listen`, a thread follows new ingests until destruction.
+  // rerank_cache_mb: MiB of compact signatures held for the rerank (0: none,
+  // every candidate read from the database; -1: all). INVALID_ARGUMENT below -1.
   static StatusOr<std::unique_ptr<LocalSearchBackend>> Load(const std::string& url, std::vector<int> shards,
-                                                            int threads, bool listen = true);
+                                                            int threads, bool listen = true,
+                                                            std::int64_t rerank_cache_mb = -1);
   ~LocalSearchBackend() override;
 
   using SearchBackend::Search;
@@ -98,6 +108,8 @@ class LocalSearchBackend final : public SearchBackend {
   // Coarse index + the signatures kept for the rerank.
   std::size_t memory_bytes() const override;
   std::size_t signature_bytes() const;
+  // The rerank's signature cache (held, hits, misses, evictions).
+  const RerankCache& rerank_cache() const { return *source_; }
 
   const std::vector<int>& shards() const { return shards_; }
   bool holds(int shard) const { return shard_set_.count(shard) > 0; }
@@ -106,8 +118,9 @@ class LocalSearchBackend final : public SearchBackend {
   std::int64_t notifications_seen() const { return notifications_.load(); }
 
  private:
-  class MemorySource;
+  class FetchPool;
   LocalSearchBackend() = default;
+  StatusOr<Signature> Fetch(std::int64_t signature_id) const;
   void Listen();
   Status CatchUp();
 
@@ -117,7 +130,8 @@ class LocalSearchBackend final : public SearchBackend {
   int threads_ = 1;
   std::mutex add_mu_;
   std::shared_ptr<SignatureIndex> index_;
-  std::shared_ptr<MemorySource> source_;
+  std::unique_ptr<FetchPool> fetch_pool_;
+  std::shared_ptr<RerankCache> source_;
   std::unique_ptr<SearchEngine> engine_;
   std::atomic<bool> stop_{false};
   std::atomic<std::int64_t> notifications_{0};

@@ -45,6 +45,9 @@ struct ServerConfig {
   int max_message_bytes = 4 << 20;
   // Threads of the coarse scan and of the CMC rerank of one search.
   int search_threads = 2;
+  // MiB of compact signatures held for the rerank (-1: all; beyond the budget
+  // candidates are read from PostgreSQL; docs/search.md, "Rerank memory").
+  std::int64_t rerank_cache_mb = -1;
   // Open PostgreSQL connections at most: ApiDb ones (authentication, audit,
   // admin, scoped searches and decisions) and store ones (evidence). A call
   // that finds them all busy waits db_pool_wait_ms, then gets RESOURCE_EXHAUSTED.

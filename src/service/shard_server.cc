@@ -178,7 +178,8 @@ StatusOr<std::unique_ptr<ShardServer>> ShardServer::Start(const ShardServerConfi
   }
   auto impl = std::make_unique<Impl>();
   BALLISTICS_ASSIGN_OR_RETURN(impl->backend,
-                              LocalSearchBackend::Load(config.database_url, config.shards, config.search_threads));
+                              LocalSearchBackend::Load(config.database_url, config.shards, config.search_threads,
+                                                       /*listen=*/true, config.rerank_cache_mb));
   impl->service = std::make_unique<ShardServiceImpl>(*impl->backend, config.max_concurrent_searches);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;

@@ -25,6 +25,7 @@ struct ShardServerConfig {
   std::string ca_file;
   bool insecure = false;
   int search_threads = 2;          // coarse scan and rerank threads of one search
+  std::int64_t rerank_cache_mb = -1;  // compact rerank signatures held, MiB (-1: all)
   int max_concurrent_searches = 2;  // more wait (the coordinator's deadline bounds the wait)
 };
 

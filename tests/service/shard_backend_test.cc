@@ -27,7 +27,9 @@ TEST(ParseShardRanges, RangesListsAndErrors) {
   for (const char* bad : {"", "16", "0-16", "7-3", "a", "1-", "-2", "1,,2"}) {
     auto r = ParseShardRanges(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
   }
   EXPECT_NE(ParseShardRanges("0-16").status().message().find("16"), std::string::npos);
 }
@@ -119,7 +121,9 @@ TEST_F(ShardBackendTest, BulkLoadThenOtherConnectionsIngestsBecomeSearchable) {
   // The partial backend holds fadul-F only when it is in one of its shards,
   // and reports the missing shard.
   const std::int64_t expect_part = (shard12 == shard11 ? 0 : 1) + (shard_f == shard11 ? 0 : 1);
-  if (expect_part > (*part)->size()) ASSERT_GE(WaitForSize(**part, expect_part), 0);
+  if (expect_part > (*part)->size()) {
+    ASSERT_GE(WaitForSize(**part, expect_part), 0);
+  }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // nothing beyond its shards arrives late
   EXPECT_EQ((*part)->size(), expect_part);
   if (shard_f != shard11) {
@@ -150,8 +154,55 @@ TEST_F(ShardBackendTest, ListenerReconnectsAndCatchesUp) {
   ASSERT_GE(WaitForSize(**b, 3), 0) << "not caught up after the listener's connection was killed";
 }
 
+// A worker whose rerank budget holds nothing reads every candidate from the
+// database, and ranks them exactly as one that holds them all (both rerank the
+// same compact form).
+TEST_F(ShardBackendTest, RerankReadsCandidatesNotHeldFromTheDatabase) {
+  const std::int64_t c11 = Put("fadul-1-1").first;
+  const std::int64_t c12 = Put("fadul-1-2").first;
+  Put("fadul-2-1");
+  const std::int64_t cf = Put("fadul-F").first;
+  std::vector<int> all;
+  for (int s = 0; s < store::kSignatureShards; ++s) all.push_back(s);
+  auto bad = LocalSearchBackend::Load(db_.url(), all, 1, /*listen=*/false, /*rerank_cache_mb=*/-2);
+  ASSERT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("rerank_cache_mb=-2"), std::string::npos) << bad.status().ToString();
+
+  auto none = LocalSearchBackend::Load(db_.url(), all, 2, /*listen=*/false, /*rerank_cache_mb=*/0);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  auto held = LocalSearchBackend::Load(db_.url(), all, 2, /*listen=*/false, /*rerank_cache_mb=*/-1);
+  ASSERT_TRUE(held.ok()) << held.status().ToString();
+  EXPECT_EQ((*none)->size(), 4);
+  EXPECT_EQ((*none)->rerank_cache().held(), 0);
+  EXPECT_EQ((*none)->signature_bytes(), 0u);
+  EXPECT_EQ((*held)->rerank_cache().held(), 4);
+
+  SearchRequest req;
+  req.query.casing_id = cf;
+  req.top_n = 5;
+  auto a = (*none)->Search(req, {}, nullptr);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = (*held)->Search(req, {}, nullptr);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  // The query casing's signature and the three candidates, all read from the database.
+  EXPECT_GE((*none)->rerank_cache().misses(), 4);
+  EXPECT_EQ((*held)->rerank_cache().misses(), 0);
+  ASSERT_EQ(a->breech_face.size(), 3u);
+  ASSERT_EQ(b->breech_face.size(), 3u);
+  std::set<std::int64_t> top2{a->breech_face[0].casing_id, a->breech_face[1].casing_id};
+  EXPECT_EQ(top2, (std::set<std::int64_t>{c11, c12}));
+  for (std::size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(a->breech_face[i].comparison.has_value()) << i;
+    ASSERT_TRUE(b->breech_face[i].comparison.has_value()) << i;
+    EXPECT_EQ(a->breech_face[i].casing_id, b->breech_face[i].casing_id) << i;
+    EXPECT_EQ(a->breech_face[i].comparison->cmc, b->breech_face[i].comparison->cmc) << i;
+  }
+  EXPECT_TRUE(a->breech_face[0].comparison->identification);
+  EXPECT_FALSE(a->breech_face[2].comparison->identification) << "fadul-2-1 is not a mate of fadul-F";
+}
+
 // What a worker holds per signature (docs/operations.md, "Memory of a worker"):
-// today the coarse descriptor plus the full signature; for comparison the
+// the coarse descriptor plus the compact rerank form; for comparison the
 // correlator's prepared form (registration-resolution grids and cell data),
 // measured as the heap it occupies while held (mallinfo2).
 TEST_F(ShardBackendTest, MemoryPerSignature) {
@@ -188,7 +239,7 @@ TEST_F(ShardBackendTest, MemoryPerSignature) {
   const double prepared_bytes = static_cast<double>(mallinfo2().uordblks - before) / n;
   EXPECT_GT(prepared_bytes, 0);
   std::printf("[ measure ] per BF signature (Fadul, %zu): held now %.0f KiB (descriptor + index %.1f KiB, "
-              "signature %.0f KiB, of which values %.0f KiB); correlator-prepared form %.0f KiB\n",
+              "compact signature %.0f KiB; float values %.0f KiB); correlator-prepared form %.0f KiB\n",
               names.size(), total / 1024, (total - sigs) / 1024, sigs / 1024, value_bytes / n / 1024,
               prepared_bytes / 1024);
 }
