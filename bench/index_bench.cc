@@ -16,7 +16,8 @@
 //   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K] [--scramble 0|1]
 //       Query latency (coarse, rerank, end to end), bytes of RAM per
 //       signature, coarse-scan throughput vs a plain memory sweep of the same bytes.
-//   index_bench compact  [--hold-pixel UM] [--threads T] [--rerank-k K]
+//   index_bench compact  [--hold-pixel UM] [--threads T] [--rerank-k K] [--runs R] [--pairs 0|1]
+//                        [--database-url URL]
 //       Rerank memory (docs/search.md, "Rerank memory"): every pair of the 40
 //       Fadul scans compared (CMC) with float signatures and with their compact
 //       form (CompactSignatureOf at --hold-pixel, default the BF cell grid
@@ -24,7 +25,9 @@
 //       signature; then the rerank of K = 50 candidates through the engine with
 //       the signatures held as float, held compact, and fetched on every load
 //       (a RerankCache of budget 0 whose fetch hands over the float signature:
-//       the compaction cost of a miss, without the database read).
+//       the compaction cost of a miss, without the database read) and, with
+//       --database-url URL (the Fadul scans are stored there first, once),
+//       fetched on every load from PostgreSQL as a worker over budget does.
 //
 // Synthetic haystack: D distinct synthetic breech-face shots (10 per firearm)
 // are generated at --synth-pixel (default 25 µm, the descriptor's own grid;
@@ -56,6 +59,7 @@
 
 #include "ballistics/correlate.h"
 #include "ballistics/index.h"
+#include "ballistics/ingest.h"
 #include "ballistics/io.h"
 #include "ballistics/preprocess.h"
 #include "ballistics/synth.h"
@@ -121,6 +125,9 @@ struct Args {
   bool cmc = true;
   bool scramble = true;  // scale, kernel: replicas are Scrambled (distinct non-mates)
   double hold_pixel_um = -1;  // compact: -1 = RerankPixelUm of the BF correlation config
+  std::string database_url;   // compact: also the rerank with every candidate read from PostgreSQL
+  int runs = 5;               // compact: searches per rerank mode
+  bool pairs = true;          // compact: compare all Fadul pairs (0: only the rerank timing)
 };
 
 Args Parse(int argc, char** argv) {
@@ -142,6 +149,9 @@ Args Parse(int argc, char** argv) {
     else if (k == "--cmc") a.cmc = v != "0";
     else if (k == "--scramble") a.scramble = v != "0";
     else if (k == "--hold-pixel") a.hold_pixel_um = std::stod(v);
+    else if (k == "--database-url") a.database_url = v;
+    else if (k == "--runs") a.runs = std::stoi(v);
+    else if (k == "--pairs") a.pairs = v != "0";
     else if (k == "--sizes") {
       a.sizes.clear();
       std::stringstream ss(v);
@@ -813,7 +823,7 @@ int Compact(const Args& a) {
     double theta_f = 0, theta_c = 0;
   };
   std::vector<Pair> pairs;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n && a.pairs; ++i) {
     for (int j = i + 1; j < n; ++j) pairs.push_back({i, j, slides[i] == slides[j]});
   }
   std::atomic<std::size_t> next{0};
@@ -842,7 +852,7 @@ int Compact(const Args& a) {
   for (auto& t : pool) t.join();
   std::fprintf(stderr, "\n");
   std::printf("pairs compared twice: %zu in %.1f s\n", pairs.size(), Since(t1));
-  for (int km = 1; km >= 0; --km) {
+  for (int km = 1; km >= 0 && a.pairs; --km) {
     int count = 0, id_f = 0, id_c = 0, differ = 0, max_diff = 0, changed = 0, failed = 0;
     double sum_diff = 0, max_theta = 0;
     std::string worst;
@@ -897,6 +907,62 @@ int Compact(const Args& a) {
     float_source->sigs[id] = full[s];
     if (!held->Put(id, full[s]).ok()) return 1;
   }
+  // PostgreSQL: the Fadul casings stored (once; a second run finds them by
+  // their SHA-256), entry -> casing, fetched on a small pool of connections.
+  std::vector<std::int64_t> casing_of_scan(n, 0);
+  std::mutex db_mu;
+  std::vector<std::unique_ptr<store::Store>> idle_db;
+  std::shared_ptr<RerankCache> from_db;
+  if (!a.database_url.empty()) {
+    auto st = store::Store::Connect(a.database_url);
+    if (!st.ok() || !(*st)->Migrate().ok()) {
+      std::fprintf(stderr, "database %s: %s\n", a.database_url.c_str(), st.status().ToString().c_str());
+      return 1;
+    }
+    const auto ts = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      CasingMetadata m;
+      m.agency = "Fadul study";
+      m.case_number = "index_bench";
+      m.exhibit_id = names[i];
+      m.calibre = "9mm Luger";
+      m.source = CasingSource::kTestFire;
+      m.submitted_by = "index_bench";
+      auto prepared = ingest::PrepareScanFile(data / (names[i] + ".x3p"));
+      auto r = prepared.ok() ? ingest::StorePrepared(**st, m, *prepared) : prepared.status();
+      if (!r.ok()) {
+        std::fprintf(stderr, "store %s: %s\n", names[i].c_str(), r.status().ToString().c_str());
+        return 1;
+      }
+      casing_of_scan[i] = r->casing_id;
+    }
+    std::printf("fadul casings in the database (%.1f s)\n", Since(ts));
+    auto fetch = [&](std::int64_t id) -> StatusOr<Signature> {
+      const int scan = 1 + static_cast<int>((id - 1) % (n - 1));
+      std::unique_ptr<store::Store> db;
+      {
+        std::lock_guard<std::mutex> l(db_mu);
+        if (!idle_db.empty()) {
+          db = std::move(idle_db.back());
+          idle_db.pop_back();
+        }
+      }
+      if (!db) {
+        BALLISTICS_ASSIGN_OR_RETURN(db, store::Store::Connect(a.database_url));
+      }
+      auto sigs = db->GetSignatures(casing_of_scan[scan]);
+      {
+        std::lock_guard<std::mutex> l(db_mu);
+        idle_db.push_back(std::move(db));
+      }
+      if (!sigs.ok()) return sigs.status();
+      for (auto& s : *sigs) {
+        if (s.signature.kind == SignatureKind::kBreechFace) return std::move(s.signature);
+      }
+      return NotFound("no BF signature");
+    };
+    from_db = std::make_shared<RerankCache>(none_cfg, fetch);
+  }
   SearchRequest req;
   req.query.breech_face = Normalize(TurnScan(ReadScanFile(data / (names[0] + ".x3p")).value(), 117, 0, 0).value())
                               .value()
@@ -905,24 +971,38 @@ int Compact(const Args& a) {
   req.rerank_k = k;
   SearchEngineConfig ec;
   ec.rerank_threads = a.threads;
-  std::printf("rerank of K = %d on %d threads, seconds (3 runs each, median):\n", k, a.threads);
-  const std::pair<const char*, std::shared_ptr<const SignatureSource>> modes[] = {
+  // The modes take turns (run r of every mode, then run r + 1), so that a
+  // change of the machine's load hits all of them alike; wall time of the
+  // rerank stage and the process's CPU time (all threads; PostgreSQL's own
+  // CPU is not in it) per search.
+  std::vector<std::pair<const char*, std::shared_ptr<const SignatureSource>>> modes = {
       {"float held", float_source}, {"compact held", held}, {"compact, fetched every load", fetched}};
-  for (const auto& [label, source] : modes) {
-    auto engine = SearchEngine::Create(index, source, ec).value();
-    std::vector<double> t;
-    int top_cmc = 0;
-    for (int run = 0; run < 3; ++run) {
-      auto r = engine->Search(req);
+  if (from_db) modes.emplace_back("compact, read from PostgreSQL", from_db);
+  std::vector<std::unique_ptr<SearchEngine>> engines;
+  for (const auto& m : modes) engines.push_back(SearchEngine::Create(index, m.second, ec).value());
+  std::vector<std::vector<double>> wall(modes.size()), cpu(modes.size());
+  std::vector<int> top_cmc(modes.size(), 0);
+  for (int run = 0; run < a.runs; ++run) {
+    for (std::size_t m = 0; m < modes.size(); ++m) {
+      const double c0 = ProcessCpuSeconds();
+      auto r = engines[m]->Search(req);
       if (!r.ok()) {
-        std::fprintf(stderr, "%s: %s\n", label, r.status().ToString().c_str());
+        std::fprintf(stderr, "%s: %s\n", modes[m].first, r.status().ToString().c_str());
         return 1;
       }
-      t.push_back(r->rerank_seconds);
-      top_cmc = r->breech_face.empty() || !r->breech_face[0].comparison ? -1 : r->breech_face[0].comparison->cmc;
+      cpu[m].push_back(ProcessCpuSeconds() - c0);
+      wall[m].push_back(r->rerank_seconds);
+      top_cmc[m] = r->breech_face.empty() || !r->breech_face[0].comparison ? -1 : r->breech_face[0].comparison->cmc;
     }
-    std::sort(t.begin(), t.end());
-    std::printf("  %-28s %.2f (min %.2f, max %.2f); top CMC %d\n", label, t[1], t[0], t[2], top_cmc);
+  }
+  std::printf("rerank of K = %d on %d threads, %d runs per mode, median (min-max):\n", k, a.threads, a.runs);
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    std::sort(wall[m].begin(), wall[m].end());
+    std::sort(cpu[m].begin(), cpu[m].end());
+    const std::size_t mid = wall[m].size() / 2;
+    std::printf("  %-30s wall %.2f s (%.2f-%.2f), CPU %.2f s (%.2f-%.2f); top CMC %d\n", modes[m].first,
+                wall[m][mid], wall[m].front(), wall[m].back(), cpu[m][mid], cpu[m].front(), cpu[m].back(),
+                top_cmc[m]);
   }
   std::printf("fetched-mode cache: %lld misses, %lld held\n", static_cast<long long>(fetched->misses()),
               static_cast<long long>(fetched->held()));

@@ -133,6 +133,8 @@ struct SearchRow {
   int shards_total = 0;
   std::int64_t signatures_scanned = 0;
   std::string created_at;
+  std::vector<int> missing_shards;  // of a partial search (migration 0060)
+  std::string failure_reason;       // of a failed one; '' otherwise
 };
 
 struct LinkedCasingRow {
@@ -219,7 +221,12 @@ class ApiDb {
   StatusOr<std::vector<std::int64_t>> FinishSearch(std::int64_t search_id, const std::string& status, bool partial,
                                                    int shards_answered, int shards_total,
                                                    std::int64_t signatures_scanned,
-                                                   const std::vector<NewComparison>& comparisons);
+                                                   const std::vector<NewComparison>& comparisons,
+                                                   const std::vector<int>& missing_shards = {});
+  // Marks a search that is still 'running' as 'failed' with the reason (cut to
+  // 2000 characters), outside any transaction: for a search whose result
+  // could not be stored. NOT_FOUND when no running search has the id.
+  Status FailSearch(std::int64_t search_id, const std::string& reason);
   StatusOr<SearchRow> GetSearch(std::int64_t search_id);
   StatusOr<std::vector<ComparisonRow>> GetSearchComparisons(std::int64_t search_id);
   StatusOr<ComparisonRow> GetComparison(std::int64_t comparison_id);

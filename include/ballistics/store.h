@@ -268,6 +268,8 @@ class EvidenceDb {
                                                     const std::string& pipeline_version);
   // Every stored model, newest first, without scores.
   StatusOr<std::vector<ReferenceModelRecord>> ListReferenceModels();
+  // Connected and no transaction open (a pooled connection may be reused).
+  bool Usable() const;
 
   class Impl;
 

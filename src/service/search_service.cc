@@ -2,6 +2,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "ballistics/evidence.h"
@@ -62,12 +63,10 @@ struct EvidenceModels {
   std::optional<evidence::EvidenceModel> bf, fp;
 };
 
-EvidenceModels LoadEvidenceModels(const std::string& url, const std::string& calibre) {
+EvidenceModels LoadEvidenceModels(store::EvidenceDb& db, const std::string& calibre) {
   EvidenceModels out;
-  auto db = store::EvidenceDb::Connect(url);
-  if (!db.ok()) return out;
   for (SignatureKind kind : {SignatureKind::kBreechFace, SignatureKind::kFiringPin}) {
-    auto rec = (*db)->FindReferenceModel(kind, calibre, std::string(kPipelineVersion));
+    auto rec = db.FindReferenceModel(kind, calibre, std::string(kPipelineVersion));
     if (!rec.ok()) continue;
     auto m = evidence::ModelFromJson(rec->params_json);
     if (m.ok()) (kind == SignatureKind::kBreechFace ? out.bf : out.fp) = std::move(m).value();
@@ -87,21 +86,22 @@ json AddEvidence(const EvidenceModels& models, json j) {
   return j;
 }
 
-// Casing metadata read under row-level security, cached per search.
+// Casing metadata read under row-level security (a pooled scoped connection),
+// cached per search.
 class CasingInfo {
  public:
-  explicit CasingInfo(std::unique_ptr<store::Store> st) : st_(std::move(st)) {}
+  explicit CasingInfo(store::Store& st) : st_(st) {}
   const store::StoredCasing* Get(std::int64_t id) {
     auto it = cache_.find(id);
     if (it == cache_.end()) {
-      auto c = st_->GetCasing(id);
+      auto c = st_.GetCasing(id);
       it = cache_.emplace(id, c.ok() ? std::optional<store::StoredCasing>(std::move(*c)) : std::nullopt).first;
     }
     return it->second ? &*it->second : nullptr;
   }
 
  private:
-  std::unique_ptr<store::Store> st_;
+  store::Store& st_;
   std::map<std::int64_t, std::optional<store::StoredCasing>> cache_;
 };
 
@@ -136,7 +136,13 @@ void FillLists(const std::vector<store::ComparisonRow>& rows, CasingInfo& info, 
 
 class SearchServiceImpl final : public v1::SearchService::Service {
  public:
-  explicit SearchServiceImpl(ServiceContext& ctx) : ctx_(ctx) {}
+  // The evidence connections (reference models) are pooled like the others:
+  // at most one per running search and one spare, keyed by the scoped URL.
+  explicit SearchServiceImpl(ServiceContext& ctx)
+      : ctx_(ctx),
+        evidence_pool_(ctx.config.database_url, std::max(1, ctx.config.max_concurrent_searches) + 1,
+                       std::chrono::milliseconds(ctx.config.db_pool_wait_ms),
+                       [](const std::string& url) { return store::EvidenceDb::Connect(url); }) {}
 
   grpc::Status Search(ServerContext* sc, const v1::SearchRequest* req,
                       grpc::ServerWriter<v1::SearchUpdate>* writer) override {
@@ -272,7 +278,11 @@ class SearchServiceImpl final : public v1::SearchService::Service {
 
     if (!result->ok()) {
       const bool was_cancelled = result->status().code() == ballistics::StatusCode::kCancelled;
-      (void)(*db)->FinishSearch(*search_id, was_cancelled ? "cancelled" : "failed", false, 0, 0, 0, {});
+      if (was_cancelled) {
+        (void)(*db)->FinishSearch(*search_id, "cancelled", false, 0, 0, 0, {});
+      } else {
+        MarkFailed(call, **db, *search_id, result->status().ToString());
+      }
       if (was_cancelled && sc->IsCancelled()) {
         return grpc::Status(StatusCode::CANCELLED, "search cancelled by the client or its deadline");
       }
@@ -281,15 +291,18 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     const SearchResults& res = **result;
     // The reference model of the query casing's calibre when one is stored
     // (marks differ by calibre and action), else the any-calibre one.
-    auto evidence_url = call.ScopedUrl();
+    // Without a connection the scores carry no LR (the basis says so), as before.
+    auto store_conn = call.ScopedStore();
     std::string query_calibre;
-    if (evidence_url.ok()) {
-      if (auto q = store::Store::Connect(*evidence_url); q.ok()) {
-        if (auto c = (*q)->GetCasing(req.casing_id()); c.ok()) query_calibre = c->metadata.calibre;
+    if (store_conn.ok()) {
+      if (auto c = (*store_conn)->GetCasing(req.casing_id()); c.ok()) query_calibre = c->metadata.calibre;
+    }
+    EvidenceModels evidence_models;
+    if (auto evidence_url = call.ScopedUrl(); evidence_url.ok()) {
+      if (auto edb = evidence_pool_.Acquire(*evidence_url); edb.ok()) {
+        evidence_models = LoadEvidenceModels(**edb, query_calibre);
       }
     }
-    const EvidenceModels evidence_models =
-        evidence_url.ok() ? LoadEvidenceModels(*evidence_url, query_calibre) : EvidenceModels{};
     auto scored = [&](const Candidate& c) { return AddEvidence(evidence_models, ScoreJson(c)); };
 
     std::vector<store::NewComparison> rows;
@@ -318,16 +331,17 @@ class SearchServiceImpl final : public v1::SearchService::Service {
       rows.push_back(std::move(n));
     }
     auto ids = (*db)->FinishSearch(*search_id, "done", res.partial, res.shards_answered, res.shards_total,
-                                   res.signatures_scanned, rows);
-    if (!ids.ok()) return ToGrpc(ids.status());
+                                   res.signatures_scanned, rows, search_call.missing_shards);
+    if (!ids.ok()) {
+      // The result's transaction rolled back: the row must not stay 'running'.
+      MarkFailed(call, **db, *search_id, "storing the result failed: " + ids.status().ToString());
+      return ToGrpc(ids.status());
+    }
     auto stored = (*db)->GetSearchComparisons(*search_id);
     if (!stored.ok()) return ToGrpc(stored.status());
 
-    auto url = call.ScopedUrl();
-    if (!url.ok()) return ToGrpc(url.status());
-    auto st_conn = store::Store::Connect(*url);
-    if (!st_conn.ok()) return ToGrpc(st_conn.status());
-    CasingInfo info(std::move(*st_conn));
+    if (!store_conn.ok()) return ToGrpc(store_conn.status());
+    CasingInfo info(**store_conn);
     v1::SearchUpdate u;
     v1::SearchResult* out = u.mutable_result();
     out->set_search_id(*search_id);
@@ -357,22 +371,35 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     if (!s.ok()) return ToGrpc(s.status());
     auto rows = (*db)->GetSearchComparisons(req.search_id());
     if (!rows.ok()) return ToGrpc(rows.status());
-    auto url = call.ScopedUrl();
-    if (!url.ok()) return ToGrpc(url.status());
-    auto st_conn = store::Store::Connect(*url);
+    auto st_conn = call.ScopedStore();
     if (!st_conn.ok()) return ToGrpc(st_conn.status());
-    CasingInfo info(std::move(*st_conn));
+    CasingInfo info(**st_conn);
     out->set_search_id(s->id);
     out->set_query_casing_id(s->query_casing_id);
     FillLists(*rows, info, out);
     out->set_shards_answered(s->shards_answered);
     out->set_shards_total(s->shards_total);
     out->set_partial(s->partial);
+    for (int shard : s->missing_shards) out->add_missing_shards(shard);
     out->set_signatures_scanned(s->signatures_scanned);
+    out->set_status(s->status);
+    out->set_failure_reason(s->failure_reason);
     return grpc::Status::OK;
   }
 
+  // Marks the search failed with the reason; when its own connection cannot
+  // (the error that failed the search may have broken it), on a fresh one.
+  static void MarkFailed(Call& call, store::ApiDb& db, std::int64_t search_id, const std::string& reason) {
+    Status s = db.FailSearch(search_id, reason);
+    if (!s.ok() && s.code() != ballistics::StatusCode::kNotFound) {
+      auto fresh = call.ScopedDb();
+      s = fresh.ok() ? (*fresh)->FailSearch(search_id, reason) : fresh.status();
+    }
+    if (!s.ok()) spdlog::error("search {}: could not be marked failed ({}): {}", search_id, reason, s.ToString());
+  }
+
   ServiceContext& ctx_;
+  ConnPool<store::EvidenceDb> evidence_pool_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -43,16 +44,52 @@ class ShardCoordinator final : public SearchBackend {
                                  SearchCall& call) const override;
   // Workers pick new casings up themselves (LISTEN); nothing to do here.
   Status AddCasing(std::int64_t) override { return Status::Ok(); }
-  std::int64_t size() const override { return 0; }
-  std::size_t memory_bytes() const override { return 0; }
+  // The workers' sums (GetShardStatus), for the metrics: a worker that does
+  // not answer within a second counts 0 until it does.
+  std::int64_t size() const override { return Totals().signatures; }
+  std::size_t memory_bytes() const override { return static_cast<std::size_t>(Totals().memory_bytes); }
 
  private:
+  struct WorkerTotals {
+    std::int64_t signatures = 0;
+    std::int64_t memory_bytes = 0;
+  };
+  // Asked of every worker at most once per kStatusMaxAgeMs (a metrics scrape
+  // reads size and memory one after the other).
+  WorkerTotals Totals() const;
   StatusOr<v1::ShardSearchRequest> BuildRequest(const SearchRequest& request) const;
+
+  static constexpr int kStatusMaxAgeMs = 2000;
+  mutable std::mutex status_mu_;
+  mutable std::chrono::steady_clock::time_point status_at_{};
+  mutable WorkerTotals status_{};
 
   std::string url_;
   std::vector<Worker> workers_;
   int timeout_ms_;
 };
+
+ShardCoordinator::WorkerTotals ShardCoordinator::Totals() const {
+  std::lock_guard<std::mutex> l(status_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (status_at_ != std::chrono::steady_clock::time_point{} &&
+      now - status_at_ < std::chrono::milliseconds(kStatusMaxAgeMs)) {
+    return status_;
+  }
+  WorkerTotals t;
+  for (const Worker& w : workers_) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(SysClock::now() + std::chrono::seconds(1));
+    v1::ShardStatus st;
+    if (w.stub->GetShardStatus(&ctx, v1::ShardStatusRequest(), &st).ok()) {
+      t.signatures += st.signatures();
+      t.memory_bytes += st.memory_bytes();
+    }
+  }
+  status_ = t;
+  status_at_ = std::chrono::steady_clock::now();
+  return t;
+}
 
 StatusOr<v1::ShardSearchRequest> ShardCoordinator::BuildRequest(const SearchRequest& request) const {
   v1::ShardSearchRequest out;

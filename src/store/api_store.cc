@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -454,17 +455,23 @@ StatusOr<std::int64_t> ApiDb::CreateSearch(std::int64_t agency_id, std::int64_t 
 StatusOr<std::vector<std::int64_t>> ApiDb::FinishSearch(std::int64_t search_id, const std::string& status,
                                                         bool partial, int shards_answered, int shards_total,
                                                         std::int64_t signatures_scanned,
-                                                        const std::vector<NewComparison>& comparisons) {
+                                                        const std::vector<NewComparison>& comparisons,
+                                                        const std::vector<int>& missing_shards) {
   pg::Connection& c = *impl_->conn;
+  std::string missing = "{";
+  for (std::size_t i = 0; i < missing_shards.size(); ++i) {
+    missing += (i ? "," : "") + std::to_string(missing_shards[i]);
+  }
+  missing += "}";
   BALLISTICS_ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(c));
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result s, c.Exec("finish search",
                            "UPDATE searches SET status = $2, partial = $3, shards_answered = $4, shards_total = $5, "
-                           "signatures_scanned = $6, finished_at = now() WHERE id = $1 "
-                           "RETURNING agency_id, query_casing_id",
+                           "signatures_scanned = $6, missing_shards = $7::integer[], finished_at = now() "
+                           "WHERE id = $1 RETURNING agency_id, query_casing_id",
                            {pg::Param::Int(search_id), pg::Param::Text(status), pg::Param::Text(partial ? "t" : "f"),
                             pg::Param::Int(shards_answered), pg::Param::Int(shards_total),
-                            pg::Param::Int(signatures_scanned)}));
+                            pg::Param::Int(signatures_scanned), pg::Param::Text(missing)}));
   if (s.rows() == 0) return NotFound("no search with id " + std::to_string(search_id));
   const std::int64_t agency_id = s.Int64(0, 0);
   const std::int64_t query = s.Int64(0, 1);
@@ -485,12 +492,30 @@ StatusOr<std::vector<std::int64_t>> ApiDb::FinishSearch(std::int64_t search_id, 
   return ids;
 }
 
+Status ApiDb::FailSearch(std::int64_t search_id, const std::string& reason) {
+  // Cut on a UTF-8 character boundary (the column holds at most 2000 characters).
+  std::string text = reason;
+  if (text.size() > 2000) {
+    std::size_t n = 2000;
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+    text.resize(n);
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("fail search",
+                                      "UPDATE searches SET status = 'failed', failure_reason = $2, finished_at = now() "
+                                      "WHERE id = $1 AND status = 'running' RETURNING id",
+                                      {pg::Param::Int(search_id), pg::Param::Text(text)}));
+  if (r.rows() == 0) return NotFound("no running search with id " + std::to_string(search_id));
+  return Status::Ok();
+}
+
 StatusOr<SearchRow> ApiDb::GetSearch(std::int64_t search_id) {
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r,
       impl_->conn->Exec("get search",
                         "SELECT id, agency_id, query_casing_id, requested_by, status, partial, shards_answered, "
-                        "shards_total, signatures_scanned, " + IsoCol("created_at") + " FROM searches WHERE id = $1",
+                        "shards_total, signatures_scanned, " + IsoCol("created_at") +
+                            ", array_to_string(missing_shards, ','), failure_reason FROM searches WHERE id = $1",
                         {pg::Param::Int(search_id)}));
   if (r.rows() == 0) return NotFound("no search with id " + std::to_string(search_id));
   SearchRow s;
@@ -504,6 +529,14 @@ StatusOr<SearchRow> ApiDb::GetSearch(std::int64_t search_id) {
   s.shards_total = r.Int32(0, 7);
   s.signatures_scanned = r.Int64(0, 8);
   s.created_at = r.Text(0, 9);
+  const std::string missing = r.Text(0, 10);
+  for (std::size_t at = 0; at < missing.size();) {
+    std::size_t comma = missing.find(',', at);
+    if (comma == std::string::npos) comma = missing.size();
+    s.missing_shards.push_back(std::atoi(missing.c_str() + at));
+    at = comma + 1;
+  }
+  s.failure_reason = r.Text(0, 11);
   return s;
 }
 

@@ -17,6 +17,11 @@ class EvidenceDb::Impl {
 EvidenceDb::EvidenceDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EvidenceDb::~EvidenceDb() = default;
 
+bool EvidenceDb::Usable() const {
+  PGconn* c = impl_->conn->get();
+  return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+}
+
 StatusOr<std::unique_ptr<EvidenceDb>> EvidenceDb::Connect(const std::string& database_url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(database_url));
   return std::unique_ptr<EvidenceDb>(new EvidenceDb(std::make_unique<Impl>(std::move(conn))));

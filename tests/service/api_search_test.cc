@@ -239,5 +239,60 @@ TEST_F(ApiSearchTest, MatesRankFirstHitBecomesLead) {
   EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'done'"), 2);
 }
 
+
+// A search whose result cannot be stored (a fault: every insert into
+// comparisons raises, so the result's transaction rolls back) is marked failed
+// with the reason instead of staying 'running'; GetSearch says so. With the
+// fault gone, the next search is stored.
+TEST_F(ApiSearchTest, SearchWhoseResultCannotBeStoredIsMarkedFailed) {
+  const std::int64_t query = Put(tokens_.technician_a, "Agency A", "fadul-1-1");
+  Put(tokens_.technician_a, "Agency A", "fadul-1-2");
+  ASSERT_TRUE(testing::ExecSql(db_.url(),
+                               "CREATE FUNCTION fault_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                               "$$BEGIN RAISE EXCEPTION 'fault: comparisons refused'; END$$"));
+  ASSERT_TRUE(testing::ExecSql(db_.url(), "CREATE TRIGGER fault_refuse BEFORE INSERT ON comparisons "
+                                          "FOR EACH ROW EXECUTE FUNCTION fault_refuse()"));
+  SearchRun run = Search(tokens_.examiner_a, query);
+  EXPECT_FALSE(run.status.ok());
+  EXPECT_FALSE(run.got_result);
+  EXPECT_NE(run.status.error_message().find("fault: comparisons refused"), std::string::npos)
+      << run.status.error_message();
+  EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'running'"), 0);
+  const std::int64_t id = testing::QueryInt(db_.url(), "SELECT max(id) FROM searches WHERE status = 'failed'");
+  ASSERT_GT(id, 0) << server_.Log();
+  EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM comparisons"), 0);  // nothing half-written
+
+  auto stub = v1::SearchService::NewStub(server_.channel());
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.reader_a);
+    v1::GetSearchRequest req;
+    req.set_search_id(id);
+    v1::SearchResult r;
+    ASSERT_TRUE(stub->GetSearch(&ctx, req, &r).ok());
+    EXPECT_EQ(r.status(), "failed");
+    EXPECT_NE(r.failure_reason().find("storing the result failed"), std::string::npos) << r.failure_reason();
+    EXPECT_NE(r.failure_reason().find("fault: comparisons refused"), std::string::npos) << r.failure_reason();
+    EXPECT_EQ(r.breech_face_size(), 0);
+  }
+
+  ASSERT_TRUE(testing::ExecSql(db_.url(), "DROP TRIGGER fault_refuse ON comparisons"));
+  SearchRun again = Search(tokens_.examiner_a, query);
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'done'"), 1);
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.reader_a);
+    v1::GetSearchRequest req;
+    req.set_search_id(again.result.search_id());
+    v1::SearchResult r;
+    ASSERT_TRUE(stub->GetSearch(&ctx, req, &r).ok());
+    EXPECT_EQ(r.status(), "done");
+    EXPECT_EQ(r.failure_reason(), "");
+    EXPECT_EQ(r.missing_shards_size(), 0);
+    EXPECT_EQ(r.breech_face_size(), again.result.breech_face_size());
+  }
+}
+
 }  // namespace
 }  // namespace ballistics

@@ -8,7 +8,10 @@
 // with nothing lost (including a casing uploaded while it was down).
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,7 +72,10 @@ class Process {
     }
     const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline) {
-      if (std::ifstream f(port_file); f >> port_) return port_ > 0;
+      if (std::ifstream f(port_file); f >> port_) {
+        f >> metrics_port_;
+        return port_ > 0;
+      }
       int st = 0;
       if (waitpid(pid_, &st, WNOHANG) == pid_) {
         pid_ = -1;
@@ -120,6 +126,7 @@ class Process {
     }
   }
   int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
  private:
@@ -130,7 +137,34 @@ class Process {
   std::filesystem::path dir_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
 };
+
+// GET http://127.0.0.1:port/path, the whole response ("" when nothing answers).
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, req.data(), req.size(), 0);
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The value of an unlabelled metric in a Prometheus text body, or -1.
+double MetricValue(const std::string& body, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const auto at = body.find(key);
+  return at == std::string::npos ? -1 : std::atof(body.c_str() + at + key.size());
+}
 
 std::map<std::string, int> Slides() {
   std::map<std::string, int> m;
@@ -167,7 +201,8 @@ class ShardProcessesTest : public ::testing::Test {
     coordinator_ = std::make_unique<Process>(
         "coordinator",
         std::vector<std::string>{"--role", "coordinator", "--listen", "127.0.0.1:0", "--shard-workers",
-                                 low_->address() + "," + high_->address(), "--shard-timeout-ms", "60000"},
+                                 low_->address() + "," + high_->address(), "--shard-timeout-ms", "60000",
+                                 "--metrics-listen", "127.0.0.1:0"},
         db_.url());
     ASSERT_TRUE(coordinator_->Start());
     channel_ = grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials());
@@ -280,6 +315,13 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
   std::set<int> used;
   for (const auto& [n, c] : id) used.insert(ShardOf(c));
   std::printf("[ info ] the 8 casings fall into %zu shards\n", used.size());
+  // The coordinator holds no index: its metrics report the workers' sums.
+  {
+    ASSERT_GT(coordinator_->metrics_port(), 0);
+    const std::string body = HttpGet(coordinator_->metrics_port(), "/metrics");
+    EXPECT_EQ(MetricValue(body, "ballistics_index_signatures"), 8.0) << body;
+    EXPECT_GT(MetricValue(body, "ballistics_index_bytes"), 8 * 100000.0) << body;  // compact signatures, ~150 KB each
+  }
 
   // 1. Both workers up: full coverage, mates first.
   for (const char* q : {"fadul-1-1", "fadul-2-1"}) {
@@ -319,6 +361,17 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE id = " +
                                                std::to_string(run.result.search_id()) + " AND partial"),
               1);
+    // GetSearch returns what was stored, the missing shards included.
+    auto stub = v1::SearchService::NewStub(channel_);
+    grpc::ClientContext ctx;
+    Authorize(&ctx, tokens_.examiner_a);
+    v1::GetSearchRequest req;
+    req.set_search_id(run.result.search_id());
+    v1::SearchResult again;
+    ASSERT_TRUE(stub->GetSearch(&ctx, req, &again).ok());
+    EXPECT_TRUE(again.partial());
+    EXPECT_EQ(again.status(), "done");
+    EXPECT_EQ(std::set<int>(again.missing_shards().begin(), again.missing_shards().end()), Range(8, 15));
     std::printf("[ measure ] worker down: partial result in %.2f s\n", run.seconds);
   }
   // Uploaded while the worker is down.
