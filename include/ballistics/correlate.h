@@ -99,6 +99,15 @@ struct CorrelationConfig {
   // ((row + col) % n == 0: a checkerboard for 2); the CMC count itself always
   // uses all cells. 1 = all cells vote.
   int candidate_cell_stride = 2;
+  // Candidates are checked best polar score first; once one has
+  // cmc_threshold congruent vote cells, the rest are skipped. The vote cells
+  // are half of the grid, so that candidate alone already has as many cells
+  // agreeing on one rigid transform as an identification needs; another
+  // orientation winning the vote would need a second, different transform
+  // backed by at least as many cells of the same pair of surfaces, which
+  // one casing pressed once against one breech face does not produce. (For a
+  // non-match no candidate gets there: all are checked, as before.)
+  bool stop_at_identifying_candidate = true;
 
   // --- congruency (CMC) thresholds ---
   double ccf_threshold = 0.5;           // cmcR / NIST

@@ -1030,17 +1030,16 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     }
     std::vector<Candidate> candidates =
         PickCandidates(profile, circular, cfg.max_candidates, cfg.candidate_separation_deg);
-    // The translation of each candidate: Cartesian masked NCC at its angle
-    // (no assumption that the two centres coincide).
-    for (Candidate& c : candidates) {
-      c.transform = AngleProfile(ref.translation, tgt.translation, {c.transform.theta_deg}).front().transform;
-    }
-    // Let the cells decide between the orientation candidates (one angle each).
+    // Let the cells decide between the orientation candidates (one angle
+    // each), best polar score first. The translation of a candidate comes
+    // from a Cartesian masked NCC at its angle (no assumption that the two
+    // centres coincide), computed only when the candidate is checked.
     Rigid center = candidates.empty() ? Rigid{} : candidates.front().transform;
     int best_count = -1;
     double best_sum = -1;
     std::vector<Hit> hits;
-    for (const Candidate& cand : candidates) {
+    for (Candidate& cand : candidates) {
+      cand.transform = AngleProfile(ref.translation, tgt.translation, {cand.transform.theta_deg}).front().transform;
       result.candidate_angles_deg.push_back(cand.transform.theta_deg);
       RegisterCells(ref, tgt, cand.transform, cand.transform.theta_deg, cfg, &hits, cfg.candidate_cell_stride);
       const Consensus cons = FindConsensus(ref, hits, cand.transform, cfg);
@@ -1049,6 +1048,8 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
         best_sum = cons.ccf_sum;
         center = cons.count > 0 ? cons.transform : cand.transform;
       }
+      // See CorrelationConfig::stop_at_identifying_candidate.
+      if (cfg.stop_at_identifying_candidate && best_count >= cfg.cmc_threshold) break;
     }
     DirectionRun fwd = RunDirection(ref, tgt, center, cfg.cell_angle_steps, cfg);
     DirectionRun bwd = RunDirection(tgt, ref, fwd.transform.Inverse(), cfg.backward_cell_angle_steps, cfg);
