@@ -273,6 +273,13 @@ class PreparedSignature {
   int refine_radius = 0;       // fine pixels around a search-level hit
   int refine_fft_side = 0;     // FFT size of a refinement patch
   std::vector<Cell> cells;
+  // Spectra of the polar image unwrapped about each centre of the polar
+  // centre search (PolarCentreOffsets order), at polar_fft_rows rows: the
+  // part of the orientation profile that depends on one signature only,
+  // computed once here instead of in every comparison where this signature
+  // is the target (12 unwraps and 36 FFTs per comparison).
+  int polar_fft_rows = 0;
+  std::vector<MaskedSpectra> polar_spectra;
 };
 
 namespace {
@@ -350,8 +357,9 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
     const cv::Rect rect(ox, oy, side, side);
     const cv::Mat1f rv = CropOrPad(canvas_v, rect, &scratch_v), rm = CropOrPad(canvas_m, rect, &scratch_m);
     const double min_overlap = config.min_overlap_fraction * cell.search_valid;
-    if (cv::sum(rm)[0] < min_overlap) continue;
-    MaskedNccRegion(cell.spectra, rv, rm, min_overlap, 2 * margin + 1, &ncc);
+    const double region_valid = cv::sum(rm)[0];
+    if (region_valid < min_overlap) continue;
+    MaskedNccRegion(cell.spectra, rv, rm, min_overlap, 2 * margin + 1, &ncc, region_valid);
     // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
     // cell inside the region; no wrap since fft_side >= side).
     float best = 0;
@@ -620,6 +628,30 @@ void MakePolar(const Level& level, int bins, cv::Mat1f* v, cv::Mat1f* m, cv::Poi
   }
 }
 
+// Centre offsets (coarse pixels) of the polar centre search: a grid of step
+// 2 within center_search_px of the signature's own centre, (0, 0) first.
+std::vector<cv::Point> PolarCentreOffsets(int center_search_px) {
+  std::vector<cv::Point> out{{0, 0}};
+  for (int oy = -center_search_px; oy <= center_search_px; oy += 2) {
+    for (int ox = -center_search_px; ox <= center_search_px; ox += 2) {
+      if (ox * ox + oy * oy > center_search_px * center_search_px || (ox == 0 && oy == 0)) continue;
+      out.push_back({ox, oy});
+    }
+  }
+  return out;
+}
+
+// The polar centre search radius in coarse pixels.
+int PolarCentreSearchPx(const CorrelationConfig& cfg, double coarse_pixel_um) {
+  return static_cast<int>(std::floor(cfg.polar_center_search_um / coarse_pixel_um + 1e-9));
+}
+
+// FFT rows of the polar correlation: the longer radius, the centre search and
+// the radial slack, without wrapping.
+int PolarFftRows(int radii, int center_search_px, int max_radial_shift) {
+  return FastFftSize(radii + center_search_px + max_radial_shift);
+}
+
 // Orientation profile: masked NCC of the polar images for every circular
 // shift along the angle axis (one FFT correlation scores all angles), the
 // best over small radial shifts. The two centres need not mark the same
@@ -632,29 +664,38 @@ void MakePolar(const Level& level, int bins, cv::Mat1f* v, cv::Mat1f* m, cv::Poi
 std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSignature& tgt, int max_radial_shift,
                                  int center_search_px) {
   const int bins = ref.polar_v.cols;
-  const int radii = std::max(ref.polar_v.rows, tgt.polar_v.rows) + center_search_px;
-  const int nr = FastFftSize(radii + max_radial_shift);
-  MaskedSpectra a, b;
-  ComputeSpectra(ref.polar_v, ref.polar_m, nr, bins, &a);
+  const int nr = PolarFftRows(std::max(ref.polar_v.rows, tgt.polar_v.rows), center_search_px, max_radial_shift);
+  const std::vector<cv::Point> offsets = PolarCentreOffsets(center_search_px);
+  // The prepared spectra are used when both signatures were prepared at this
+  // FFT size (signatures of about the same size); otherwise computed here.
+  const bool cached = ref.polar_fft_rows == nr && tgt.polar_fft_rows == nr &&
+                      ref.polar_spectra.size() == offsets.size() && tgt.polar_spectra.size() == offsets.size();
+  MaskedSpectra a_own, b_own;
+  const MaskedSpectra* a = &a_own;
+  if (cached) {
+    a = &ref.polar_spectra[0];  // offset (0, 0) comes first
+  } else {
+    ComputeSpectra(ref.polar_v, ref.polar_m, nr, bins, &a_own);
+  }
   std::vector<double> profile(bins, -2.0);
   std::vector<int> shifts;  // radial shifts = rows of the NCC map
   for (int sh = -max_radial_shift; sh <= max_radial_shift; ++sh) shifts.push_back(sh);
   cv::Mat1f ncc, pv, pm;
-  for (int oy = -center_search_px; oy <= center_search_px; oy += 2) {
-    for (int ox = -center_search_px; ox <= center_search_px; ox += 2) {
-      if (ox * ox + oy * oy > center_search_px * center_search_px) continue;
+  for (std::size_t k = 0; k < offsets.size(); ++k) {
+    const MaskedSpectra* b = &b_own;
+    if (cached) {
+      b = &tgt.polar_spectra[k];
+    } else if (k == 0) {
       // (The prepared polar image is shared and immutable: never unwrap into it.)
-      if (ox == 0 && oy == 0) {
-        ComputeSpectra(tgt.polar_v, tgt.polar_m, nr, bins, &b);
-      } else {
-        MakePolar(tgt.coarse, bins, &pv, &pm, cv::Point2d(ox, oy));
-        ComputeSpectra(pv, pm, nr, bins, &b);
-      }
-      MaskedNccRows(a, b, 0.5 * std::min(a.valid, b.valid), shifts, &ncc);
-      for (int r = 0; r < ncc.rows; ++r) {
-        const float* row = ncc[r];
-        for (int j = 0; j < bins; ++j) profile[j] = std::max<double>(profile[j], row[j]);
-      }
+      ComputeSpectra(tgt.polar_v, tgt.polar_m, nr, bins, &b_own);
+    } else {
+      MakePolar(tgt.coarse, bins, &pv, &pm, cv::Point2d(offsets[k].x, offsets[k].y));
+      ComputeSpectra(pv, pm, nr, bins, &b_own);
+    }
+    MaskedNccRows(*a, *b, 0.5 * std::min(a->valid, b->valid), shifts, &ncc);
+    for (int r = 0; r < ncc.rows; ++r) {
+      const float* row = ncc[r];
+      for (int j = 0; j < bins; ++j) profile[j] = std::max<double>(profile[j], row[j]);
     }
   }
   return profile;
@@ -705,14 +746,18 @@ cv::Point MostSignificantPeak(const cv::Mat1f& ncc, const cv::Mat1f& overlap) {
 // order only). Each local maximum is scored by atanh(r) * sqrt(overlap), the
 // z-score of its correlation up to a factor common to all displacements
 // (the spatial correlation length of the marks, the same everywhere).
-std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const std::vector<double>& angles) {
+// `ref_cache` (optional) keeps the reference's spectra between calls for the
+// same pair of levels.
+std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const std::vector<double>& angles,
+                                    MaskedSpectra* ref_cache = nullptr) {
   const double k = ref.pixel_um / tgt.pixel_um;
   // A canvas in the reference frame large enough for the target at any angle.
   const int side = static_cast<int>(std::ceil(std::hypot(tgt.v.cols, tgt.v.rows) / k)) + 2;
   const double cc = (side - 1) / 2.0;
   const int nr = FastFftSize(ref.v.rows + side - 1), nc = FastFftSize(ref.v.cols + side - 1);
-  MaskedSpectra ref_spec, canvas_spec;
-  ComputeSpectra(ref.v, ref.m, nr, nc, &ref_spec);
+  MaskedSpectra own, canvas_spec;
+  MaskedSpectra& ref_spec = ref_cache != nullptr ? *ref_cache : own;
+  if (ref_spec.rows != nr || ref_spec.cols != nc || ref_spec.fm.empty()) ComputeSpectra(ref.v, ref.m, nr, nc, &ref_spec);
   cv::Mat1f cv_v, cv_m, ncc, overlap;
   std::vector<Candidate> out;
   out.reserve(angles.size());
@@ -876,6 +921,9 @@ std::size_t PreparedSignatureBytes(const PreparedSignature& p) {
   std::size_t n = sizeof(PreparedSignature) + level(p.coarse) + level(p.translation) + level(p.fine) +
                   mat(p.polar_v) + mat(p.polar_m);
   if (p.refine) n += level(p.search);
+  for (const MaskedSpectra& s : p.polar_spectra) {
+    n += (s.fm.capacity() + s.m.capacity() + s.f2m.capacity()) * sizeof(std::complex<float>);
+  }
   for (const Cell& c : p.cells) {
     n += sizeof(Cell) + (c.spectra.fm.capacity() + c.spectra.m.capacity() + c.spectra.f2m.capacity()) *
                             sizeof(std::complex<float>);
@@ -911,6 +959,22 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
     }
     MakePolar(prep->coarse, std::max(8, static_cast<int>(std::lround(360.0 / config_.coarse_angle_step_deg))),
               &prep->polar_v, &prep->polar_m);
+    {
+      const int search_px = PolarCentreSearchPx(config_, prep->coarse.pixel_um);
+      const int bins = prep->polar_v.cols;
+      prep->polar_fft_rows = PolarFftRows(prep->polar_v.rows, search_px, config_.polar_max_radial_shift);
+      const std::vector<cv::Point> offsets = PolarCentreOffsets(search_px);
+      prep->polar_spectra.resize(offsets.size());
+      cv::Mat1f pv, pm;
+      for (std::size_t k = 0; k < offsets.size(); ++k) {
+        if (k == 0) {
+          ComputeSpectra(prep->polar_v, prep->polar_m, prep->polar_fft_rows, bins, &prep->polar_spectra[k]);
+        } else {
+          MakePolar(prep->coarse, bins, &pv, &pm, cv::Point2d(offsets[k].x, offsets[k].y));
+          ComputeSpectra(pv, pm, prep->polar_fft_rows, bins, &prep->polar_spectra[k]);
+        }
+      }
+    }
     const Level& f = prep->fine;
     const int s = std::max(4, static_cast<int>(std::lround(std::max(f.v.cols, f.v.rows) /
                                                            static_cast<double>(config_.cell_grid))));
@@ -1013,9 +1077,8 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     ComparisonResult result;
     result.kind = ref.kind;
     // Orientation candidates: maxima of the polar angle profile within the allowed range.
-    const std::vector<double> polar = PolarProfile(
-        ref, tgt, cfg.polar_max_radial_shift,
-        static_cast<int>(std::floor(cfg.polar_center_search_um / ref.coarse.pixel_um + 1e-9)));
+    const std::vector<double> polar =
+        PolarProfile(ref, tgt, cfg.polar_max_radial_shift, PolarCentreSearchPx(cfg, ref.coarse.pixel_um));
     const int bins = static_cast<int>(polar.size());
     std::vector<Candidate> profile;
     for (int j = 0; j < bins; ++j) {
@@ -1038,8 +1101,10 @@ StatusOr<ComparisonResult> Correlator::Compare(const PreparedSignature& ref, con
     int best_count = -1;
     double best_sum = -1;
     std::vector<Hit> hits;
+    MaskedSpectra translation_ref;
     for (Candidate& cand : candidates) {
-      cand.transform = AngleProfile(ref.translation, tgt.translation, {cand.transform.theta_deg}).front().transform;
+      cand.transform =
+          AngleProfile(ref.translation, tgt.translation, {cand.transform.theta_deg}, &translation_ref).front().transform;
       result.candidate_angles_deg.push_back(cand.transform.theta_deg);
       RegisterCells(ref, tgt, cand.transform, cand.transform.theta_deg, cfg, &hits, cfg.candidate_cell_stride);
       const Consensus cons = FindConsensus(ref, hits, cand.transform, cfg);

@@ -260,14 +260,15 @@ void MaskedNccRows(const MaskedSpectra& t, const MaskedSpectra& i, double min_ov
 }
 
 void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv::Mat1f& region_m,
-                     double min_overlap, int limit, cv::Mat1f* ncc) {
+                     double min_overlap, int limit, cv::Mat1f* ncc,
+                     double region_valid) {
   const FftPlan& plan = GetPlan(t.rows, t.cols);
   Workspace& ws = ThreadWorkspace();
   ws.Fit(plan);
   const std::size_t nc = plan.ComplexSize(), nr = plan.RealSize();
   const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
   const int ts_r = t.src_rows, ts_c = t.src_cols;
-  const double region_valid = cv::sum(region_m)[0];
+  if (region_valid < 0) region_valid = cv::sum(region_m)[0];
   const bool region_full = region_valid == static_cast<double>(region_v.rows) * region_v.cols;
   // Forward transforms of the region: values always, mask unless full, squares unless the template is full.
   thread_local ComplexBuffer i_fm, i_m, i_f2m;

@@ -95,9 +95,11 @@ void ComputeTemplateSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int 
 // displacement in [0, limit)^2 keeps the template inside the region. Terms
 // that involve a full mask are box sums (integral images) or constants
 // instead of FFT correlations: 2 to 5 FFTs instead of 9 when the template or
-// the region is fully valid.
+// the region is fully valid. region_valid: the sum of region_m when the
+// caller has it (< 0: computed here).
 void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv::Mat1f& region_m,
-                     double min_overlap, int limit, cv::Mat1f* ncc);
+                     double min_overlap, int limit, cv::Mat1f* ncc,
+                     double region_valid = -1);
 
 // Direct (no FFT) masked NCC of a template (tv, tm: s x s) at the n x n
 // displacements of its top-left corner inside the patch (pv, pm:
