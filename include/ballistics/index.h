@@ -96,6 +96,11 @@ struct DescriptorConfig {
   // are registered to), or to the outer rim of a disk (an FP impression);
   // false = centre of the bounding box of the valid data.
   bool fit_rim_centre = true;
+  // Valid points closer than this to the edge of the valid region are
+  // weighted down linearly to 0 at the edge (apodization: the edges carry
+  // crop-dependent energy, see docs/search.md "The centre"); 0 = off. One
+  // low-pass cutoff by default.
+  double edge_taper_um = 250.0;
   // Offset of the ring centre from the estimated one (a query-side
   // translation search computes the query at a few offsets).
   double centre_offset_x_um = 0.0;
@@ -140,6 +145,12 @@ StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature, const D
 // Picks DescriptorConfig{} or DescriptorConfig::FiringPin() by signature.kind.
 StatusOr<CoarseDescriptor> ComputeDescriptor(const Signature& signature);
 
+// Centre of the descriptor's rings in µm from the centre of the signature grid
+// (x right, y down; the config's centre offsets not applied): the firing-pin
+// aperture of a breech-face annulus, the outer rim of a firing-pin disk (see
+// docs/search.md, "The centre"). Errors as ComputeDescriptor.
+StatusOr<cv::Point2d> DescriptorCentreUm(const Signature& signature, const DescriptorConfig& config = {});
+
 // Rotation-invariant similarity in [-1, 1] (1: identical up to a rotation);
 // -2 (below any score) when the shapes differ. The same arithmetic the index
 // scan uses, one pair at a time (tests, tools). `best_shift_deg`, when given,
@@ -156,6 +167,7 @@ struct CoarseHit {
   std::int64_t casing_id = 0;
   float score = 0.0f;   // DescriptorSimilarity(query, candidate)
   int shard = 0;
+  int rank = 0;         // 1-based position in a merged list (two-phase search); 0 = its position here
 };
 
 // Higher score first; ties by signature id (deterministic across shardings).
@@ -336,6 +348,14 @@ struct SearchRequest {
   int top_n = 20;          // length of each returned list
   int rerank_k = 0;        // candidates per kind reranked by CMC; 0 = SearchEngineConfig default
   std::optional<double> max_rotation_deg;  // passed to the correlator; unset = any orientation
+  // Two-phase search across shard workers (docs/search.md, "Two-phase merge").
+  // Phase 1: stop after the coarse stage; SearchResults::coarse_breech_face /
+  // coarse_firing_pin hold each kind's top rerank_k (no rerank, empty lists).
+  bool coarse_only = false;
+  // Phase 2: instead of the coarse stage, rerank exactly these candidates (the
+  // merged coarse top K of every worker, each with its global `rank`); the
+  // ones this index does not hold, or not of a query kind, are skipped.
+  std::optional<std::vector<CoarseHit>> rerank_hits;
 };
 
 struct Candidate {
@@ -370,6 +390,9 @@ struct SearchResults {
   int reranked = 0;                     // CMC comparisons done
   double coarse_seconds = 0.0;
   double rerank_seconds = 0.0;
+  // SearchRequest::coarse_only: the coarse top K per kind, best first.
+  std::vector<CoarseHit> coarse_breech_face;
+  std::vector<CoarseHit> coarse_firing_pin;
 };
 
 enum class SearchStage { kDescriptor, kCoarse, kRerank, kMerge };
