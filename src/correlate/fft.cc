@@ -279,15 +279,36 @@ void MaskedNccRows(const MaskedSpectra& t, const MaskedSpectra& i, double min_ov
   const FftPlan& plan = GetPlan(t.rows, t.cols);
   Workspace& ws = ThreadWorkspace();
   ws.Fit(plan);
-  SixCorrelations(plan, t, i, ws);
-  ncc->create(static_cast<int>(rows.size()), plan.cols);
+  // Only the listed rows are transformed back along dimension 1 (the column
+  // pass is whole): for the polar profile, 5 radial shifts of ~60 rows.
+  const int n = static_cast<int>(rows.size());
+  const int cc = plan.ComplexCols();
+  const PrunedInverse& inverse = GetPrunedInverse(plan.rows, plan.cols, n);
+  thread_local ComplexBuffer gathered;
+  gathered.resize(static_cast<std::size_t>(n) * cc);
+  auto correlate = [&](const ComplexBuffer& a, const ComplexBuffer& b, RealBuffer& out) {
+    ConjMultiply(a.data(), b.data(), plan.ComplexSize(), ws.prod.data());
+    auto* pp = reinterpret_cast<fftwf_complex*>(ws.prod.data());
+    fftwf_execute_dft(inverse.columns, pp, pp);
+    for (int r = 0; r < n; ++r) {
+      const int y = ((rows[r] % plan.rows) + plan.rows) % plan.rows;
+      std::copy_n(ws.prod.data() + static_cast<std::size_t>(y) * cc, cc, gathered.data() + static_cast<std::size_t>(r) * cc);
+    }
+    fftwf_execute_dft_c2r(inverse.rows, reinterpret_cast<fftwf_complex*>(gathered.data()), out.data());
+  };
+  correlate(t.fm, i.fm, ws.out[0]);   // sum f1 m1 f2 m2
+  correlate(t.fm, i.m, ws.out[1]);    // sum f1 m1 m2
+  correlate(t.m, i.fm, ws.out[2]);    // sum m1 f2 m2
+  correlate(t.m, i.m, ws.out[3]);     // overlap count
+  correlate(t.f2m, i.m, ws.out[4]);   // sum f1^2 m1 m2
+  correlate(t.m, i.f2m, ws.out[5]);   // sum m1 f2^2 m2
+  ncc->create(n, plan.cols);
   const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    const int y = ((rows[r] % plan.rows) + plan.rows) % plan.rows;
-    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+  for (int r = 0; r < n; ++r) {
+    const std::size_t k = static_cast<std::size_t>(r) * plan.cols;
     CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], plan.cols,
-               scale, min_n, (*ncc)[static_cast<int>(r)]);
+               scale, min_n, (*ncc)[r]);
   }
 }
 

@@ -2,7 +2,9 @@
 // six-FFT masked NCC: box sums for full masks (MaskedNccRegion) and the
 // direct small-window correlation used to refine peaks (DirectMaskedNccAt)
 // must give the same map, with full and partial masks on either side.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <opencv2/core.hpp>
@@ -82,6 +84,36 @@ TEST(DirectKernelTest, MatchesTheFftMapInASmallWindow) {
     for (int x = 0; x < n; ++x) {
       EXPECT_NEAR(DirectMaskedNccAt(tv, tm, t2, pv, pm, p2, y, x, min_overlap), expected(y, x), 1e-3) << y << "," << x;
     }
+  }
+}
+
+// MaskedNccRows transforms back only the rows it returns (negative = from
+// the end, wrapping): the same values as those rows of the whole map, on a
+// non-square size like the polar images (radius x angle).
+TEST(RowsKernelTest, MatchesTheWholeMapRows) {
+  const int rows = 60, cols = 360;
+  cv::Mat1f av, am, bv, bm;
+  Random(cols, 0.2, 5, &av, &am);
+  Random(cols, 0.2, 6, &bv, &bm);
+  av = av(cv::Rect(0, 0, cols, 50)).clone();
+  am = am(cv::Rect(0, 0, cols, 50)).clone();
+  bv = bv(cv::Rect(0, 0, cols, 50)).clone();
+  bm = bm(cv::Rect(0, 0, cols, 50)).clone();
+  MaskedSpectra a, b;
+  ComputeSpectra(av, am, rows, cols, &a);
+  ComputeSpectra(bv, bm, rows, cols, &b);
+  const double min_overlap = 0.5 * std::min(a.valid, b.valid);
+  cv::Mat1f whole, some;
+  MaskedNccMaps(a, b, min_overlap, &whole, nullptr);
+  const std::vector<int> wanted = {-2, -1, 0, 1, 2, 7};
+  MaskedNccRows(a, b, min_overlap, wanted, &some);
+  ASSERT_EQ(some.rows, static_cast<int>(wanted.size()));
+  ASSERT_EQ(some.cols, cols);
+  for (std::size_t r = 0; r < wanted.size(); ++r) {
+    const int y = (wanted[r] + rows) % rows;
+    double worst = 0;
+    for (int x = 0; x < cols; ++x) worst = std::max(worst, std::abs(double(some(static_cast<int>(r), x)) - whole(y, x)));
+    EXPECT_LT(worst, 1e-3) << "row " << wanted[r];
   }
 }
 
