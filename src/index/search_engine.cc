@@ -205,6 +205,9 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     return InvalidArgument("search: max_rotation_deg=" + std::to_string(*request.max_rotation_deg) +
                            " must be in [0, 180]");
   }
+  if (request.coarse_only && request.rerank_hits) {
+    return InvalidArgument("search: coarse_only and rerank_hits are the two phases of a search, not one request");
+  }
   const int k = request.rerank_k == 0 ? cfg.default_rerank_k : request.rerank_k;
   auto report = [&](SearchStage s, double f) {
     if (progress) progress(s, std::clamp(f, 0.0, 1.0));
@@ -264,7 +267,16 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     if (progress) {
       control.progress = [&, base](double fr) { report(SearchStage::kCoarse, base + fr / queries.size()); };
     }
-    auto coarse = im.Coarse(kq.signature, f, k, control);
+    StatusOr<CoarseSearchResult> coarse = CoarseSearchResult{};
+    if (request.rerank_hits) {
+      // Phase 2 of a two-phase search: the coordinator chose the candidates.
+      for (const CoarseHit& h : *request.rerank_hits) {
+        const std::optional<SignatureRecord> rec = im.index->FindRecord(h.signature_id);
+        if (rec && rec->kind == kq.kind) coarse->hits.push_back(h);
+      }
+    } else {
+      coarse = im.Coarse(kq.signature, f, k, control);
+    }
     if (!coarse.ok()) return coarse.status();
     const auto t1 = Clock::now();
     out.coarse_seconds += Seconds(t0, t1);
@@ -273,6 +285,10 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     out.shards_total = std::max(out.shards_total, coarse->shards_total);
     out.partial = out.partial || coarse->partial();
     if (IsCancelled(cancelled)) return Cancelled("search cancelled");
+    if (request.coarse_only) {
+      (kq.kind == SignatureKind::kBreechFace ? out.coarse_breech_face : out.coarse_firing_pin) = coarse->hits;
+      continue;
+    }
 
     // 3. Rerank the coarse top K with the correlator, on a thread pool.
     const Correlator& correlator = im.CorrelatorFor(kq.kind);
@@ -295,7 +311,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
         c.casing_id = hits[i].casing_id;
         c.signature_id = hits[i].signature_id;
         c.shard = hits[i].shard;
-        c.coarse_rank = static_cast<int>(i) + 1;
+        c.coarse_rank = hits[i].rank > 0 ? hits[i].rank : static_cast<int>(i) + 1;
         c.coarse_score = hits[i].score;
         auto sig = im.source->Load(hits[i].signature_id);
         if (sig.ok()) {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -58,6 +59,9 @@ class ShardCoordinator final : public SearchBackend {
   // reads size and memory one after the other).
   WorkerTotals Totals() const;
   StatusOr<v1::ShardSearchRequest> BuildRequest(const SearchRequest& request) const;
+  std::vector<WorkerOutcome> FanOut(const std::vector<std::optional<v1::ShardSearchRequest>>& reqs,
+                                    SysClock::time_point deadline, const SearchProgress& progress, SearchCall& call,
+                                    double lo, double hi) const;
 
   static constexpr int kStatusMaxAgeMs = 2000;
   mutable std::mutex status_mu_;
@@ -116,35 +120,31 @@ StatusOr<v1::ShardSearchRequest> ShardCoordinator::BuildRequest(const SearchRequ
   return out;
 }
 
-StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, const SearchProgress& progress,
-                                                 SearchCall& call) const {
-  if (request.top_n < 1) return InvalidArgument("search: top_n=" + std::to_string(request.top_n) + " must be >= 1");
-  BALLISTICS_ASSIGN_OR_RETURN(const v1::ShardSearchRequest req, BuildRequest(request));
-  if (progress) progress(SearchStage::kDescriptor, 1.0);
-
-  // Each worker gets until the earlier of its own timeout and the caller's
-  // deadline less a margin (storing and sending the merged result).
-  const auto now = SysClock::now();
-  auto deadline = now + std::chrono::milliseconds(timeout_ms_);
-  if (call.deadline != SysClock::time_point::max()) {
-    const auto left = call.deadline - now;
-    const auto margin = std::min<SysClock::duration>(std::chrono::seconds(2), left / 10);
-    deadline = std::min(deadline, call.deadline - margin);
-  }
-
+// Calls SearchShards on every worker whose request is set, all at once, until
+// `deadline`; their progress moves the overall bar from `lo` to `hi`. A
+// cancellation of the call is passed on to the workers.
+std::vector<WorkerOutcome> ShardCoordinator::FanOut(const std::vector<std::optional<v1::ShardSearchRequest>>& reqs,
+                                                    SysClock::time_point deadline, const SearchProgress& progress,
+                                                    SearchCall& call, double lo, double hi) const {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<WorkerOutcome> outcomes(workers_.size());
-  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
-  int running = static_cast<int>(workers_.size());
-  for (std::size_t i = 0; i < workers_.size(); ++i) {
-    contexts.push_back(std::make_unique<grpc::ClientContext>());
-    contexts.back()->set_deadline(deadline);
-  }
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts(workers_.size());
+  int running = 0;
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!reqs[i]) {
+      outcomes[i].fraction = 1.0;
+      continue;
+    }
+    contexts[i] = std::make_unique<grpc::ClientContext>();
+    contexts[i]->set_deadline(deadline);
+    ++running;
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!reqs[i]) continue;
     threads.emplace_back([&, i] {
-      auto reader = workers_[i].stub->SearchShards(contexts[i].get(), req);
+      auto reader = workers_[i].stub->SearchShards(contexts[i].get(), *reqs[i]);
       v1::ShardSearchUpdate u;
       std::optional<v1::ShardSearchResult> result;
       while (reader->Read(&u)) {
@@ -172,12 +172,14 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
     while (running > 0) {
       cv.wait_for(l, std::chrono::milliseconds(50));
       if (!cancel_sent && call.cancelled != nullptr && call.cancelled->load()) {
-        for (auto& c : contexts) c->TryCancel();
+        for (auto& c : contexts) {
+          if (c) c->TryCancel();
+        }
         cancel_sent = true;
       }
       double sum = 0;
       for (const auto& o : outcomes) sum += o.fraction;
-      const double overall = 0.02 + 0.96 * sum / std::max<std::size_t>(workers_.size(), 1);
+      const double overall = lo + (hi - lo) * sum / std::max<std::size_t>(workers_.size(), 1);
       if (progress && overall > last) {
         last = overall;
         const auto [stage, f] = StageOfOverall(overall);
@@ -188,22 +190,120 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
     }
   }
   for (auto& t : threads) t.join();
+  return outcomes;
+}
+
+// Two phases (docs/search.md, "Two-phase merge"): every worker's coarse top K,
+// merged into the global top K; then each worker reranks only its share of
+// that. K CMC comparisons per kind in all, as in one process, instead of K per
+// worker. A worker that fails either phase leaves its shards out (partial).
+StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, const SearchProgress& progress,
+                                                 SearchCall& call) const {
+  if (request.top_n < 1) return InvalidArgument("search: top_n=" + std::to_string(request.top_n) + " must be >= 1");
+  if (request.rerank_k < 0) {
+    return InvalidArgument("search: rerank_k=" + std::to_string(request.rerank_k) + " must be >= 0");
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(const v1::ShardSearchRequest req, BuildRequest(request));
+  if (progress) progress(SearchStage::kDescriptor, 1.0);
+
+  // Each worker gets until the earlier of its own timeout and the caller's
+  // deadline less a margin (storing and sending the merged result).
+  const auto now = SysClock::now();
+  auto deadline = now + std::chrono::milliseconds(timeout_ms_);
+  if (call.deadline != SysClock::time_point::max()) {
+    const auto left = call.deadline - now;
+    const auto margin = std::min<SysClock::duration>(std::chrono::seconds(2), left / 10);
+    deadline = std::min(deadline, call.deadline - margin);
+  }
+  auto failure = [&](const std::string& phase, std::size_t i, const WorkerOutcome& o) {
+    return workers_[i].address + " (" + phase + "): " + std::to_string(o.status.error_code()) + " " +
+           o.status.error_message();
+  };
+
+  // Phase 1: coarse top K of every worker (the coarse share of the bar). It
+  // gets a third of the time left, so that a hanging worker still leaves the
+  // others time for phase 2; with the default 60 s shard timeout that is 20 s,
+  // against a coarse stage of 0.75 s at 1 M signatures on an idle machine and
+  // 6 s under load 15 (docs/benchmarks.md, "Scale").
+  v1::ShardSearchRequest coarse_req = req;
+  coarse_req.set_coarse_only(true);
+  const auto coarse_deadline = SysClock::now() + (deadline - SysClock::now()) / 3;
+  const std::vector<WorkerOutcome> first =
+      FanOut(std::vector<std::optional<v1::ShardSearchRequest>>(workers_.size(), coarse_req), coarse_deadline, progress,
+             call, OverallFraction(SearchStage::kCoarse, 0.0), OverallFraction(SearchStage::kRerank, 0.0));
+  if (call.cancelled != nullptr && call.cancelled->load()) return Cancelled("search cancelled");
+  std::vector<std::string> failures;
+  std::vector<std::set<int>> held(workers_.size());
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (first[i].result) {
+      held[i].insert(first[i].result->shards().begin(), first[i].result->shards().end());
+    } else {
+      failures.push_back(failure("coarse", i, first[i]));
+    }
+  }
+  if (failures.size() == workers_.size()) {
+    std::string all;
+    bool all_invalid = true;  // the request itself was refused: say so, not "unavailable"
+    for (const auto& o : first) all_invalid = all_invalid && o.status.error_code() == grpc::INVALID_ARGUMENT;
+    for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
+    if (all_invalid) return InvalidArgument("search: refused by the shard workers (" + all + ")");
+    return Unavailable("search: no shard worker answered (" + all + ")");
+  }
+
+  // The global top K per kind (replicas: one copy of each signature), ranked.
+  const int k = request.rerank_k > 0 ? request.rerank_k : SearchEngineConfig{}.default_rerank_k;
+  SearchResults out;
+  std::vector<std::optional<v1::ShardSearchRequest>> second(workers_.size());
+  for (int kind = 0; kind < 2; ++kind) {
+    std::vector<CoarseHit> all;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (!first[i].result) continue;
+      const auto& list = kind == 0 ? first[i].result->coarse_breech_face() : first[i].result->coarse_firing_pin();
+      for (const auto& h : list) all.push_back(HitFromProto(h));
+    }
+    std::sort(all.begin(), all.end(), HitBefore);
+    all.erase(std::unique(all.begin(), all.end(),
+                          [](const CoarseHit& a, const CoarseHit& b) { return a.signature_id == b.signature_id; }),
+              all.end());
+    if (static_cast<int>(all.size()) > k) all.resize(k);
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      all[r].rank = static_cast<int>(r) + 1;
+      // Its share goes to the first worker that answered for its shard.
+      for (std::size_t i = 0; i < workers_.size(); ++i) {
+        if (!held[i].count(all[r].shard)) continue;
+        if (!second[i]) {
+          second[i] = req;
+          second[i]->set_rerank_given(true);
+        }
+        HitToProto(all[r], second[i]->add_rerank());
+        break;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!first[i].result) continue;
+    out.signatures_scanned += first[i].result->signatures_scanned();
+    out.coarse_seconds = std::max(out.coarse_seconds, first[i].result->coarse_seconds());
+  }
+
+  // Phase 2: each worker reranks its share (workers without one are not called).
+  const std::vector<WorkerOutcome> outcomes = FanOut(second, deadline, progress, call,
+                                                     OverallFraction(SearchStage::kRerank, 0.0),
+                                                     OverallFraction(SearchStage::kMerge, 0.0));
   if (call.cancelled != nullptr && call.cancelled->load()) return Cancelled("search cancelled");
 
   // Merge.
-  SearchResults out;
   std::set<int> answered;
   std::set<std::int64_t> seen_bf, seen_fp, seen_casing;
-  std::vector<std::string> failures;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    const WorkerOutcome& o = outcomes[i];
-    if (!o.result) {
-      failures.push_back(workers_[i].address + ": " + std::to_string(o.status.error_code()) + " " +
-                         o.status.error_message());
+    if (!first[i].result) continue;
+    if (second[i] && !outcomes[i].result) {
+      failures.push_back(failure("rerank", i, outcomes[i]));
       continue;
     }
-    const v1::ShardSearchResult& r = *o.result;
-    answered.insert(r.shards().begin(), r.shards().end());
+    answered.insert(held[i].begin(), held[i].end());
+    if (!second[i]) continue;
+    const v1::ShardSearchResult& r = *outcomes[i].result;
     for (const auto& c : r.breech_face()) {
       if (seen_bf.insert(c.signature_id()).second) out.breech_face.push_back(CandidateFromProto(c));
     }
@@ -219,17 +319,12 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
       if (cc.has_firing_pin()) c.firing_pin = CandidateFromProto(cc.firing_pin());
       out.combined.push_back(std::move(c));
     }
-    out.signatures_scanned += r.signatures_scanned();
     out.reranked += r.reranked();
-    out.coarse_seconds = std::max(out.coarse_seconds, r.coarse_seconds());
     out.rerank_seconds = std::max(out.rerank_seconds, r.rerank_seconds());
   }
   if (answered.empty()) {
     std::string all;
-    bool all_invalid = true;  // the request itself was refused: say so, not "unavailable"
-    for (const auto& o : outcomes) all_invalid = all_invalid && o.status.error_code() == grpc::INVALID_ARGUMENT;
     for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
-    if (all_invalid) return InvalidArgument("search: refused by the shard workers (" + all + ")");
     return Unavailable("search: no shard worker answered (" + all + ")");
   }
   for (const auto& f : failures) spdlog::warn("search: shard worker did not answer: {}", f);

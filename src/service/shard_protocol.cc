@@ -173,4 +173,22 @@ StatusOr<ShardTls> LoadShardTls(bool insecure, const std::string& cert_file, con
   return t;
 }
 
+void HitToProto(const CoarseHit& h, v1::ShardHit* out) {
+  out->set_signature_id(h.signature_id);
+  out->set_casing_id(h.casing_id);
+  out->set_shard(h.shard);
+  out->set_score(h.score);
+  out->set_rank(h.rank);
+}
+
+CoarseHit HitFromProto(const v1::ShardHit& p) {
+  CoarseHit h;
+  h.signature_id = p.signature_id();
+  h.casing_id = p.casing_id();
+  h.shard = p.shard();
+  h.score = p.score();
+  h.rank = p.rank();
+  return h;
+}
+
 }  // namespace ballistics::service

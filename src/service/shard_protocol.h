@@ -30,6 +30,8 @@ StatusOr<SearchFilter> FilterFromProto(const v1::ShardFilter& p);
 
 void CandidateToProto(const Candidate& c, v1::ShardCandidate* out);
 Candidate CandidateFromProto(const v1::ShardCandidate& p);
+void HitToProto(const CoarseHit& h, v1::ShardHit* out);
+CoarseHit HitFromProto(const v1::ShardHit& p);
 
 // Ranked-list order: ballistics::CandidateRanksBefore (include/ballistics/index.h).
 

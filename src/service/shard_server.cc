@@ -54,6 +54,11 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     r.top_n = req->top_n();
     r.rerank_k = req->rerank_k();
     if (req->has_max_rotation_deg()) r.max_rotation_deg = req->max_rotation_deg();
+    r.coarse_only = req->coarse_only();
+    if (req->rerank_given()) {
+      r.rerank_hits.emplace();
+      for (const auto& h : req->rerank()) r.rerank_hits->push_back(HitFromProto(h));
+    }
 
     if (!Acquire(sc)) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
     // The engine runs on its own thread; this one streams progress and passes
@@ -115,6 +120,8 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     out->set_reranked(res.reranked);
     out->set_coarse_seconds(res.coarse_seconds);
     out->set_rerank_seconds(res.rerank_seconds);
+    for (const CoarseHit& h : res.coarse_breech_face) HitToProto(h, out->add_coarse_breech_face());
+    for (const CoarseHit& h : res.coarse_firing_pin) HitToProto(h, out->add_coarse_firing_pin());
     if (!writer->Write(u)) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");
     return grpc::Status::OK;
   }

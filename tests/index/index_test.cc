@@ -374,6 +374,63 @@ TEST(SearchEngineTest, FindsTheMateAndHonoursCancellation) {
   EXPECT_EQ(engine->Search(bad).status().code(), StatusCode::kInvalidArgument);
 }
 
+// The two phases of a search across workers: phase 1 (coarse_only) returns
+// each kind's coarse top K and reranks nothing; phase 2 (rerank_hits) reranks
+// exactly the given candidates, keeps their global coarse ranks, skips ids it
+// does not hold, and gives the lists a one-phase search gives.
+TEST(SearchEngineTest, TwoPhasesGiveTheOnePhaseLists) {
+  auto index = std::shared_ptr<SignatureIndex>(MakeShardedIndex(4, 2));
+  auto source = std::make_shared<MapSource>();
+  for (int g = 0; g < 8; ++g) {
+    for (int s = 0; s < 2; ++s) {
+      const std::int64_t id = g * 2 + s + 1;
+      Signature sig = Shot(300 + g, s);
+      ASSERT_TRUE(index->Add(Record(id, id, static_cast<int>(id % 4)), ComputeDescriptor(sig).value()).ok());
+      source->sigs[id] = std::move(sig);
+    }
+  }
+  auto engine = SearchEngine::Create(index, source).value();
+  SearchRequest req;
+  req.query.casing_id = 3;  // gun 301, shot 0; its mate is casing 4
+  req.top_n = 5;
+  req.rerank_k = 5;
+  auto one = engine->Search(req);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+
+  SearchRequest p1 = req;
+  p1.coarse_only = true;
+  auto coarse = engine->Search(p1);
+  ASSERT_TRUE(coarse.ok()) << coarse.status().ToString();
+  EXPECT_EQ(coarse->reranked, 0);
+  EXPECT_TRUE(coarse->breech_face.empty());
+  ASSERT_EQ(coarse->coarse_breech_face.size(), 5u);
+  EXPECT_TRUE(coarse->coarse_firing_pin.empty());
+  EXPECT_EQ(coarse->signatures_scanned, one->signatures_scanned);
+
+  SearchRequest p2 = req;
+  p2.rerank_hits = coarse->coarse_breech_face;
+  for (std::size_t i = 0; i < p2.rerank_hits->size(); ++i) (*p2.rerank_hits)[i].rank = static_cast<int>(i) + 11;
+  CoarseHit foreign;
+  foreign.signature_id = 999;  // held by another worker
+  foreign.rank = 1;
+  p2.rerank_hits->push_back(foreign);
+  auto two = engine->Search(p2);
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(two->reranked, 5);
+  ASSERT_EQ(two->breech_face.size(), one->breech_face.size());
+  for (std::size_t i = 0; i < one->breech_face.size(); ++i) {
+    EXPECT_EQ(two->breech_face[i].signature_id, one->breech_face[i].signature_id) << i;
+    EXPECT_EQ(two->breech_face[i].coarse_rank, one->breech_face[i].coarse_rank + 10) << i;
+    ASSERT_TRUE(two->breech_face[i].comparison && one->breech_face[i].comparison);
+    EXPECT_EQ(two->breech_face[i].comparison->cmc, one->breech_face[i].comparison->cmc) << i;
+  }
+  EXPECT_EQ(two->breech_face[0].casing_id, 4);
+
+  SearchRequest both = p2;
+  both.coarse_only = true;
+  EXPECT_EQ(engine->Search(both).status().code(), StatusCode::kInvalidArgument);
+}
+
 // The engine's coarse stage: without the outer ring it is the index scan of
 // the 3 x 3 translation variants; the outer ring only ever raises a score
 // (the better of the inner score and the tail-aligned outer one) and keeps

@@ -239,8 +239,10 @@ class ShardProcessesTest : public ::testing::Test {
     return false;
   }
 
-  // A search; `on_first_update` runs when the first streamed message arrives.
-  SearchRun Search(std::int64_t casing, int deadline_ms, const std::function<void()>& on_first_update = {}) {
+  // A search; `on_first_update` runs when the first streamed message arrives
+  // (with `stage`: the first progress message of that stage).
+  SearchRun Search(std::int64_t casing, int deadline_ms, const std::function<void()>& on_first_update = {},
+                   const std::string& stage = "") {
     auto stub = v1::SearchService::NewStub(channel_);
     grpc::ClientContext ctx;
     Authorize(&ctx, tokens_.examiner_a);
@@ -254,6 +256,7 @@ class ShardProcessesTest : public ::testing::Test {
     v1::SearchUpdate u;
     bool first = true;
     while (reader->Read(&u)) {
+      if (first && !stage.empty() && !(u.has_progress() && u.progress().stage() == stage)) continue;
       if (first && on_first_update) on_first_update();
       first = false;
       if (u.has_result()) run.result = u.result();
@@ -394,6 +397,30 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     EXPECT_FALSE(run.result.partial()) << coordinator_->Log();
     EXPECT_EQ(run.result.shards_answered(), 16);
     ExpectMatesFirst(run.result, id["fadul-2-1"], Range(0, 15));  // includes fadul-M
+  }
+
+  // 4b. Two-phase merge: worker 8-15 killed once the coordinator is in phase 2
+  //     (its rerank share sent): still OK, in time, and partial naming 8-15
+  //     unless the worker had already answered.
+  {
+    SearchRun run = Search(id["fadul-1-1"], 60000, [&] { high_->Signal(SIGKILL); }, "rerank");
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message() << "\n" << coordinator_->Log();
+    EXPECT_LT(run.seconds, 60);
+    std::printf("[ measure ] worker killed in the rerank phase: %s after %.2f s\n",
+                run.result.partial() ? "partial" : "complete (worker had answered)", run.seconds);
+    if (run.result.partial()) {
+      EXPECT_EQ(std::set<int>(run.result.missing_shards().begin(), run.result.missing_shards().end()), Range(8, 15));
+      ExpectMatesFirst(run.result, id["fadul-1-1"], Range(0, 7));
+    }
+    ASSERT_TRUE(high_->Start()) << high_->Log();
+    ASSERT_TRUE(WaitHeld(static_cast<std::int64_t>(scans.size()) + 1)) << high_->Log();
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      run = Search(id["fadul-2-1"], 120000);
+      if (!run.status.ok() || !run.result.partial()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    EXPECT_FALSE(run.result.partial()) << coordinator_->Log();
   }
 
   // 5. A hanging worker (SIGSTOP): the coordinator answers, partial, before
