@@ -294,4 +294,21 @@ class EventGraph {
   int IndexOf(std::int64_t id) const;
 };
 
+// The GeoJSON of EventGraph::GeoJson for given events (any order; written by
+// id) and links (in the order given; those with an end outside `events` are
+// left out). Shared by the in-memory graph and the SQL walk (registry_store.h).
+std::string EventsGeoJson(const std::vector<Event>& events, const std::vector<EventLink>& links);
+
+// Order of links in EventGraph::Links(): leads first, then firearm links, each
+// by (event_a, event_b, ref_id) with event_a < event_b. A breadth-first search
+// that expands an event's links in this order finds the same shortest path.
+inline bool EventLinkBefore(const EventLink& x, const EventLink& y) {
+  const bool xl = x.kind == "lead", yl = y.kind == "lead";
+  if (xl != yl) return xl;
+  if (x.event_a != y.event_a) return x.event_a < y.event_a;
+  if (x.event_b != y.event_b) return x.event_b < y.event_b;
+  if (x.kind != y.kind) return x.kind < y.kind;
+  return x.ref_id < y.ref_id;
+}
+
 }  // namespace ballistics::registry

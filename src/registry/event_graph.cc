@@ -239,9 +239,22 @@ StatusOr<std::vector<EventLink>> EventGraph::ShortestPath(std::int64_t a, std::i
 std::string EventGraph::GeoJson(const std::vector<std::int64_t>& ids) {
   Rebuild();
   std::set<std::int64_t> in(ids.begin(), ids.end());
-  nlohmann::json features = nlohmann::json::array();
+  std::vector<Event> events;
   for (const Event& e : events_) {
-    if (!in.count(e.id)) continue;
+    if (in.count(e.id)) events.push_back(e);
+  }
+  return EventsGeoJson(events, links_);
+}
+
+std::string EventsGeoJson(const std::vector<Event>& events_in, const std::vector<EventLink>& links) {
+  std::vector<Event> events = events_in;
+  std::sort(events.begin(), events.end(), [](const Event& a, const Event& b) { return a.id < b.id; });
+  auto find = [&](std::int64_t id) -> const Event* {
+    auto it = std::lower_bound(events.begin(), events.end(), id, [](const Event& e, std::int64_t v) { return e.id < v; });
+    return it != events.end() && it->id == id ? &*it : nullptr;
+  };
+  nlohmann::json features = nlohmann::json::array();
+  for (const Event& e : events) {
     features.push_back({{"type", "Feature"},
                         {"id", e.id},
                         {"geometry", {{"type", "Point"}, {"coordinates", {e.lon, e.lat}}}},
@@ -254,10 +267,10 @@ std::string EventGraph::GeoJson(const std::vector<std::int64_t>& ids) {
                           {"case_number", e.case_number},
                           {"agency", e.agency}}}});
   }
-  for (const EventLink& l : links_) {
-    if (!in.count(l.event_a) || !in.count(l.event_b)) continue;
-    const Event* a = &events_[static_cast<std::size_t>(IndexOf(l.event_a))];
-    const Event* b = &events_[static_cast<std::size_t>(IndexOf(l.event_b))];
+  for (const EventLink& l : links) {
+    const Event* a = find(l.event_a);
+    const Event* b = find(l.event_b);
+    if (!a || !b) continue;
     features.push_back(
         {{"type", "Feature"},
          {"geometry", {{"type", "LineString"}, {"coordinates", {{a->lon, a->lat}, {b->lon, b->lat}}}}},

@@ -81,7 +81,7 @@ std::string Clean(const std::string& s) {
 
 class RegistryServiceImpl final : public v1::RegistryService::Service {
  public:
-  explicit RegistryServiceImpl(ServiceContext& ctx) : ctx_(ctx) {
+  explicit RegistryServiceImpl(ServiceContext& ctx) : ctx_(ctx), microstamps_(ctx.config.database_url) {
     // The purchaser-reference key comes from the environment, never from the
     // database it protects (docs/registry.md, "Privacy").
     if (const char* k = std::getenv("BALLISTICS_PURCHASER_HMAC_KEY")) hmac_key_ = k;
@@ -293,31 +293,18 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     call.AddRecord("firearm:" + std::to_string(req.firearm_id()));
     auto db = Scoped(call);
     if (!db.ok()) return ToGrpc(db.status());
-    Status s = (*db)->RegisterMicrostamp(call.who().agency_id, req.firearm_id(), req.fp_tip_code(),
-                                         req.breech_face_code(), call.who().holder);
-    if (s.ok()) {
-      std::lock_guard<std::mutex> l(mu_);
-      index_.reset();  // rebuilt at the next lookup
-    }
-    return ToGrpc(s);
+    // The next lookup picks the code up from the change log (no reload).
+    return ToGrpc((*db)->RegisterMicrostamp(call.who().agency_id, req.firearm_id(), req.fp_tip_code(),
+                                            req.breech_face_code(), call.who().holder));
   }
 
-  // The index of every registered code, built from the system connection on
-  // first use and after each registration. It holds every agency's codes: an
-  // answer without identify carries probabilities only, and identities go to
-  // law-enforcement agencies, which the registry's row-level security lets
-  // read every code anyway.
-  StatusOr<std::shared_ptr<const registry::MicrostampIndex>> Index() {
-    std::lock_guard<std::mutex> l(mu_);
-    if (index_) return index_;
-    BALLISTICS_ASSIGN_OR_RETURN(auto sys, store::RegistryDb::ConnectSystem(ctx_.config.database_url));
-    auto idx = std::make_shared<registry::MicrostampIndex>();
-    BALLISTICS_RETURN_IF_ERROR(sys->LoadMicrostamps(
-        [&](std::int64_t f, const std::string& fp, const std::string& bf) { return idx->Add(f, fp, bf); }));
-    BALLISTICS_RETURN_IF_ERROR(idx->Build());
-    index_ = idx;
-    return index_;
-  }
+  // The index of every registered code: loaded from the system connection on
+  // first use, then kept current by the changes after its watermark (base +
+  // delta, compacted in the background: store::LiveMicrostampRegistry). It
+  // holds every agency's codes: an answer without identify carries
+  // probabilities only, and identities go to law-enforcement agencies, which
+  // the registry's row-level security lets read every code anyway.
+  StatusOr<std::shared_ptr<const registry::LiveMicrostampIndex>> Index() { return microstamps_.Current(); }
 
   grpc::Status DoLookupMicrostamp(Call& call, const v1::LookupMicrostampRequest& req,
                                   v1::LookupMicrostampResponse* out) {
@@ -423,43 +410,46 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     return ToGrpc((*db)->AddEventCasing(call.who().agency_id, req.event_id(), req.casing_id()));
   }
 
+  // The event graph is walked in SQL under row-level security (RegistryDb::
+  // ConnectedEvents / EventPath): nothing is loaded whole, so a state-wide
+  // graph costs what the component costs.
   grpc::Status DoConnected(Call& call, const v1::ConnectedEventsRequest& req, v1::EventComponent* out) {
     grpc::Status st = AuthorizeReader(call);
     if (!st.ok()) return st;
     auto db = Scoped(call);
     if (!db.ok()) return ToGrpc(db.status());
-    registry::EventGraph g;
-    Status s = (*db)->LoadEventGraph(&g);
-    if (!s.ok()) return ToGrpc(s);
-    std::vector<std::int64_t> start;
+    StatusOr<std::vector<std::int64_t>> start = std::vector<std::int64_t>{};
     switch (req.start_case()) {
       case v1::ConnectedEventsRequest::kEventId:
         call.AddRecord("event:" + std::to_string(req.event_id()));
-        if (g.FindEvent(req.event_id()) == nullptr) {
-          return grpc::Status(StatusCode::NOT_FOUND, "event " + std::to_string(req.event_id()) + " is not visible");
-        }
-        start = {req.event_id()};
+        start = std::vector<std::int64_t>{req.event_id()};
         break;
       case v1::ConnectedEventsRequest::kCasingId:
         call.AddRecord("casing:" + std::to_string(req.casing_id()));
-        start = g.EventsOfCasing(req.casing_id());
+        start = (*db)->EventsOfCasing(req.casing_id());
         break;
       case v1::ConnectedEventsRequest::kFirearmId:
         call.AddRecord("firearm:" + std::to_string(req.firearm_id()));
-        start = g.EventsOfFirearm(req.firearm_id());
+        start = (*db)->EventsOfFirearm(req.firearm_id());
         break;
       case v1::ConnectedEventsRequest::kCaseNumber:
         call.AddRecord("case:" + call.who().agency + "/" + req.case_number());
-        start = g.EventsOfCase(call.who().agency, req.case_number());
+        start = (*db)->EventsOfCase(call.who().agency, req.case_number());
         break;
       default: return Invalid("give an event_id, casing_id, firearm_id or case_number");
     }
-    const std::vector<std::int64_t> ids = g.Connected(start);
-    for (std::int64_t id : ids) ToProto(*g.FindEvent(id), out->add_events());
-    for (const auto& l : g.Links()) {
-      if (std::binary_search(ids.begin(), ids.end(), l.event_a)) ToProto(l, out->add_links());
+    if (!start.ok()) return ToGrpc(start.status());
+    auto walk = (*db)->ConnectedEvents(*start);
+    if (!walk.ok()) return ToGrpc(walk.status());
+    if (req.start_case() == v1::ConnectedEventsRequest::kEventId && walk->events.empty()) {
+      return grpc::Status(StatusCode::NOT_FOUND, "event " + std::to_string(req.event_id()) + " is not visible");
     }
-    out->set_geojson(g.GeoJson(ids));
+    if (walk->truncated) {
+      call.SetDetail("truncated at " + std::to_string(store::RegistryDb::kMaxEventDepth) + " links");
+    }
+    for (const auto& e : walk->events) ToProto(e, out->add_events());
+    for (const auto& l : walk->links) ToProto(l, out->add_links());
+    out->set_geojson(walk->geojson);
     return grpc::Status::OK;
   }
 
@@ -470,10 +460,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     call.AddRecord("event:" + std::to_string(req.to_event_id()));
     auto db = Scoped(call);
     if (!db.ok()) return ToGrpc(db.status());
-    registry::EventGraph g;
-    Status s = (*db)->LoadEventGraph(&g);
-    if (!s.ok()) return ToGrpc(s);
-    auto path = g.ShortestPath(req.from_event_id(), req.to_event_id());
+    auto path = (*db)->EventPath(req.from_event_id(), req.to_event_id());
     if (!path.ok()) return ToGrpc(path.status());
     for (const auto& l : *path) ToProto(l, out->add_links());
     return grpc::Status::OK;
@@ -481,8 +468,7 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
 
   ServiceContext& ctx_;
   std::string hmac_key_;
-  std::mutex mu_;
-  std::shared_ptr<const registry::MicrostampIndex> index_;
+  store::LiveMicrostampRegistry microstamps_;
 };
 
 }  // namespace
