@@ -9,13 +9,16 @@
 //      360 degrees when the orientation is unknown). The best local maxima of
 //      this profile are kept, and each gets its translation from a Cartesian
 //      masked NCC of the coarse signatures at that angle (so the centres need
-//      not coincide).
+//      not coincide): the most significant peak, atanh(r) * sqrt(overlap),
+//      not the highest (a chance peak over a half overlap is not taken).
 //   2. The reference is cut into cells (8 x 8 grid). For each candidate,
 //      every other cell (a checkerboard) is registered in a search region of
 //      the target (masked NCC, region = cell +- one cell) and the cells vote
 //      for a rigid transform; the candidate with the most congruent cells
 //      wins (the CMC count decides, not the global CCF, which is easily
-//      fooled by 180-degree symmetric machining marks).
+//      fooled by 180-degree symmetric machining marks). Candidates are
+//      checked best polar score first and the rest skipped once one has
+//      cmc_threshold agreeing vote cells.
 //   3. Around the winner all cells are registered again at a few angles,
 //      the consensus transform is refined by a least-squares rigid fit of the
 //      congruent cells' positions, and cells are counted as congruent matching
