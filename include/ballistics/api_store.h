@@ -224,8 +224,8 @@ class ApiDb {
                                                    const std::vector<NewComparison>& comparisons,
                                                    const std::vector<int>& missing_shards = {});
   // Marks a search that is still 'running' as 'failed' with the reason (cut to
-  // 2000 characters), outside any transaction: for a search whose result
-  // could not be stored. NOT_FOUND when no running search has the id.
+  // 2000 characters), in its own transaction bounded to 5 s: for a search
+  // whose result could not be stored. NOT_FOUND when no running search has the id.
   Status FailSearch(std::int64_t search_id, const std::string& reason);
   StatusOr<SearchRow> GetSearch(std::int64_t search_id);
   StatusOr<std::vector<ComparisonRow>> GetSearchComparisons(std::int64_t search_id);

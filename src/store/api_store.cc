@@ -500,13 +500,19 @@ Status ApiDb::FailSearch(std::int64_t search_id, const std::string& reason) {
     while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
     text.resize(n);
   }
+  // Bounded: the caller is answering a client whose search already failed,
+  // and whatever broke the result's write may block this one too.
+  pg::Connection& c = *impl_->conn;
+  BALLISTICS_ASSIGN_OR_RETURN(auto tx, pg::Transaction::Begin(c));
+  BALLISTICS_RETURN_IF_ERROR(c.Exec("fail search timeout", "SET LOCAL statement_timeout = '5s'").status());
+  BALLISTICS_RETURN_IF_ERROR(c.Exec("fail search lock timeout", "SET LOCAL lock_timeout = '5s'").status());
   BALLISTICS_ASSIGN_OR_RETURN(
-      pg::Result r, impl_->conn->Exec("fail search",
-                                      "UPDATE searches SET status = 'failed', failure_reason = $2, finished_at = now() "
-                                      "WHERE id = $1 AND status = 'running' RETURNING id",
-                                      {pg::Param::Int(search_id), pg::Param::Text(text)}));
+      pg::Result r, c.Exec("fail search",
+                           "UPDATE searches SET status = 'failed', failure_reason = $2, finished_at = now() "
+                           "WHERE id = $1 AND status = 'running' RETURNING id",
+                           {pg::Param::Int(search_id), pg::Param::Text(text)}));
   if (r.rows() == 0) return NotFound("no running search with id " + std::to_string(search_id));
-  return Status::Ok();
+  return tx->Commit();
 }
 
 StatusOr<SearchRow> ApiDb::GetSearch(std::int64_t search_id) {
