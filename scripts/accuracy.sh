@@ -2,6 +2,7 @@
 # Accuracy of the correlate stage on the reference scans; writes docs/accuracy.md.
 #   ./scripts/accuracy.sh            (builds into build/ if ballisticsctl is missing)
 #   BUILD_DIR=build-x ./scripts/accuracy.sh
+#   KEEP_DIR=/tmp/acc ./scripts/accuracy.sh   (also keeps the score-pairs CSVs)
 # Runs, with the default thresholds (never fitted on these data):
 #   1. Fadul, 780 pairs, orientation unknown (full 360-degree search);
 #   2. the same scans each turned by a random angle (0-360) and shifted (up to
@@ -22,7 +23,9 @@ THREADS="${THREADS:-$(nproc)}"
 [ -x "$CTL" ] || build_project "$BUILD_DIR"
 
 WORK="$(mktemp -d /tmp/ballistics-accuracy.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
+# KEEP_DIR: copy the score-pairs CSVs there (for scripts/evidence.sh: FADUL_CSV=... DFSC_CSV=...).
+KEEP_DIR="${KEEP_DIR:-}"
+trap 'if [ -n "$KEEP_DIR" ]; then mkdir -p "$KEEP_DIR" && cp "$WORK"/*.csv "$KEEP_DIR"/ 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 
 timed() {  # timed NAME cmd... : runs cmd, records wall seconds in $WORK/NAME.sec
   local name="$1"; shift

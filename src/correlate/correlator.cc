@@ -277,7 +277,7 @@ class PreparedSignature {
   // centre search (PolarCentreOffsets order), at polar_fft_rows rows: the
   // part of the orientation profile that depends on one signature only,
   // computed once here instead of in every comparison where this signature
-  // is the target (12 unwraps and 36 FFTs per comparison).
+  // is the target (12 unwraps and 36 FFTs per comparison at 200 µm / 50 µm).
   int polar_fft_rows = 0;
   std::vector<MaskedSpectra> polar_spectra;
 };
@@ -628,12 +628,18 @@ void MakePolar(const Level& level, int bins, cv::Mat1f* v, cv::Mat1f* m, cv::Poi
   }
 }
 
-// Centre offsets (coarse pixels) of the polar centre search: a grid of step
-// 2 within center_search_px of the signature's own centre, (0, 0) first.
+// Centre offsets (coarse pixels) of the polar centre search: the even
+// offsets (a grid of step 2 through the signature's own centre) within
+// center_search_px of it, (0, 0) first. (The grid used to start at
+// -center_search_px: for an odd radius it held only odd offsets, and with
+// the radius rounded down to 3 for coarse pixels a hair over 50 µm it was
+// (0, 0) and the four (+-1, +-1), which left the orientation profile of
+// fadul-Q vs a turned fadul-X without its true peak in one argument order.)
 std::vector<cv::Point> PolarCentreOffsets(int center_search_px) {
   std::vector<cv::Point> out{{0, 0}};
-  for (int oy = -center_search_px; oy <= center_search_px; oy += 2) {
-    for (int ox = -center_search_px; ox <= center_search_px; ox += 2) {
+  const int reach = center_search_px / 2 * 2;
+  for (int oy = -reach; oy <= reach; oy += 2) {
+    for (int ox = -reach; ox <= reach; ox += 2) {
       if (ox * ox + oy * oy > center_search_px * center_search_px || (ox == 0 && oy == 0)) continue;
       out.push_back({ox, oy});
     }
@@ -641,9 +647,10 @@ std::vector<cv::Point> PolarCentreOffsets(int center_search_px) {
   return out;
 }
 
-// The polar centre search radius in coarse pixels.
+// The polar centre search radius in coarse pixels, rounded to the nearest
+// (a coarse pixel is 50 µm only up to the rounding of the resampled size).
 int PolarCentreSearchPx(const CorrelationConfig& cfg, double coarse_pixel_um) {
-  return static_cast<int>(std::floor(cfg.polar_center_search_um / coarse_pixel_um + 1e-9));
+  return static_cast<int>(std::lround(cfg.polar_center_search_um / coarse_pixel_um));
 }
 
 // FFT rows of the polar correlation: the longer radius, the centre search and
