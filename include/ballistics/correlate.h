@@ -87,7 +87,8 @@ struct CorrelationConfig {
   double coarse_angle_step_deg = 1.0;   // angle bins of the polar orientation profile
   int polar_max_radial_shift = 2;       // coarse pixels of radial slack (centring errors)
   // The target's polar image is also taken about centres up to this far from
-  // its own (grid of 2 coarse pixels): the two centres may not mark the same point.
+  // its own (even offsets: a 2-coarse-pixel grid through it): the two centres
+  // may not mark the same point.
   double polar_center_search_um = 200.0;
   int max_candidates = 6;               // orientation candidates checked by cell voting
   double candidate_separation_deg = 9;  // candidate maxima closer than this are merged
