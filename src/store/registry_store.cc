@@ -667,6 +667,7 @@ class LiveMicrostampRegistry::State {
   Stats stats;
   bool compacting = false;
   std::vector<registry::MicrostampChange> since_compaction;  // applied while a compaction runs
+  std::int64_t generation = 0;                                // full loads so far
   std::thread worker;
 
   Status FullLoad() {
@@ -679,6 +680,7 @@ class LiveMicrostampRegistry::State {
     BALLISTICS_ASSIGN_OR_RETURN(current, registry::LiveMicrostampIndex::FromBase(std::move(base)));
     watermark = w;
     ++stats.full_loads;
+    ++generation;  // a compaction started before this load must not replace it
     return Status::Ok();
   }
 
@@ -709,10 +711,11 @@ class LiveMicrostampRegistry::State {
     compacting = true;
     since_compaction.clear();
     std::shared_ptr<const registry::LiveMicrostampIndex> snapshot = current;
-    auto job = [this, snapshot] {
+    const std::int64_t started_in = generation;
+    auto job = [this, snapshot, started_in] {
       auto merged = snapshot->Compact();  // the slow part, without the lock
       std::lock_guard<std::mutex> l(mu);
-      if (merged.ok()) {
+      if (merged.ok() && generation == started_in) {
         auto caught_up = (*merged)->Apply(since_compaction);
         if (caught_up.ok()) {
           current = *caught_up;
