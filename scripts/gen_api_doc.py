@@ -73,8 +73,9 @@ ballisticsctl audit verify --database-url URL
   `ballistics_index_signatures`, `ballistics_index_bytes`.
 - Python: `examples/python` (stubs from `gen_stubs.sh`, Debian's python3-grpcio).
 
-Known limits: the search index and the full signatures live in the server's
-memory (loaded at start, extended on upload);
+Known limits: the search index lives in the server's memory (loaded at start,
+extended on upload), with a compact form of the signatures for the rerank within
+`--rerank-cache-mb` (beyond it candidates are read from PostgreSQL; docs/search.md);
 `MANUFACTURER_TEST_FIRE` is refused until the registry schema exists; the audit
 chain detects edits and deletions inside the trail, but deleting the newest
 rows is only detectable against a head hash kept outside the database
