@@ -346,22 +346,29 @@ StatusOr<std::int64_t> RegistryDb::LoadMicrostampSnapshot(
 
 StatusOr<std::int64_t> RegistryDb::LoadMicrostampChanges(
     std::int64_t after_seq, const std::function<Status(const registry::MicrostampChange&)>& sink) {
-  BALLISTICS_ASSIGN_OR_RETURN(
-      pg::Result r, impl_->conn->Exec("load microstamp changes",
-                                      "SELECT seq, firearm_id, kind, coalesce(fp_code, ''), coalesce(bf_code, '') "
-                                      "FROM microstamp_changes WHERE seq > $1 ORDER BY seq",
-                                      {pg::Param::Int(after_seq)}));
+  // In pages, ordered and limited: the plan is then an index range scan on the
+  // primary key whatever the statistics say (right after a bulk registration,
+  // before ANALYZE, the unlimited query seq-scanned 1 M rows: 80 ms a poll).
+  constexpr int kPage = 10000;
   std::int64_t watermark = after_seq;
-  for (int i = 0; i < r.rows(); ++i) {
-    registry::MicrostampChange c;
-    c.firearm_id = r.Int64(i, 1);
-    c.revoked = r.Text(i, 2) == "revoke";
-    c.fp_code = r.Text(i, 3);
-    c.bf_code = r.Text(i, 4);
-    BALLISTICS_RETURN_IF_ERROR(sink(c));
-    watermark = r.Int64(i, 0);
+  for (;;) {
+    BALLISTICS_ASSIGN_OR_RETURN(
+        pg::Result r, impl_->conn->Exec("load microstamp changes",
+                                        "SELECT seq, firearm_id, kind, coalesce(fp_code, ''), coalesce(bf_code, '') "
+                                        "FROM microstamp_changes WHERE seq > $1 ORDER BY seq LIMIT " +
+                                            std::to_string(kPage),
+                                        {pg::Param::Int(watermark)}));
+    for (int i = 0; i < r.rows(); ++i) {
+      registry::MicrostampChange c;
+      c.firearm_id = r.Int64(i, 1);
+      c.revoked = r.Text(i, 2) == "revoke";
+      c.fp_code = r.Text(i, 3);
+      c.bf_code = r.Text(i, 4);
+      BALLISTICS_RETURN_IF_ERROR(sink(c));
+      watermark = r.Int64(i, 0);
+    }
+    if (r.rows() < kPage) return watermark;
   }
-  return watermark;
 }
 
 std::int64_t RegistryDb::MicrostampCount() {
