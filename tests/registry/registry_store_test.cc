@@ -460,6 +460,63 @@ TEST_F(RegistryStoreTest, DISABLED_MeasureReloadAgainstPoll) {
               1e3 * secs(t4, t5), idle_ms, static_cast<long long>(live.stats().full_loads));
 }
 
+// Measurement, not a check (disabled; run with --gtest_also_run_disabled_tests
+// and BALLISTICS_EVENT_SCALE=N, default 20000): one request's cost with the
+// graph loaded whole (what the service did) against the SQL walk. N events of
+// one casing each, chained by leads into components of 10 events.
+TEST_F(RegistryStoreTest, DISABLED_MeasureEventGraphLoadAgainstSqlWalk) {
+  const char* env = std::getenv("BALLISTICS_EVENT_SCALE");
+  const long n = env ? std::atol(env) : 20000;
+  ASSERT_GT(Casing("MSP", "seed", CasingSource::kCrimeScene), 0);
+  const std::string agency = std::to_string(state_), ns = std::to_string(n);
+  ASSERT_TRUE(testing::ExecSql(
+      db_.url(),
+      "INSERT INTO casings (agency_id, case_id, exhibit_id, calibre, source, submitted_by) SELECT " + agency +
+          ", (SELECT case_id FROM casings LIMIT 1), 'B' || i, '9mm', 'crime_scene', 'bulk' FROM generate_series(1, " +
+          ns + ") i ORDER BY i;"
+          "INSERT INTO events (agency_id, incident_id, occurred_at, lat, lon, created_by) SELECT " + agency +
+          ", 'BULK-' || i, now(), 39 + (i % 100) * 0.001, -76 - (i / 100) * 0.0001, 'bulk' "
+          "FROM generate_series(1, " + ns + ") i;"
+          "INSERT INTO event_casings (casing_id, event_id, agency_id) SELECT c.id, e.id, " + agency +
+          " FROM casings c JOIN events e ON e.incident_id = 'BULK-' || substr(c.exhibit_id, 2) "
+          "WHERE c.exhibit_id LIKE 'B%';"
+          "SET session_replication_role = replica;"
+          "INSERT INTO leads (agency_id, casing_a, casing_b, decision_id) SELECT " + agency +
+          ", least(c1.id, c2.id), greatest(c1.id, c2.id), 1 FROM casings c1 JOIN casings c2 "
+          "ON c2.exhibit_id = 'B' || (substr(c1.exhibit_id, 2)::int + 1) "
+          "WHERE c1.exhibit_id LIKE 'B%' AND substr(c1.exhibit_id, 2)::int % 10 <> 0;"
+          "ANALYZE;"));
+  auto msp = Scoped(state_, "MSP", ApiRole::kExaminer);
+  ASSERT_TRUE(msp->EventsOfCase("", "no-such-case").ok());  // connection warm
+  auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  // A fresh database: event ids are 1..n in incident order; start in the middle.
+  const std::int64_t start = n / 2 + 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  registry::EventGraph g;
+  ASSERT_TRUE(msp->LoadEventGraph(&g).ok());
+  ASSERT_NE(g.FindEvent(start), nullptr);
+  ASSERT_EQ(g.FindEvent(start)->incident_id, "BULK-" + std::to_string(start));
+  const std::vector<std::int64_t> comp = g.Connected({start});
+  const std::string geo = g.GeoJson(comp);
+  const auto t1 = std::chrono::steady_clock::now();
+  auto walk = msp->ConnectedEvents({start});
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(walk.ok());
+  EXPECT_EQ(walk->events.size(), comp.size());
+  EXPECT_EQ(walk->geojson, geo);
+  const auto t3 = std::chrono::steady_clock::now();
+  auto pm = g.ShortestPath(start, comp.back());
+  const auto t4 = std::chrono::steady_clock::now();
+  auto ps = msp->EventPath(start, comp.back());
+  const auto t5 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(pm.ok() && ps.ok());
+  EXPECT_EQ(pm->size(), ps->size());
+  std::printf("%ld events (components of %zu): connected events + GeoJSON, graph loaded whole %.1f ms, SQL walk "
+              "%.1f ms; path of %zu links: in memory (graph loaded) %.3f ms, SQL %.1f ms\n",
+              n, comp.size(), 1e3 * secs(t0, t1), 1e3 * secs(t1, t2), ps->size(), 1e3 * secs(t3, t4),
+              1e3 * secs(t4, t5));
+}
+
 TEST_F(RegistryStoreTest, EventsJoinThroughAFirearm) {
   auto msp = Scoped(state_, "MSP", ApiRole::kExaminer);
   const std::int64_t c1 = Casing("MSP", "S-1", CasingSource::kCrimeScene);
