@@ -31,6 +31,9 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     for (int s : backend_.shards()) out->add_shards(s);
     out->set_signatures(backend_.size());
     out->set_memory_bytes(static_cast<std::int64_t>(backend_.memory_bytes()));
+    out->set_rerank_held(backend_.rerank_cache().held());
+    out->set_rerank_hits(backend_.rerank_cache().hits());
+    out->set_rerank_misses(backend_.rerank_cache().misses());
     return grpc::Status::OK;
   }
 

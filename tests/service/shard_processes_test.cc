@@ -324,6 +324,18 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     const std::string body = HttpGet(coordinator_->metrics_port(), "/metrics");
     EXPECT_EQ(MetricValue(body, "ballistics_index_signatures"), 8.0) << body;
     EXPECT_GT(MetricValue(body, "ballistics_index_bytes"), 8 * 100000.0) << body;  // compact signatures, ~150 KB each
+    // Every worker holds all of its signatures for the rerank (default budget).
+    std::int64_t held = 0;
+    for (const Process* w : {low_.get(), high_.get()}) {
+      auto stub = v1::ShardService::NewStub(grpc::CreateChannel(w->address(), grpc::InsecureChannelCredentials()));
+      grpc::ClientContext ctx;
+      v1::ShardStatus st;
+      ASSERT_TRUE(stub->GetShardStatus(&ctx, v1::ShardStatusRequest(), &st).ok());
+      EXPECT_EQ(st.rerank_held(), st.signatures());
+      EXPECT_EQ(st.rerank_misses(), 0);
+      held += st.rerank_held();
+    }
+    EXPECT_EQ(held, 8);
   }
 
   // 1. Both workers up: full coverage, mates first.
