@@ -88,9 +88,11 @@ struct SearchFilter {
 
 struct DescriptorConfig {
   // The signature is low-passed (ISO 16610-61 Gaussian, this cutoff) and
-  // resampled to coarse_pixel_um before the polar unwrap.
+  // resampled to coarse_pixel_um before the polar unwrap. With the signature's
+  // 500 µm high-pass the descriptor sees 125-500 µm (docs/search.md,
+  // "Descriptor band": 250 µm lost raw vs processed files of one casing).
   double coarse_pixel_um = 25.0;
-  double lowpass_um = 250.0;
+  double lowpass_um = 125.0;
   // Centre of the rings: true = circle fit to the inner rim of the valid
   // region (the firing-pin aperture of a BF annulus: the gun frame the marks
   // are registered to), or to the outer rim of a disk (an FP impression);
@@ -98,8 +100,8 @@ struct DescriptorConfig {
   bool fit_rim_centre = true;
   // Valid points closer than this to the edge of the valid region are
   // weighted down linearly to 0 at the edge (apodization: the edges carry
-  // crop-dependent energy, see docs/search.md "The centre"); 0 = off. One
-  // low-pass cutoff by default.
+  // crop-dependent energy, see docs/search.md "The centre"); 0 = off. 250 µm
+  // (chosen with the former 250 µm low-pass; kept when the low-pass moved to 125).
   double edge_taper_um = 250.0;
   // Offset of the ring centre from the estimated one (a query-side
   // translation search computes the query at a few offsets).
@@ -112,8 +114,10 @@ struct DescriptorConfig {
   int rings = 24;
   // Points per ring (a power of two; the angular FFT length) and the angular
   // frequencies kept, 1..frequencies (DC dropped: band-passed marks have zero mean).
+  // 64 resolve the 125 µm cutoff out to r = 1.3 mm (2 pi r / 64; 213 µm at the
+  // outer ring).
   int angular_samples = 256;
-  int frequencies = 32;
+  int frequencies = 64;
   // A ring counts only when at least this share of its points is valid;
   // invalid points inside a counted ring are 0 (the band-passed mean).
   double min_ring_valid_fraction = 0.2;
