@@ -26,6 +26,11 @@
 namespace ballistics::store {
 
 inline constexpr std::string_view kAppRole = "ballistics_app";
+// failure_reason of a search left 'running' by a process that is gone.
+inline constexpr std::string_view kInterruptedSearchReason =
+    "interrupted: the server stopped before the search finished";
+// Class key (first int4) of the per-process search instance advisory locks.
+inline constexpr std::int32_t kSearchInstanceLockClass = 0x5345;  // "SE"
 
 enum class ApiRole { kTechnician, kExaminer, kAgencyReader, kAdmin };
 // "technician", "examiner", "agency_reader", "admin" (the SQL enum labels).
@@ -227,6 +232,17 @@ class ApiDb {
   // 2000 characters), in its own transaction bounded to 5 s: for a search
   // whose result could not be stored. NOT_FOUND when no running search has the id.
   Status FailSearch(std::int64_t search_id, const std::string& reason);
+  // This process's search instance id (random, positive, fixed for the
+  // process): CreateSearch stores it on the row. See ClaimSearchInstance.
+  static std::int32_t SearchInstanceId();
+  // System connection, held for the process's lifetime: takes the session
+  // advisory lock that says "instance SearchInstanceId() is alive"
+  // (db/migrations/0070_search_instance.sql).
+  Status ClaimSearchInstance();
+  // System connection: marks 'failed' (kInterruptedSearchReason) every
+  // 'running' search whose instance holds no lock (its process stopped before
+  // the search finished) or that has no instance; returns how many.
+  StatusOr<std::int64_t> FailInterruptedSearches();
   StatusOr<SearchRow> GetSearch(std::int64_t search_id);
   StatusOr<std::vector<ComparisonRow>> GetSearchComparisons(std::int64_t search_id);
   StatusOr<ComparisonRow> GetComparison(std::int64_t comparison_id);

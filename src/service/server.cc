@@ -33,6 +33,8 @@ class Server::Impl {
   std::int64_t anchor_seq = -1;
   std::string anchor_hash;
   std::thread anchor_thread;
+  // Holds this process's search instance lock for its lifetime (ApiDb::ClaimSearchInstance).
+  std::unique_ptr<store::ApiDb> instance_db;
 };
 
 namespace {
@@ -60,6 +62,26 @@ std::string Gauge(const std::string& name, const std::string& help, const std::s
   std::ostringstream o;
   o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << labels << " " << v << "\n";
   return o.str();
+}
+
+// The rerank signature cache of a process that holds an index (single role;
+// a coordinator holds none, its workers answer GetShardStatus): "" otherwise.
+std::string RerankCacheMetrics(const SearchBackend& b) {
+  const auto* local = dynamic_cast<const LocalSearchBackend*>(&b);
+  if (local == nullptr) return "";
+  const RerankCache& c = local->rerank_cache();
+  auto counter = [](const std::string& name, const std::string& help, std::int64_t v) {
+    return "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + std::to_string(v) + "\n";
+  };
+  return Gauge("ballistics_rerank_cache_bytes", "Bytes of compact signatures held for the rerank.", "",
+               static_cast<double>(c.bytes())) +
+         Gauge("ballistics_rerank_cache_entries", "Signatures held for the rerank.", "",
+               static_cast<double>(c.held())) +
+         counter("ballistics_rerank_cache_hits_total", "Rerank candidates found held.", c.hits()) +
+         counter("ballistics_rerank_cache_misses_total", "Rerank candidates read from PostgreSQL (not held).",
+                 c.misses()) +
+         counter("ballistics_rerank_cache_evictions_total", "Signatures dropped from the rerank cache (budget).",
+                 c.evictions());
 }
 
 // Reads the audit head now and then and writes it where the database cannot
@@ -129,6 +151,19 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     // Fail at start, not at the first call, when the database is unreachable.
     BALLISTICS_ASSIGN_OR_RETURN(auto probe, impl->ctx.pool->Acquire());
   }
+  // Searches left 'running' by a process that stopped mid-search (crash,
+  // kill) would stay so forever: claim this process's instance, then fail the
+  // running searches of instances that are gone (docs/operations.md).
+  BALLISTICS_ASSIGN_OR_RETURN(impl->instance_db, store::ApiDb::ConnectSystem(config.database_url));
+  BALLISTICS_RETURN_IF_ERROR(impl->instance_db->ClaimSearchInstance());
+  {
+    auto failed = impl->instance_db->FailInterruptedSearches();
+    if (!failed.ok()) return failed.status();
+    if (*failed > 0) {
+      spdlog::warn("{} search(es) left running by a stopped server marked failed ({})", *failed,
+                   store::kInterruptedSearchReason);
+    }
+  }
   impl->ctx.search_slots = std::make_unique<SearchSlots>(config.max_concurrent_searches);
   BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Create(config));
   impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get(), impl = impl.get()] {
@@ -162,7 +197,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
            std::to_string(b->size()) +
            "\n# HELP ballistics_index_bytes Memory held by the coarse index.\n"
            "# TYPE ballistics_index_bytes gauge\nballistics_index_bytes " +
-           std::to_string(b->memory_bytes()) + "\n";
+           std::to_string(b->memory_bytes()) + "\n" + RerankCacheMetrics(*b);
   });
 
   grpc::EnableDefaultHealthCheckService(true);

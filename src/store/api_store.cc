@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "pg.h"
@@ -445,10 +446,11 @@ StatusOr<std::int64_t> ApiDb::CreateSearch(std::int64_t agency_id, std::int64_t 
                                            const std::string& requested_by, const std::string& request_json) {
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r, impl_->conn->Exec("create search",
-                                      "INSERT INTO searches (agency_id, query_casing_id, requested_by, request) "
-                                      "VALUES ($1, $2, $3, $4::jsonb) RETURNING id",
+                                      "INSERT INTO searches (agency_id, query_casing_id, requested_by, request, "
+                                      "instance_id) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id",
                                       {pg::Param::Int(agency_id), pg::Param::Int(query_casing_id),
-                                       pg::Param::Text(requested_by), pg::Param::Text(request_json)}));
+                                       pg::Param::Text(requested_by), pg::Param::Text(request_json),
+                                       pg::Param::Int(SearchInstanceId())}));
   return r.Int64(0, 0);
 }
 
@@ -513,6 +515,38 @@ Status ApiDb::FailSearch(std::int64_t search_id, const std::string& reason) {
                            {pg::Param::Int(search_id), pg::Param::Text(text)}));
   if (r.rows() == 0) return NotFound("no running search with id " + std::to_string(search_id));
   return tx->Commit();
+}
+
+std::int32_t ApiDb::SearchInstanceId() {
+  // Random, not the pid: pids repeat across hosts and containers sharing one database.
+  static const std::int32_t id = [] {
+    std::random_device rd;
+    return static_cast<std::int32_t>(std::uniform_int_distribution<std::int32_t>(1, INT32_MAX)(rd));
+  }();
+  return id;
+}
+
+Status ApiDb::ClaimSearchInstance() {
+  return impl_->conn
+      ->Exec("claim search instance", "SELECT pg_advisory_lock($1::int4, $2::int4)",
+             {pg::Param::Int(kSearchInstanceLockClass), pg::Param::Int(SearchInstanceId())})
+      .status();
+}
+
+StatusOr<std::int64_t> ApiDb::FailInterruptedSearches() {
+  // pg_advisory_lock(int4, int4) shows in pg_locks as classid, objid, objsubid = 2.
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r,
+      impl_->conn->Exec(
+          "fail interrupted searches",
+          "UPDATE searches s SET status = 'failed', failure_reason = $1, finished_at = now() "
+          "WHERE s.status = 'running' AND (s.instance_id IS NULL OR (s.instance_id <> $3 AND NOT EXISTS ("
+          "SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+          "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+          "AND l.classid = $2::int4::oid AND l.objid = s.instance_id::oid))) RETURNING s.id",
+          {pg::Param::Text(std::string(kInterruptedSearchReason)), pg::Param::Int(kSearchInstanceLockClass),
+           pg::Param::Int(SearchInstanceId())}));
+  return static_cast<std::int64_t>(r.rows());
 }
 
 StatusOr<SearchRow> ApiDb::GetSearch(std::int64_t search_id) {

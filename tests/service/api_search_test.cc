@@ -1,12 +1,18 @@
 // Search and the examiner workflow through the real server: upload Fadul
 // scans, search (progress stream, then the result), mates ranked first, record
 // a hit, see the lead; agency scoping of the candidates; deadlines.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 
 #include "api_server.h"
+#include "ballistics/api_store.h"
 #include "ballistics/v1/leads.grpc.pb.h"
 #include "ballistics/v1/review.grpc.pb.h"
 #include "ballistics/v1/search.grpc.pb.h"
@@ -30,6 +36,32 @@ std::map<std::string, int> Slides() {
     m[line.substr(0, a)] = std::stoi(line.substr(a + 1, b - a - 1));
   }
   return m;
+}
+
+// GET http://127.0.0.1:port/path, the whole response ("" when nothing answers).
+std::string HttpGet(int port, const std::string& path) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, req.data(), req.size(), 0);
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+// The value of an unlabelled metric in a Prometheus text body, or -1.
+double MetricValue(const std::string& body, const std::string& name) {
+  const std::string key = "\n" + name + " ";
+  const auto at = body.find(key);
+  return at == std::string::npos ? -1 : std::atof(body.c_str() + at + key.size());
 }
 
 class ApiSearchTest : public ::testing::Test {
@@ -292,6 +324,90 @@ TEST_F(ApiSearchTest, SearchWhoseResultCannotBeStoredIsMarkedFailed) {
     EXPECT_EQ(r.missing_shards_size(), 0);
     EXPECT_EQ(r.breech_face_size(), again.result.breech_face_size());
   }
+}
+
+// A ballisticsd that stops mid-search (crash, kill) leaves its search
+// 'running'. The next server to start fails the running searches whose
+// process is gone (no instance lock held), with the reason, and leaves alone
+// the running search of a live server and the finished ones.
+TEST_F(ApiSearchTest, SearchesLeftRunningByAStoppedServerAreFailedAtStart) {
+  const std::int64_t casing = Put(tokens_.technician_a, "Agency A", "fadul-1-1");
+  Put(tokens_.technician_a, "Agency A", "fadul-1-2");
+  // This database's instance locks (other tests' servers may share the cluster).
+  const std::string instance_lock =
+      "FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND database = (SELECT oid FROM "
+      "pg_database WHERE datname = current_database()) AND classid = " +
+      std::to_string(store::kSearchInstanceLockClass);
+  ASSERT_EQ(testing::QueryInt(db_.url(), "SELECT count(*) " + instance_lock), 1) << server_.Log();
+  const std::int64_t live = testing::QueryInt(db_.url(), "SELECT objid::bigint " + instance_lock);
+  // A search records the instance of the server that runs it.
+  SearchRun run = Search(tokens_.examiner_a, casing);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(testing::QueryInt(db_.url(), "SELECT instance_id FROM searches WHERE id = " +
+                                             std::to_string(run.result.search_id())),
+            live);
+
+  const std::string gone = std::to_string(live == 1 ? 2 : live - 1);  // holds no lock
+  auto insert = [&](const std::string& status, const std::string& instance) {
+    return testing::QueryInt(
+        db_.url(), "INSERT INTO searches (agency_id, query_casing_id, requested_by, status, instance_id, finished_at) "
+                   "SELECT agency_id, id, 'test', '" + status + "', " + instance + ", " +
+                       (status == "running" ? "NULL" : "now()") + " FROM casings WHERE id = " +
+                       std::to_string(casing) + " RETURNING id");
+  };
+  const std::int64_t orphan = insert("running", gone);
+  const std::int64_t legacy = insert("running", "NULL");  // from before migration 0070
+  const std::int64_t alive = insert("running", std::to_string(live));
+  const std::int64_t done = insert("done", gone);
+  auto status_of = [&](std::int64_t id) {
+    return testing::QueryInt(db_.url(), "SELECT CASE status WHEN 'running' THEN 0 WHEN 'failed' THEN 1 WHEN 'done' "
+                                        "THEN 2 ELSE 3 END FROM searches WHERE id = " + std::to_string(id));
+  };
+  auto interrupted = [&](std::int64_t id) {
+    return testing::QueryInt(db_.url(), "SELECT count(*) FROM searches WHERE status = 'failed' AND finished_at IS "
+                                        "NOT NULL AND failure_reason = '" +
+                                            std::string(store::kInterruptedSearchReason) +
+                                            "' AND id = " + std::to_string(id)) == 1;
+  };
+
+  // A second server (another coordinator on the same database) starts.
+  testing::ApiServer second;
+  second.Start(db_.url());
+  ASSERT_TRUE(second.channel()) << second.Log();
+  EXPECT_TRUE(interrupted(orphan));
+  EXPECT_TRUE(interrupted(legacy));
+  EXPECT_EQ(status_of(alive), 0) << "the search of a live server was failed";
+  EXPECT_EQ(status_of(done), 2);
+  EXPECT_EQ(status_of(run.result.search_id()), 2);
+  EXPECT_EQ(second.Stop(), 0) << second.Log();
+
+  // The live server stops with its search still 'running'; the next start fails it.
+  EXPECT_EQ(server_.Stop(), 0) << server_.Log();
+  EXPECT_EQ(status_of(alive), 0);
+  server_.Start(db_.url());
+  ASSERT_TRUE(server_.channel()) << server_.Log();
+  EXPECT_TRUE(interrupted(alive));
+  EXPECT_EQ(status_of(done), 2);
+  EXPECT_EQ(status_of(run.result.search_id()), 2);
+}
+
+// The rerank signature cache is on /metrics (single role): every signature is
+// held with the default budget, so a search's candidates are hits, no misses.
+TEST_F(ApiSearchTest, MetricsReportTheRerankCache) {
+  const std::int64_t query = Put(tokens_.technician_a, "Agency A", "fadul-1-1");
+  Put(tokens_.technician_a, "Agency A", "fadul-1-2");
+  SearchRun run = Search(tokens_.examiner_a, query);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_GT(server_.metrics_port(), 0);
+  const std::string body = HttpGet(server_.metrics_port(), "/metrics");
+  const double signatures = MetricValue(body, "ballistics_index_signatures");
+  EXPECT_GT(signatures, 0) << body;
+  EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_entries"), signatures) << body;
+  EXPECT_GT(MetricValue(body, "ballistics_rerank_cache_bytes"), 0) << body;
+  EXPECT_GT(MetricValue(body, "ballistics_rerank_cache_hits_total"), 0) << body;
+  EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_misses_total"), 0) << body;
+  EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_evictions_total"), 0) << body;
+  EXPECT_NE(body.find("# TYPE ballistics_rerank_cache_hits_total counter"), std::string::npos) << body;
 }
 
 }  // namespace
