@@ -262,7 +262,7 @@ void RegisterRegistryCommands(CLI::App& app) {
     Call<v1::TraceRequest, v1::TraceResponse>(a->client, "trace", std::mem_fn(&S::Trace), r);
   });
 
-  CLI::App* ms = app.add_subcommand("microstamp", "Microstamp codes (register, lookup of partial reads)");
+  CLI::App* ms = app.add_subcommand("microstamp", "Microstamp codes (register, replace, revoke, lookup of partial reads)");
   ms->require_subcommand(1);
   CLI::App* msr = ms->add_subcommand("register", "Register a firearm's codes");
   AddClient(msr, a->client);
@@ -276,6 +276,33 @@ void RegisterRegistryCommands(CLI::App& app) {
     r.set_breech_face_code(a->bf);
     Call<v1::RegisterMicrostampRequest, v1::RegisterMicrostampResponse>(a->client, "microstamp register",
                                                                         std::mem_fn(&S::RegisterMicrostamp), r);
+  });
+  CLI::App* msp = ms->add_subcommand("replace", "Re-register a firearm's codes (firing pin or breech block replaced)");
+  AddClient(msp, a->client);
+  msp->add_option("--firearm", a->firearm_id, "Firearm id")->required();
+  msp->add_option("--fp", a->fp, "New firing-pin tip code (8 of 0-9A-Z)");
+  msp->add_option("--bf", a->bf, "New breech-face gear code (12 of 0-3)");
+  msp->add_option("--reason", a->reason, "Why; recorded with the change and in the audit trail");
+  msp->callback([a] {
+    if (a->fp.empty() && a->bf.empty()) Fail("give --fp and/or --bf", kExitUsage);
+    v1::ReplaceMicrostampRequest r;
+    r.set_firearm_id(a->firearm_id);
+    r.set_fp_tip_code(a->fp);
+    r.set_breech_face_code(a->bf);
+    r.set_reason(a->reason);
+    Call<v1::ReplaceMicrostampRequest, v1::ReplaceMicrostampResponse>(a->client, "microstamp replace",
+                                                                      std::mem_fn(&S::ReplaceMicrostamp), r);
+  });
+  CLI::App* msv = ms->add_subcommand("revoke", "Withdraw a firearm's codes (lookups no longer find it)");
+  AddClient(msv, a->client);
+  msv->add_option("--firearm", a->firearm_id, "Firearm id")->required();
+  msv->add_option("--reason", a->reason, "Why; recorded with the change and in the audit trail");
+  msv->callback([a] {
+    v1::RevokeMicrostampRequest r;
+    r.set_firearm_id(a->firearm_id);
+    r.set_reason(a->reason);
+    Call<v1::RevokeMicrostampRequest, v1::RevokeMicrostampResponse>(a->client, "microstamp revoke",
+                                                                    std::mem_fn(&S::RevokeMicrostamp), r);
   });
   CLI::App* msl = ms->add_subcommand("lookup", "Rank firearms for partial reads ('?' = unreadable)");
   AddClient(msl, a->client);

@@ -114,6 +114,16 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     Call call(ctx_, sc, std::string(kPrefix) + "RegisterMicrostamp");
     return call.Finish(DoRegisterMicrostamp(call, *req));
   }
+  grpc::Status ReplaceMicrostamp(ServerContext* sc, const v1::ReplaceMicrostampRequest* req,
+                                 v1::ReplaceMicrostampResponse*) override {
+    Call call(ctx_, sc, std::string(kPrefix) + "ReplaceMicrostamp");
+    return call.Finish(DoReplaceMicrostamp(call, *req));
+  }
+  grpc::Status RevokeMicrostamp(ServerContext* sc, const v1::RevokeMicrostampRequest* req,
+                                v1::RevokeMicrostampResponse*) override {
+    Call call(ctx_, sc, std::string(kPrefix) + "RevokeMicrostamp");
+    return call.Finish(DoRevokeMicrostamp(call, *req));
+  }
   grpc::Status LookupMicrostamp(ServerContext* sc, const v1::LookupMicrostampRequest* req,
                                 v1::LookupMicrostampResponse* out) override {
     Call call(ctx_, sc, std::string(kPrefix) + "LookupMicrostamp");
@@ -296,6 +306,32 @@ class RegistryServiceImpl final : public v1::RegistryService::Service {
     // The next lookup picks the code up from the change log (no reload).
     return ToGrpc((*db)->RegisterMicrostamp(call.who().agency_id, req.firearm_id(), req.fp_tip_code(),
                                             req.breech_face_code(), call.who().holder));
+  }
+
+  // Re-registration and revocation: rows of the change log (migration 0050),
+  // which the live index applies at the next lookup, like a registration. The
+  // store refuses codes this agency did not register (NOT_FOUND).
+  grpc::Status DoReplaceMicrostamp(Call& call, const v1::ReplaceMicrostampRequest& req) {
+    grpc::Status st = AuthorizeWriter(call);
+    if (!st.ok()) return st;
+    call.AddRecord("firearm:" + std::to_string(req.firearm_id()));
+    call.SetDetail("replace reason=" + Clean(req.reason()));
+    if (req.firearm_id() <= 0) return Invalid("firearm_id must be positive, got " + std::to_string(req.firearm_id()));
+    auto db = Scoped(call);
+    if (!db.ok()) return ToGrpc(db.status());
+    return ToGrpc((*db)->ReplaceMicrostamp(call.who().agency_id, req.firearm_id(), req.fp_tip_code(),
+                                           req.breech_face_code(), req.reason(), call.who().holder));
+  }
+
+  grpc::Status DoRevokeMicrostamp(Call& call, const v1::RevokeMicrostampRequest& req) {
+    grpc::Status st = AuthorizeWriter(call);
+    if (!st.ok()) return st;
+    call.AddRecord("firearm:" + std::to_string(req.firearm_id()));
+    call.SetDetail("revoke reason=" + Clean(req.reason()));
+    if (req.firearm_id() <= 0) return Invalid("firearm_id must be positive, got " + std::to_string(req.firearm_id()));
+    auto db = Scoped(call);
+    if (!db.ok()) return ToGrpc(db.status());
+    return ToGrpc((*db)->RevokeMicrostamp(call.who().agency_id, req.firearm_id(), req.reason(), call.who().holder));
   }
 
   // The index of every registered code: loaded from the system connection on
