@@ -30,6 +30,8 @@ namespace ballistics {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using testing::HttpGet;
+using testing::MetricValue;
 using testing::Authorize;
 using testing::FadulBytes;
 using testing::Metadata;
@@ -139,32 +141,6 @@ class Process {
   int port_ = 0;
   int metrics_port_ = 0;
 };
-
-// GET http://127.0.0.1:port/path, the whole response ("" when nothing answers).
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-    const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-    send(fd, req.data(), req.size(), 0);
-    char buf[4096];
-    ssize_t n;
-    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  return out;
-}
-
-// The value of an unlabelled metric in a Prometheus text body, or -1.
-double MetricValue(const std::string& body, const std::string& name) {
-  const std::string key = "\n" + name + " ";
-  const auto at = body.find(key);
-  return at == std::string::npos ? -1 : std::atof(body.c_str() + at + key.size());
-}
 
 std::map<std::string, int> Slides() {
   std::map<std::string, int> m;
