@@ -187,6 +187,10 @@ class Store {
   StatusOr<std::int64_t> FindCasingBySha256(const std::string& sha256_hex);
   // All signatures of a casing with their values (empty vector if it has none).
   StatusOr<std::vector<StoredSignature>> GetSignatures(std::int64_t casing_id);
+  // One signature with its values. casing_id is the partition key: PostgreSQL
+  // reads only that casing's partition (by its primary key there) and no other
+  // signature of the casing. NOT_FOUND when no signature has this id in this casing.
+  StatusOr<StoredSignature> GetSignature(std::int64_t casing_id, std::int64_t signature_id);
   // The original file bytes of a casing's scan.
   StatusOr<std::vector<std::uint8_t>> GetOriginalBytes(std::int64_t casing_id);
   // Casings in id order (without signature values).

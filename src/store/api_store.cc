@@ -68,12 +68,6 @@ std::string ScopeOptions(const Principal& who) {
          " -c ballistics.role=" + std::string(ApiRoleName(who.role));
 }
 
-constexpr const char* kTs = "to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
-std::string IsoCol(const std::string& col) {
-  char buf[160];
-  std::snprintf(buf, sizeof(buf), kTs, col.c_str());
-  return buf;
-}
 
 const std::string kComparisonColumns =
     "id, search_id, agency_id, reference_casing_id, target_casing_id, list, rank, coarse_score, score, "
@@ -162,10 +156,7 @@ std::string AuditRowHash(std::int64_t seq, const std::string& occurred_at, const
 ApiDb::ApiDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ApiDb::~ApiDb() = default;
 
-bool ApiDb::Usable() const {
-  PGconn* c = impl_->conn->get();
-  return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
-}
+bool ApiDb::Usable() const { return impl_->conn->Idle(); }
 
 StatusOr<std::unique_ptr<ApiDb>> ApiDb::ConnectSystem(const std::string& url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(url));
@@ -198,7 +189,7 @@ StatusOr<std::int64_t> ApiDb::CreateAgency(const std::string& name) {
 
 StatusOr<std::vector<AgencyRow>> ApiDb::ListAgencies() {
   BALLISTICS_ASSIGN_OR_RETURN(
-      pg::Result r, impl_->conn->Exec("list agencies", "SELECT id, name, " + IsoCol("created_at") +
+      pg::Result r, impl_->conn->Exec("list agencies", "SELECT id, name, " + pg::IsoUtc("created_at") +
                                                            " FROM agencies ORDER BY id"));
   std::vector<AgencyRow> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back({r.Int64(i, 0), r.Text(i, 1), r.Text(i, 2)});
@@ -230,7 +221,7 @@ StatusOr<NewToken> ApiDb::CreateToken(const std::string& agency, ApiRole role, c
       impl_->conn->Exec("create token",
                         "INSERT INTO api_tokens (agency_id, role, holder, token_sha256, expires_at) "
                         "VALUES ($1, $2::api_role, $3, $4, CASE WHEN $5::int > 0 THEN now() + make_interval(days "
-                        "=> $5::int) END) RETURNING id, " + IsoCol("expires_at"),
+                        "=> $5::int) END) RETURNING id, " + pg::IsoUtc("expires_at"),
                         {pg::Param::Int(agency_id), pg::Param::Text(std::string(ApiRoleName(role))),
                          pg::Param::Text(holder), pg::Param::Bytes(digest), pg::Param::Int(valid_days)}));
   t.token_id = r.Int64(0, 0);
@@ -554,7 +545,7 @@ StatusOr<SearchRow> ApiDb::GetSearch(std::int64_t search_id) {
       pg::Result r,
       impl_->conn->Exec("get search",
                         "SELECT id, agency_id, query_casing_id, requested_by, status, partial, shards_answered, "
-                        "shards_total, signatures_scanned, " + IsoCol("created_at") +
+                        "shards_total, signatures_scanned, " + pg::IsoUtc("created_at") +
                             ", array_to_string(missing_shards, ','), failure_reason FROM searches WHERE id = $1",
                         {pg::Param::Int(search_id)}));
   if (r.rows() == 0) return NotFound("no search with id " + std::to_string(search_id));
@@ -614,7 +605,7 @@ StatusOr<DecisionRow> ApiDb::RecordDecision(std::int64_t agency_id, std::int64_t
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result d, c.Exec("insert decision",
                            "INSERT INTO decisions (comparison_id, agency_id, outcome, examiner, notes) VALUES ($1, $2, "
-                           "$3::decision_outcome, $4, $5) RETURNING id, " + IsoCol("decided_at"),
+                           "$3::decision_outcome, $4, $5) RETURNING id, " + pg::IsoUtc("decided_at"),
                            {pg::Param::Int(comparison_id), pg::Param::Int(agency_id), pg::Param::Text(outcome),
                             pg::Param::Text(examiner), pg::Param::Text(notes)}));
   DecisionRow out;
@@ -681,7 +672,7 @@ Status ApiDb::GetLinked(const std::vector<std::int64_t>& start, std::vector<Link
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result l, impl_->conn->Exec("linked leads",
                                       reach + "SELECT DISTINCT l.id, l.casing_a, l.casing_b, l.decision_id, " +
-                                          IsoCol("l.created_at") +
+                                          pg::IsoUtc("l.created_at") +
                                           " FROM leads l JOIN reach r ON l.casing_a = r.casing_id ORDER BY l.id",
                                       {pg::Param::Text(ids)}));
   for (int i = 0; i < l.rows(); ++i) {

@@ -17,10 +17,7 @@ class EvidenceDb::Impl {
 EvidenceDb::EvidenceDb(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EvidenceDb::~EvidenceDb() = default;
 
-bool EvidenceDb::Usable() const {
-  PGconn* c = impl_->conn->get();
-  return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
-}
+bool EvidenceDb::Usable() const { return impl_->conn->Idle(); }
 
 StatusOr<std::unique_ptr<EvidenceDb>> EvidenceDb::Connect(const std::string& database_url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(database_url));
@@ -42,10 +39,9 @@ std::string ArrayLiteral(const std::vector<ReferenceScoreRow>& rows, Fn field) {
   return s + "}";
 }
 
-constexpr const char* kSelectModel =
-    "SELECT m.id, p.id, p.name, p.kind, p.calibre, p.pipeline_version, m.model, m.params::text, "
-    "to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-    "FROM evidence_models m JOIN reference_populations p ON p.id = m.population_id ";
+const std::string kSelectModel =
+    "SELECT m.id, p.id, p.name, p.kind, p.calibre, p.pipeline_version, m.model, m.params::text, " +
+    pg::IsoUtc("m.created_at") + " FROM evidence_models m JOIN reference_populations p ON p.id = m.population_id ";
 
 ReferenceModelRecord RowToRecord(const pg::Result& r, int i) {
   ReferenceModelRecord rec;
@@ -118,7 +114,7 @@ StatusOr<ReferenceModelRecord> EvidenceDb::FindReferenceModel(SignatureKind kind
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r,
       c.Exec("find reference model",
-             std::string(kSelectModel) +
+             kSelectModel +
                  "WHERE p.kind = $1 AND p.pipeline_version = $2 AND (p.calibre = $3 OR p.calibre = '') "
                  "ORDER BY (p.calibre = $3) DESC, m.created_at DESC, m.id DESC LIMIT 1",
              {pg::Param::Text(KindText(kind)), pg::Param::Text(pipeline_version), pg::Param::Text(calibre)}));
@@ -137,7 +133,7 @@ StatusOr<ReferenceModelRecord> EvidenceDb::FindReferenceModel(SignatureKind kind
 
 StatusOr<std::vector<ReferenceModelRecord>> EvidenceDb::ListReferenceModels() {
   BALLISTICS_ASSIGN_OR_RETURN(pg::Result r, impl_->conn->Exec("list reference models",
-                                                              std::string(kSelectModel) +
+                                                              kSelectModel +
                                                                   "ORDER BY m.created_at DESC, m.id DESC"));
   std::vector<ReferenceModelRecord> out;
   for (int i = 0; i < r.rows(); ++i) out.push_back(RowToRecord(r, i));

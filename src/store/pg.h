@@ -94,6 +94,8 @@ class Connection {
   Status ExecScript(std::string_view what, const std::string& sql);
 
   PGconn* get() const { return conn_; }
+  // Connected and outside any transaction: a pool may hand it to the next caller.
+  bool Idle() const { return PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE; }
 
  private:
   explicit Connection(PGconn* c) : conn_(c) {}
@@ -117,5 +119,11 @@ class Transaction {
 // SQLSTATE -> canonical code (class 08, shutdowns and read-only -> UNAVAILABLE, 23505 ->
 // ALREADY_EXISTS, other integrity violations -> INVALID_ARGUMENT/FAILED_PRECONDITION).
 StatusCode CodeForSqlState(std::string_view sqlstate);
+
+// SQL for a timestamptz expression as the store's ISO 8601 UTC text,
+// "2024-05-01T10:00:00Z" (whole seconds), whatever the session's TimeZone.
+inline std::string IsoUtc(const std::string& expr) {
+  return "to_char(" + expr + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+}
 
 }  // namespace ballistics::store::pg

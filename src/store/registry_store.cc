@@ -37,10 +37,6 @@ class RegistryDb::Impl {
 
 namespace {
 
-std::string IsoCol(const std::string& col) {
-  return "to_char(" + col + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
-}
-
 Status NonEmpty(const std::string& what, const std::string& v) {
   if (v.find_first_not_of(" \t") == std::string::npos) return InvalidArgument(what + " is empty");
   if (v.size() > 200) return InvalidArgument(what + " '" + v.substr(0, 40) + "...' is longer than 200 characters");
@@ -167,7 +163,7 @@ StatusOr<std::int64_t> RegistryDb::RegisterFirearm(std::int64_t agency_id, const
 StatusOr<FirearmRecord> RegistryDb::GetFirearm(std::int64_t firearm_id) {
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r, impl_->conn->Exec("get firearm",
-                                      std::string("SELECT ") + kFirearmCols + IsoCol("f.created_at") +
+                                      std::string("SELECT ") + kFirearmCols + pg::IsoUtc("f.created_at") +
                                           " FROM firearms f JOIN agencies a ON a.id = f.agency_id WHERE f.id = $1",
                                       {pg::Param::Int(firearm_id)}));
   if (r.rows() == 0) return NotFound("firearm " + std::to_string(firearm_id) + " is unknown or not visible");
@@ -180,7 +176,7 @@ StatusOr<std::vector<FirearmRecord>> RegistryDb::FindFirearms(const std::string&
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r,
       impl_->conn->Exec("find firearms",
-                        std::string("SELECT ") + kFirearmCols + IsoCol("f.created_at") +
+                        std::string("SELECT ") + kFirearmCols + pg::IsoUtc("f.created_at") +
                             " FROM firearms f JOIN agencies a ON a.id = f.agency_id WHERE f.serial = $1 "
                             "AND ($2 = '' OR f.manufacturer = $2) ORDER BY f.id",
                         {pg::Param::Text(serial), pg::Param::Text(manufacturer)}));
@@ -418,25 +414,30 @@ Status RegistryDb::AddEventCasing(std::int64_t agency_id, std::int64_t event_id,
   return Status::Ok();
 }
 
+namespace {
+
+const std::string kEventCols = "SELECT e.id, e.incident_id, " + pg::IsoUtc("e.occurred_at") +
+                               ", e.lat, e.lon, e.place, coalesce(k.case_number, ''), a.name FROM events e "
+                               "JOIN agencies a ON a.id = e.agency_id LEFT JOIN cases k ON k.id = e.case_id ";
+
+registry::Event ReadEvent(const pg::Result& ev, int i) {
+  registry::Event e;
+  e.id = ev.Int64(i, 0);
+  e.incident_id = ev.Text(i, 1);
+  e.occurred_at = ev.Text(i, 2);
+  e.lat = ev.Double(i, 3);
+  e.lon = ev.Double(i, 4);
+  e.place = ev.Text(i, 5);
+  e.case_number = ev.Text(i, 6);
+  e.agency = ev.Text(i, 7);
+  return e;
+}
+
+}  // namespace
+
 Status RegistryDb::LoadEventGraph(registry::EventGraph* g) {
-  BALLISTICS_ASSIGN_OR_RETURN(
-      pg::Result ev,
-      impl_->conn->Exec("load events", "SELECT e.id, e.incident_id, " + IsoCol("e.occurred_at") +
-                                           ", e.lat, e.lon, e.place, coalesce(k.case_number, ''), a.name FROM events e "
-                                           "JOIN agencies a ON a.id = e.agency_id LEFT JOIN cases k ON k.id = e.case_id "
-                                           "ORDER BY e.id"));
-  for (int i = 0; i < ev.rows(); ++i) {
-    registry::Event e;
-    e.id = ev.Int64(i, 0);
-    e.incident_id = ev.Text(i, 1);
-    e.occurred_at = ev.Text(i, 2);
-    e.lat = ev.Double(i, 3);
-    e.lon = ev.Double(i, 4);
-    e.place = ev.Text(i, 5);
-    e.case_number = ev.Text(i, 6);
-    e.agency = ev.Text(i, 7);
-    BALLISTICS_RETURN_IF_ERROR(g->AddEvent(e));
-  }
+  BALLISTICS_ASSIGN_OR_RETURN(pg::Result ev, impl_->conn->Exec("load events", kEventCols + "ORDER BY e.id"));
+  for (int i = 0; i < ev.rows(); ++i) BALLISTICS_RETURN_IF_ERROR(g->AddEvent(ReadEvent(ev, i)));
   BALLISTICS_ASSIGN_OR_RETURN(pg::Result ec, impl_->conn->Exec("load event casings",
                                                                 "SELECT event_id, casing_id FROM event_casings"));
   for (int i = 0; i < ec.rows(); ++i) BALLISTICS_RETURN_IF_ERROR(g->AddCasing(ec.Int64(i, 0), ec.Int64(i, 1)));
@@ -520,23 +521,6 @@ StatusOr<std::vector<std::int64_t>> Ids(pg::Connection& c, std::string_view what
   std::vector<std::int64_t> v;
   for (int i = 0; i < r.rows(); ++i) v.push_back(r.Int64(i, 0));
   return v;
-}
-
-const std::string kEventCols = "SELECT e.id, e.incident_id, " + IsoCol("e.occurred_at") +
-                               ", e.lat, e.lon, e.place, coalesce(k.case_number, ''), a.name FROM events e "
-                               "JOIN agencies a ON a.id = e.agency_id LEFT JOIN cases k ON k.id = e.case_id ";
-
-registry::Event ReadEvent(const pg::Result& ev, int i) {
-  registry::Event e;
-  e.id = ev.Int64(i, 0);
-  e.incident_id = ev.Text(i, 1);
-  e.occurred_at = ev.Text(i, 2);
-  e.lat = ev.Double(i, 3);
-  e.lon = ev.Double(i, 4);
-  e.place = ev.Text(i, 5);
-  e.case_number = ev.Text(i, 6);
-  e.agency = ev.Text(i, 7);
-  return e;
 }
 
 }  // namespace

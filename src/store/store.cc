@@ -44,9 +44,6 @@ namespace {
 // defined as little-endian, which is what this code assumes the host to be.
 static_assert(std::endian::native == std::endian::little, "signature bytes are stored little-endian");
 
-constexpr const char* kIsoUtc = "YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"";
-
-std::string IsoColumn(const std::string& expr) { return "to_char(" + expr + ", '" + kIsoUtc + "')"; }
 
 // Bit i of byte i/8 (LSB first) = 1 where value i is finite. See 0001_initial.sql.
 std::vector<std::uint8_t> PackMask(const cv::Mat1f& values) {
@@ -118,6 +115,11 @@ constexpr const char* kSignatureColumns =
     "id, casing_id, scan_id, kind, modality, pipeline_version, pixel_um, width, height, \"values\", "
     "valid_fraction, rms_height, valid_area_mm2";
 
+// Signature columns then the partition's name (column 13, for the shard), from the parent table.
+std::string SignatureSelect() {
+  return std::string("SELECT ") + kSignatureColumns + ", tableoid::regclass::text FROM signatures ";
+}
+
 StatusOr<StoredSignature> DecodeSignatureRow(const pg::Result& r, int row, int shard) {
   StoredSignature out;
   out.id = r.Int64(row, 0);
@@ -148,7 +150,7 @@ StatusOr<StoredSignature> DecodeSignatureRow(const pg::Result& r, int row, int s
 // Casing + scan columns of GetCasing / ListCasings, read by DecodeCasingRow.
 std::string CasingSelect() {
   return "SELECT c.id, a.name, k.case_number, c.exhibit_id, c.calibre, c.source::text, " +
-         IsoColumn("c.captured_at") + ", c.submitted_by, c.firearm_id, " + IsoColumn("c.created_at") +
+         pg::IsoUtc("c.captured_at") + ", c.submitted_by, c.firearm_id, " + pg::IsoUtc("c.created_at") +
          ", s.id, s.sha256, s.format, s.modality, s.pixel_um_x, s.pixel_um_y, s.width, s.height, "
          "s.header_length_unit, s.original_size_bytes, s.scanner::text, c.capture_device "
          "FROM casings c JOIN agencies a ON a.id = c.agency_id JOIN cases k ON k.id = c.case_id "
@@ -224,10 +226,7 @@ bool IsUniqueViolationOn(const Status& s, std::string_view constraint) {
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 
-bool Store::Usable() const {
-  PGconn* c = impl_->conn->get();
-  return !impl_->listening && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
-}
+bool Store::Usable() const { return !impl_->listening && impl_->conn->Idle(); }
 
 StatusOr<std::unique_ptr<Store>> Store::Connect(const std::string& database_url) {
   BALLISTICS_ASSIGN_OR_RETURN(auto conn, pg::Connection::Open(database_url));
@@ -393,9 +392,7 @@ StatusOr<std::vector<StoredCasing>> Store::ListCasings(const ListCasingsOptions&
 StatusOr<std::vector<StoredSignature>> Store::GetSignatures(std::int64_t casing_id) {
   BALLISTICS_ASSIGN_OR_RETURN(
       pg::Result r, impl_->conn->Exec("read signatures",
-                                      std::string("SELECT ") + kSignatureColumns +
-                                          ", tableoid::regclass::text FROM signatures WHERE casing_id = $1 "
-                                          "ORDER BY kind, id",
+                                      SignatureSelect() + "WHERE casing_id = $1 ORDER BY kind, id",
                                       {pg::Param::Int(casing_id)}, /*binary_result=*/true));
   std::vector<StoredSignature> out;
   for (int i = 0; i < r.rows(); ++i) {
@@ -403,6 +400,20 @@ StatusOr<std::vector<StoredSignature>> Store::GetSignatures(std::int64_t casing_
     out.push_back(std::move(s));
   }
   return out;
+}
+
+StatusOr<StoredSignature> Store::GetSignature(std::int64_t casing_id, std::int64_t signature_id) {
+  // casing_id = $1 prunes to one hash partition at plan time (unnamed statements
+  // are planned with their parameter values); (id, casing_id) is its primary key.
+  BALLISTICS_ASSIGN_OR_RETURN(
+      pg::Result r, impl_->conn->Exec("read signature",
+                                      SignatureSelect() + "WHERE casing_id = $1 AND id = $2",
+                                      {pg::Param::Int(casing_id), pg::Param::Int(signature_id)},
+                                      /*binary_result=*/true));
+  if (r.rows() == 0) {
+    return NotFound("store: no signature " + std::to_string(signature_id) + " of casing " + std::to_string(casing_id));
+  }
+  return DecodeSignatureRow(r, 0, ShardOfPartition(r.Text(0, 13)));
 }
 
 StatusOr<std::vector<std::uint8_t>> Store::GetOriginalBytes(std::int64_t casing_id) {
@@ -488,7 +499,7 @@ std::string SearchableSelect(const std::string& from_table) {
     cols += (cols.empty() ? "s." : ", s.") + col;
     start = comma + 1;
   }
-  return "SELECT " + cols + ", a.name, c.calibre, c.source::text, " + IsoColumn("c.captured_at") +
+  return "SELECT " + cols + ", a.name, c.calibre, c.source::text, " + pg::IsoUtc("c.captured_at") +
          ", s.tableoid::regclass::text FROM " + from_table +
          " s JOIN casings c ON c.id = s.casing_id JOIN agencies a ON a.id = c.agency_id ";
 }

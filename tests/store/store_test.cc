@@ -149,6 +149,37 @@ TEST_F(StoreTest, SignatureRoundTripIsBitExact) {
   EXPECT_EQ(*original, bytes);
 }
 
+// One signature by (casing, id): the same bytes and shard as the casing's full
+// read, the other kind not returned; NOT_FOUND for an id of another casing.
+TEST_F(StoreTest, GetSignatureReadsOneByCasingAndId) {
+  std::vector<Signature> sigs = {MakeSignature(SignatureKind::kBreechFace, 37, 29, 21),
+                                 MakeSignature(SignatureKind::kFiringPin, 13, 11, 22)};
+  auto a = store_->IngestCasing(Meta("E1"), MakeScan(8, 8), RandomBytes(64, 21), sigs);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = store_->IngestCasing(Meta("E2"), MakeScan(8, 8), RandomBytes(64, 22), {&sigs[0], 1});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  auto all = store_->GetSignatures(a->casing_id);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  for (const StoredSignature& want : *all) {
+    auto got = store_->GetSignature(a->casing_id, want.id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->id, want.id);
+    EXPECT_EQ(got->casing_id, a->casing_id);
+    EXPECT_EQ(got->scan_id, want.scan_id);
+    EXPECT_EQ(got->shard, want.shard);
+    EXPECT_EQ(got->signature.kind, want.signature.kind);
+    EXPECT_TRUE(SameBytes(got->signature.values, want.signature.values)) << want.id;
+    EXPECT_EQ(got->signature.quality.rms_height, want.signature.quality.rms_height);
+  }
+  // Casing b's signature asked under casing a (and the reverse): not found, whatever partitions they are in.
+  auto wrong = store_->GetSignature(a->casing_id, b->signature_ids[0]);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kNotFound) << wrong.status().ToString();
+  EXPECT_NE(wrong.status().message().find(std::to_string(b->signature_ids[0])), std::string::npos);
+  EXPECT_EQ(store_->GetSignature(b->casing_id, a->signature_ids[0]).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetSignature(a->casing_id, -1).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(StoreTest, CasingMetadataReadsBack) {
   const auto bytes = RandomBytes(1000, 2);
   std::vector<Signature> sigs = {MakeSignature(SignatureKind::kBreechFace, 8, 8, 1)};
