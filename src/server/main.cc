@@ -91,12 +91,13 @@ int RunShardWorker(const Options& o, sigset_t& shutdown_signals) {
   c.search_threads = o.server.search_threads;
   c.rerank_cache_mb = o.server.rerank_cache_mb;
   c.max_concurrent_searches = o.server.max_concurrent_searches;
+  c.metrics_listen = o.server.metrics_listen;
   auto server = ballistics::service::ShardServer::Start(c);
   if (!server.ok()) {
     spdlog::error("cannot start the shard worker: {}", server.status().ToString());
     return 1;
   }
-  WritePortFile(o.port_file, (*server)->port(), 0);
+  WritePortFile(o.port_file, (*server)->port(), (*server)->metrics_port());
   spdlog::info("ready; waiting for SIGTERM");
   int sig = 0;
   sigwait(&shutdown_signals, &sig);

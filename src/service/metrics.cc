@@ -6,7 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 
 namespace ballistics::service {
@@ -29,6 +32,32 @@ std::string Esc(const std::string& v) {
 }
 
 }  // namespace
+
+std::string MetricGauge(const std::string& name, const std::string& help, const std::string& labels, double v) {
+  std::ostringstream o;
+  o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << labels << " ";
+  // Byte counts and sizes exactly (the stream's default 6 digits would round them).
+  if (v == std::floor(v) && std::fabs(v) < 9.0e15) {
+    o << static_cast<std::int64_t>(v);
+  } else {
+    o << v;
+  }
+  o << "\n";
+  return o.str();
+}
+
+std::string MetricCounter(const std::string& name, const std::string& help, std::int64_t v) {
+  return "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + std::to_string(v) + "\n";
+}
+
+std::int64_t ResidentMemoryBytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  }
+  return 0;
+}
 
 void Metrics::RecordRpc(const std::string& method, const std::string& code, double seconds) {
   std::lock_guard<std::mutex> l(mu_);

@@ -46,6 +46,12 @@ class Metrics {
   std::function<std::string()> gauges_;
 };
 
+// One sample with its HELP and TYPE lines (labels: "" or `{k="v"}`).
+std::string MetricGauge(const std::string& name, const std::string& help, const std::string& labels, double v);
+std::string MetricCounter(const std::string& name, const std::string& help, std::int64_t v);
+// Resident set size of this process (VmRSS of /proc/self/status), bytes; 0 when unknown.
+std::int64_t ResidentMemoryBytes();
+
 class MetricsHttpServer {
  public:
   // Binds host:port (port 0 = any free one) and serves on a background thread.

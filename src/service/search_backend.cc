@@ -9,6 +9,7 @@
 
 #include "ballistics/store.h"
 #include "context.h"
+#include "metrics.h"
 #include "server.h"
 #include "shard_coordinator.h"
 
@@ -71,6 +72,27 @@ std::vector<StatusOr<CoarseDescriptor>> Descriptors(const std::vector<store::Sea
 }
 
 }  // namespace
+
+std::string SearchIndexMetrics(const SearchBackend& b) {
+  std::string out =
+      MetricGauge("ballistics_index_signatures", "Signatures in the search index.", "", static_cast<double>(b.size())) +
+      MetricGauge("ballistics_index_bytes",
+                  "Memory held by the search index: coarse descriptors and compact rerank signatures.", "",
+                  static_cast<double>(b.memory_bytes()));
+  const auto* local = dynamic_cast<const LocalSearchBackend*>(&b);
+  if (local == nullptr) return out;  // a coordinator holds no rerank cache
+  const RerankCache& c = local->rerank_cache();
+  return out +
+         MetricGauge("ballistics_rerank_cache_bytes", "Bytes of compact signatures held for the rerank.", "",
+                     static_cast<double>(c.bytes())) +
+         MetricGauge("ballistics_rerank_cache_entries", "Signatures held for the rerank.", "",
+                     static_cast<double>(c.held())) +
+         MetricCounter("ballistics_rerank_cache_hits_total", "Rerank candidates found held.", c.hits()) +
+         MetricCounter("ballistics_rerank_cache_misses_total", "Rerank candidates read from PostgreSQL (not held).",
+                       c.misses()) +
+         MetricCounter("ballistics_rerank_cache_evictions_total", "Signatures dropped from the rerank cache (budget).",
+                       c.evictions());
+}
 
 StatusOr<std::vector<int>> ParseShardRanges(const std::string& ranges) {
   std::set<int> out;
@@ -214,18 +236,20 @@ LocalSearchBackend::~LocalSearchBackend() {
 std::size_t LocalSearchBackend::memory_bytes() const { return index_->MemoryBytes() + source_->bytes(); }
 std::size_t LocalSearchBackend::signature_bytes() const { return source_->bytes(); }
 
-// A rerank candidate not held: its casing's signatures from the database (the
-// index knows the casing), the one asked for picked out.
+// A rerank candidate not held: that one signature from the database. The
+// index knows its casing, the partition key, so PostgreSQL reads one row of one
+// partition (not the casing's other signature, ~1 MB of float values each).
 StatusOr<Signature> LocalSearchBackend::Fetch(std::int64_t signature_id) const {
   const std::optional<SignatureRecord> record = index_->FindRecord(signature_id);
   if (!record) return NotFound("signature " + std::to_string(signature_id) + " is not in the search index");
   BALLISTICS_ASSIGN_OR_RETURN(auto db, fetch_pool_->pool.Acquire());
-  BALLISTICS_ASSIGN_OR_RETURN(auto sigs, db->GetSignatures(record->casing_id));
-  for (auto& s : sigs) {
-    if (s.id == signature_id) return std::move(s.signature);
+  auto stored = db->GetSignature(record->casing_id, signature_id);
+  if (!stored.ok()) {
+    if (stored.status().code() != StatusCode::kNotFound) return stored.status();
+    return NotFound("signature " + std::to_string(signature_id) + " of casing " + std::to_string(record->casing_id) +
+                    " is no longer stored");
   }
-  return NotFound("signature " + std::to_string(signature_id) + " of casing " + std::to_string(record->casing_id) +
-                  " is no longer stored");
+  return std::move(stored->signature);
 }
 
 StatusOr<SearchResults> LocalSearchBackend::Search(const SearchRequest& request, const SearchProgress& progress,

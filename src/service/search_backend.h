@@ -26,8 +26,8 @@
 // the correlator's 12.5 µm cell grid, int16 heights, ~1/8 of the float grid)
 // within a memory budget (--rerank-cache-mb); beyond it the least recently
 // used are dropped and a candidate not held is read from PostgreSQL when it
-// reaches a top K (one casing's signatures per read, on a small bounded pool
-// of connections). docs/search.md, "Rerank memory".
+// reaches a top K (that one signature, found by casing and id in its
+// partition, on a small bounded pool of connections). docs/search.md, "Rerank memory".
 #pragma once
 
 #include <atomic>
@@ -139,6 +139,13 @@ class LocalSearchBackend final : public SearchBackend {
   class ListenConnection;
   std::unique_ptr<ListenConnection> listen_conn_;
 };
+
+// Prometheus lines of a search backend (its /metrics share, single and shard
+// roles; a coordinator's are its workers' sums): ballistics_index_signatures,
+// ballistics_index_bytes and, where an index is held here, the rerank cache
+// (ballistics_rerank_cache_bytes, _entries, _hits_total, _misses_total,
+// _evictions_total).
+std::string SearchIndexMetrics(const SearchBackend& backend);
 
 // "0-7", "0-3,8,10-11" -> sorted unique shard numbers; INVALID_ARGUMENT naming
 // the bad piece (out of 0..store::kSignatureShards-1, reversed, not a number).

@@ -6,15 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "context.h"
 #include "search_backend.h"
 #include "services.h"
+#include "shard_protocol.h"
 
 namespace ballistics::service {
 
@@ -38,51 +37,6 @@ class Server::Impl {
 };
 
 namespace {
-
-StatusOr<std::string> ReadText(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return InvalidArgument(std::string(what) + " '" + path + "' cannot be read");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  if (ss.str().empty()) return InvalidArgument(std::string(what) + " '" + path + "' is empty");
-  return ss.str();
-}
-
-// Resident set size of this process (VmRSS of /proc/self/status), bytes; 0 when unknown.
-std::int64_t ResidentBytes() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-  }
-  return 0;
-}
-
-std::string Gauge(const std::string& name, const std::string& help, const std::string& labels, double v) {
-  std::ostringstream o;
-  o << "# HELP " << name << " " << help << "\n# TYPE " << name << " gauge\n" << name << labels << " " << v << "\n";
-  return o.str();
-}
-
-// The rerank signature cache of a process that holds an index (single role;
-// a coordinator holds none, its workers answer GetShardStatus): "" otherwise.
-std::string RerankCacheMetrics(const SearchBackend& b) {
-  const auto* local = dynamic_cast<const LocalSearchBackend*>(&b);
-  if (local == nullptr) return "";
-  const RerankCache& c = local->rerank_cache();
-  auto counter = [](const std::string& name, const std::string& help, std::int64_t v) {
-    return "# HELP " + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " + std::to_string(v) + "\n";
-  };
-  return Gauge("ballistics_rerank_cache_bytes", "Bytes of compact signatures held for the rerank.", "",
-               static_cast<double>(c.bytes())) +
-         Gauge("ballistics_rerank_cache_entries", "Signatures held for the rerank.", "",
-               static_cast<double>(c.held())) +
-         counter("ballistics_rerank_cache_hits_total", "Rerank candidates found held.", c.hits()) +
-         counter("ballistics_rerank_cache_misses_total", "Rerank candidates read from PostgreSQL (not held).",
-                 c.misses()) +
-         counter("ballistics_rerank_cache_evictions_total", "Signatures dropped from the rerank cache (budget).",
-                 c.evictions());
-}
 
 // Reads the audit head now and then and writes it where the database cannot
 // rewrite it: the server log and the metrics (scraped and stored by
@@ -128,8 +82,8 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
       return InvalidArgument(
           "TLS is on by default: give tls-cert and tls-key (PEM files), or --insecure for a loopback test");
     }
-    BALLISTICS_ASSIGN_OR_RETURN(std::string cert, ReadText(config.tls_cert_file, "TLS certificate"));
-    BALLISTICS_ASSIGN_OR_RETURN(std::string key, ReadText(config.tls_key_file, "TLS key"));
+    BALLISTICS_ASSIGN_OR_RETURN(std::string cert, ReadPem(config.tls_cert_file, "TLS certificate"));
+    BALLISTICS_ASSIGN_OR_RETURN(std::string key, ReadPem(config.tls_key_file, "TLS key"));
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({key, cert});
     creds = grpc::SslServerCredentials(ssl);
@@ -167,16 +121,17 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->ctx.search_slots = std::make_unique<SearchSlots>(config.max_concurrent_searches);
   BALLISTICS_ASSIGN_OR_RETURN(impl->ctx.search, SearchBackend::Create(config));
   impl->ctx.metrics.SetGaugeSource([b = impl->ctx.search.get(), impl = impl.get()] {
-    std::string g = Gauge("process_resident_memory_bytes", "Resident memory of ballisticsd.", "",
-                          static_cast<double>(ResidentBytes()));
-    g += Gauge("ballistics_db_connections_open", "Open PostgreSQL connections by pool.", "{pool=\"api\"}",
+    std::string g = MetricGauge("process_resident_memory_bytes", "Resident memory of ballisticsd.", "",
+                                static_cast<double>(ResidentMemoryBytes()));
+    g += MetricGauge("ballistics_db_connections_open", "Open PostgreSQL connections by pool.", "{pool=\"api\"}",
                impl->ctx.pool->open());
     g += "ballistics_db_connections_open{pool=\"store\"} " + std::to_string(impl->ctx.store_pool->open()) + "\n";
     bool first = true;
     for (const auto& [method, a] : impl->ctx.admission) {
       const std::string lbl = "{method=\"" + method + "\"}";
       if (first) {
-        g += Gauge("ballistics_admission_in_flight", "Admitted calls in flight (limited methods).", lbl, a->in_flight());
+        g += MetricGauge("ballistics_admission_in_flight", "Admitted calls in flight (limited methods).", lbl,
+                         a->in_flight());
         g += "# HELP ballistics_admission_rejected_total Calls refused with RESOURCE_EXHAUSTED by admission.\n"
              "# TYPE ballistics_admission_rejected_total counter\n";
       } else {
@@ -188,16 +143,11 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     {
       std::lock_guard<std::mutex> l(impl->anchor_mu);
       if (impl->anchor_seq >= 0) {
-        g += Gauge("ballistics_audit_head_seq", "Newest audit row seen by the anchor, with its hash.",
-                   "{hash=\"" + impl->anchor_hash + "\"}", static_cast<double>(impl->anchor_seq));
+        g += MetricGauge("ballistics_audit_head_seq", "Newest audit row seen by the anchor, with its hash.",
+                         "{hash=\"" + impl->anchor_hash + "\"}", static_cast<double>(impl->anchor_seq));
       }
     }
-    return g + "# HELP ballistics_index_signatures Signatures in the search index.\n"
-           "# TYPE ballistics_index_signatures gauge\nballistics_index_signatures " +
-           std::to_string(b->size()) +
-           "\n# HELP ballistics_index_bytes Memory held by the coarse index.\n"
-           "# TYPE ballistics_index_bytes gauge\nballistics_index_bytes " +
-           std::to_string(b->memory_bytes()) + "\n" + RerankCacheMetrics(*b);
+    return g + SearchIndexMetrics(*b);
   });
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -7,9 +7,8 @@
 
 #include <condition_variable>
 #include <mutex>
-#include <optional>
-#include <thread>
 
+#include "metrics.h"
 #include "search_backend.h"
 #include "shard_protocol.h"
 
@@ -22,10 +21,25 @@ grpc::Status Grpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());
 }
 
+constexpr const char* kSearchShardsMethod = "/ballistics.v1.ShardService/SearchShards";
+
 class ShardServiceImpl final : public v1::ShardService::Service {
  public:
-  ShardServiceImpl(const LocalSearchBackend& backend, int max_concurrent)
-      : backend_(backend), free_(max_concurrent) {}
+  ShardServiceImpl(const LocalSearchBackend& backend, int max_concurrent, Metrics& metrics)
+      : backend_(backend), metrics_(metrics), free_(max_concurrent) {}
+
+  // The searches answered, by phase (docs/search.md, "Two-phase merge"):
+  // coarse (phase 1), rerank (phase 2), full (one-phase call).
+  std::string PhaseMetrics() const {
+    std::string out =
+        "# HELP ballistics_shard_searches_total Searches this worker answered (OK), by phase.\n"
+        "# TYPE ballistics_shard_searches_total counter\n";
+    for (int p = 0; p < 3; ++p) {
+      out += "ballistics_shard_searches_total{phase=\"" + std::string(kPhases[p]) + "\"} " +
+             std::to_string(served_[p].load()) + "\n";
+    }
+    return out;
+  }
 
   grpc::Status GetShardStatus(grpc::ServerContext*, const v1::ShardStatusRequest*, v1::ShardStatus* out) override {
     for (int s : backend_.shards()) out->add_shards(s);
@@ -39,6 +53,19 @@ class ShardServiceImpl final : public v1::ShardService::Service {
 
   grpc::Status SearchShards(grpc::ServerContext* sc, const v1::ShardSearchRequest* req,
                             grpc::ServerWriter<v1::ShardSearchUpdate>* writer) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    const grpc::Status s = Serve(sc, req, writer);
+    metrics_.RecordRpc(kSearchShardsMethod, std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))),
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (s.ok()) ++served_[req->coarse_only() ? 0 : req->rerank_given() ? 1 : 2];
+    return s;
+  }
+
+ private:
+  static constexpr const char* kPhases[3] = {"coarse", "rerank", "full"};
+
+  grpc::Status Serve(grpc::ServerContext* sc, const v1::ShardSearchRequest* req,
+                     grpc::ServerWriter<v1::ShardSearchUpdate>* writer) {
     SearchRequest r;
     if (req->query_casing_id() != 0) r.query.casing_id = req->query_casing_id();
     for (const auto& p : req->signatures()) {
@@ -64,49 +91,23 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     }
 
     if (!Acquire(sc)) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled while queued");
-    // The engine runs on its own thread; this one streams progress and passes
-    // a cancellation (coordinator cancel, deadline) on through the flag.
-    std::atomic<bool> cancelled{false};
-    std::mutex mu;
-    std::condition_variable cv;
-    double overall = 0;
-    bool changed = false;
-    std::optional<StatusOr<SearchResults>> result;
-    std::thread worker([&] {
-      auto res = backend_.Search(
-          r,
-          [&](SearchStage s, double f) {
-            std::lock_guard<std::mutex> l(mu);
-            overall = std::max(overall, OverallFraction(s, f));
-            changed = true;
-          },
-          &cancelled);
-      std::lock_guard<std::mutex> l(mu);
-      result.emplace(std::move(res));
-      cv.notify_all();
-    });
-    {
-      std::unique_lock<std::mutex> l(mu);
-      double last_sent = -1;
-      while (!result) {
-        cv.wait_for(l, std::chrono::milliseconds(50));
-        if (sc->IsCancelled()) cancelled = true;
-        if (changed && !cancelled && overall - last_sent >= 0.01) {
-          changed = false;
-          last_sent = overall;
+    metrics_.searches_running++;
+    // A cancellation (coordinator cancel, deadline) reaches the engine through the flag.
+    const StatusOr<SearchResults> result = RunWithProgress(
+        sc,
+        [&](const SearchProgress& progress, const std::atomic<bool>* cancelled) {
+          return backend_.Search(r, progress, cancelled);
+        },
+        [&](SearchStage stage, double overall) {
           v1::ShardSearchUpdate u;
-          u.mutable_progress()->set_stage(std::string(SearchStageName(StageOfOverall(overall).first)));
+          u.mutable_progress()->set_stage(std::string(SearchStageName(stage)));
           u.mutable_progress()->set_fraction_done(overall);
-          l.unlock();
-          if (!writer->Write(u)) cancelled = true;
-          l.lock();
-        }
-      }
-    }
-    worker.join();
+          return writer->Write(u);
+        });
+    metrics_.searches_running--;
     Release();
-    if (!result->ok()) return Grpc(result->status());
-    const SearchResults& res = **result;
+    if (!result.ok()) return Grpc(result.status());
+    const SearchResults& res = *result;
     v1::ShardSearchUpdate u;
     v1::ShardSearchResult* out = u.mutable_result();
     for (int s : backend_.shards()) out->add_shards(s);
@@ -129,7 +130,6 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     return grpc::Status::OK;
   }
 
- private:
   bool Acquire(grpc::ServerContext* sc) {
     std::unique_lock<std::mutex> l(slots_mu_);
     while (free_ == 0) {
@@ -146,6 +146,8 @@ class ShardServiceImpl final : public v1::ShardService::Service {
   }
 
   const LocalSearchBackend& backend_;
+  Metrics& metrics_;
+  std::atomic<std::int64_t> served_[3] = {};
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;
   int free_;
@@ -155,9 +157,12 @@ class ShardServiceImpl final : public v1::ShardService::Service {
 
 class ShardServer::Impl {
  public:
+  Metrics metrics;
   std::unique_ptr<LocalSearchBackend> backend;
   std::unique_ptr<ShardServiceImpl> service;
   std::unique_ptr<grpc::Server> server;
+  // Last: destroyed first, it reads the members above when scraped.
+  std::unique_ptr<MetricsHttpServer> metrics_http;
   int port = 0;
   bool shut_down = false;
 };
@@ -165,6 +170,7 @@ class ShardServer::Impl {
 ShardServer::ShardServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ShardServer::~ShardServer() { Shutdown(std::chrono::milliseconds(0)); }
 int ShardServer::port() const { return impl_->port; }
+int ShardServer::metrics_port() const { return impl_->metrics_http ? impl_->metrics_http->port() : 0; }
 
 StatusOr<std::unique_ptr<ShardServer>> ShardServer::Start(const ShardServerConfig& config) {
   if (config.database_url.empty()) return InvalidArgument("shard worker: no database url");
@@ -190,7 +196,17 @@ StatusOr<std::unique_ptr<ShardServer>> ShardServer::Start(const ShardServerConfi
   BALLISTICS_ASSIGN_OR_RETURN(impl->backend,
                               LocalSearchBackend::Load(config.database_url, config.shards, config.search_threads,
                                                        /*listen=*/true, config.rerank_cache_mb));
-  impl->service = std::make_unique<ShardServiceImpl>(*impl->backend, config.max_concurrent_searches);
+  impl->service = std::make_unique<ShardServiceImpl>(*impl->backend, config.max_concurrent_searches, impl->metrics);
+  impl->metrics.SetGaugeSource([p = impl.get()] {
+    return MetricGauge("process_resident_memory_bytes", "Resident memory of ballisticsd.", "",
+                       static_cast<double>(ResidentMemoryBytes())) +
+           SearchIndexMetrics(*p->backend) + p->service->PhaseMetrics();
+  });
+  // Bound only when configured: the worker's gRPC port checks client
+  // certificates, this plain-HTTP one nothing (operations.md, "Monitoring").
+  if (!config.metrics_listen.empty()) {
+    BALLISTICS_ASSIGN_OR_RETURN(impl->metrics_http, MetricsHttpServer::Start(config.metrics_listen, &impl->metrics));
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, creds, &impl->port);
@@ -202,8 +218,9 @@ StatusOr<std::unique_ptr<ShardServer>> ShardServer::Start(const ShardServerConfi
   impl->server->GetHealthCheckService()->SetServingStatus(true);
   std::string list;
   for (int s : config.shards) list += (list.empty() ? "" : ",") + std::to_string(s);
-  spdlog::info("shard worker listening on {} (port {}, {}), shards {}, {} signatures", config.listen, impl->port,
-               tls.insecure ? "PLAINTEXT" : "mutual TLS", list, impl->backend->size());
+  spdlog::info("shard worker listening on {} (port {}, {}), shards {}, {} signatures, metrics {}", config.listen,
+               impl->port, tls.insecure ? "PLAINTEXT" : "mutual TLS", list, impl->backend->size(),
+               impl->metrics_http ? "on port " + std::to_string(impl->metrics_http->port()) : std::string("off"));
   return std::unique_ptr<ShardServer>(new ShardServer(std::move(impl)));
 }
 
@@ -215,6 +232,8 @@ void ShardServer::Shutdown(std::chrono::milliseconds grace) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
     impl_->server->Wait();
   }
+  // Before the backend: a scrape reads it.
+  impl_->metrics_http.reset();
   impl_->backend.reset();
   spdlog::info("shard worker stopped");
 }

@@ -27,6 +27,8 @@ struct ShardServerConfig {
   int search_threads = 2;          // coarse scan and rerank threads of one search
   std::int64_t rerank_cache_mb = -1;  // compact rerank signatures held, MiB (-1: all)
   int max_concurrent_searches = 2;  // more wait (the coordinator's deadline bounds the wait)
+  // host:port of the Prometheus text endpoint (GET /metrics); "" = off. Port 0 picks one.
+  std::string metrics_listen;
 };
 
 class ShardServer {
@@ -36,6 +38,7 @@ class ShardServer {
   static StatusOr<std::unique_ptr<ShardServer>> Start(const ShardServerConfig& config);
   ~ShardServer();
   int port() const;
+  int metrics_port() const;  // the bound metrics port, 0 when off
   // Stops accepting calls; running ones get `grace`, then are cancelled.
   void Shutdown(std::chrono::milliseconds grace = std::chrono::seconds(10));
 

@@ -166,8 +166,10 @@ class ShardProcessesTest : public ::testing::Test {
     ASSERT_FALSE(db_.url().empty());
     tokens_ = testing::Bootstrap(db_.url());
     ASSERT_FALSE(tokens_.examiner_a.empty());
+    // Only the low worker serves /metrics: a worker binds it only when configured.
     low_ = std::make_unique<Process>("low", std::vector<std::string>{"--role", "shard", "--shards", "0-7",
-                                                                     "--listen", "127.0.0.1:0"},
+                                                                     "--listen", "127.0.0.1:0", "--metrics-listen",
+                                                                     "127.0.0.1:0"},
                                      db_.url());
     high_ = std::make_unique<Process>("high", std::vector<std::string>{"--role", "shard", "--shards", "8-15",
                                                                        "--listen", "127.0.0.1:0"},
@@ -184,8 +186,12 @@ class ShardProcessesTest : public ::testing::Test {
     channel_ = grpc::CreateChannel(coordinator_->address(), grpc::InsecureChannelCredentials());
   }
   void TearDown() override {
-    if (coordinator_) EXPECT_EQ(coordinator_->Stop(), 0) << coordinator_->Log();
-    if (low_) EXPECT_EQ(low_->Stop(), 0) << low_->Log();
+    if (coordinator_) {
+      EXPECT_EQ(coordinator_->Stop(), 0) << coordinator_->Log();
+    }
+    if (low_) {
+      EXPECT_EQ(low_->Stop(), 0) << low_->Log();
+    }
     if (high_) high_->Stop();
   }
 
@@ -313,6 +319,25 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     }
     EXPECT_EQ(held, 8);
   }
+  // The low worker's own /metrics: its index and rerank cache (the same
+  // numbers as its ShardStatus); the high worker has no metrics port.
+  ASSERT_GT(low_->metrics_port(), 0);
+  EXPECT_EQ(high_->metrics_port(), 0);
+  const std::int64_t low_held = Held(low_->address());
+  {
+    const std::string body = HttpGet(low_->metrics_port(), "/metrics");
+    EXPECT_NE(body.find("200 OK"), std::string::npos) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_index_signatures"), static_cast<double>(low_held)) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_entries"), static_cast<double>(low_held)) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_misses_total"), 0.0) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_hits_total"), 0.0) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_shard_searches_total{phase=\"coarse\"}"), 0.0) << body;
+    // Compact signatures are ~150 KB each (docs/search.md, "Rerank memory").
+    EXPECT_GT(MetricValue(body, "ballistics_rerank_cache_bytes"), low_held * 100000.0) << body;
+    EXPECT_GT(MetricValue(body, "ballistics_index_bytes"), MetricValue(body, "ballistics_rerank_cache_bytes")) << body;
+    EXPECT_GT(MetricValue(body, "process_resident_memory_bytes"), 0.0) << body;
+    EXPECT_NE(HttpGet(low_->metrics_port(), "/other").find("404"), std::string::npos);
+  }
 
   // 1. Both workers up: full coverage, mates first.
   for (const char* q : {"fadul-1-1", "fadul-2-1"}) {
@@ -325,6 +350,33 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     ExpectMatesFirst(run.result, id[q], Range(0, 15));
     EXPECT_GE(run.result.combined_size(), 1);
     std::printf("[ measure ] full search %s: %.2f s\n", q, run.seconds);
+  }
+  // The low worker answered both coarse phases; a rerank phase only where the
+  // global top K (here every casing but the query: 7 < K) held one of its
+  // casings, each such candidate found in its cache.
+  {
+    std::int64_t rerank_calls = 0, candidates = 0;
+    for (const char* q : {"fadul-1-1", "fadul-2-1"}) {
+      std::int64_t mine = 0;
+      for (const auto& [n, c] : id) mine += n != q && ShardOf(c) <= 7;
+      rerank_calls += mine > 0;
+      candidates += mine;
+    }
+    std::printf("[ info ] low worker (shards 0-7): %lld rerank call(s), %lld candidate(s) expected\n",
+                static_cast<long long>(rerank_calls), static_cast<long long>(candidates));
+    const std::string body = HttpGet(low_->metrics_port(), "/metrics");
+    EXPECT_EQ(MetricValue(body, "ballistics_shard_searches_total{phase=\"coarse\"}"), 2.0) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_shard_searches_total{phase=\"rerank\"}"),
+              static_cast<double>(rerank_calls))
+        << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_shard_searches_total{phase=\"full\"}"), 0.0) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_grpc_requests_total{method=\"/ballistics.v1.ShardService/SearchShards\","
+                                "code=\"OK\"}"),
+              static_cast<double>(2 + rerank_calls))
+        << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_hits_total"), static_cast<double>(candidates)) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_misses_total"), 0.0) << body;
+    EXPECT_EQ(MetricValue(body, "ballistics_searches_running"), 0.0) << body;
   }
 
   // 2. Worker 8-15 killed during a query: the call still ends OK and in time.
