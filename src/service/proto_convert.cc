@@ -5,6 +5,8 @@
 #include <ctime>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace ballistics::service {
 
 v1::SignatureKind KindToProto(SignatureKind k) {
@@ -61,6 +63,22 @@ google::protobuf::Timestamp TimestampFromIso(const std::string& iso) {
     t.set_seconds(timegm(&tm));
   }
   return t;
+}
+
+void CmcScoreFromJson(const nlohmann::json& j, v1::SignatureKind kind, std::string_view basis_if_absent,
+                      v1::CmcScore* out) {
+  out->set_kind(kind);
+  out->set_cmc_count(j.value("cmc", 0));
+  out->set_cell_count(j.value("cells", 0));
+  out->set_ccf(j.value("ccf", 0.0));
+  out->mutable_registration()->set_theta_deg(j.value("theta_deg", 0.0));
+  out->mutable_registration()->set_dx_um(j.value("dx_um", 0.0));
+  out->mutable_registration()->set_dy_um(j.value("dy_um", 0.0));
+  // Evidence strength as recorded at search time (AddEvidence); absent when no
+  // calibrated model was available.
+  if (j.contains("log10_lr") && j["log10_lr"].is_number()) out->set_log10_likelihood_ratio(j["log10_lr"].get<double>());
+  const std::string basis = j.value("lr_basis", std::string(basis_if_absent));
+  if (!basis.empty()) out->set_likelihood_ratio_basis(basis);
 }
 
 }  // namespace ballistics::service

@@ -28,16 +28,7 @@ void FillScoreFromDetail(const std::string& detail_json, v1::CmcScore* s) {
   if (!d.is_object()) return;
   const bool bf = d.contains("bf");
   const auto& k = bf ? d["bf"] : (d.contains("fp") ? d["fp"] : d);
-  s->set_kind(bf ? v1::BREECH_FACE : v1::FIRING_PIN);
-  s->set_cmc_count(k.value("cmc", 0));
-  s->set_cell_count(k.value("cells", 0));
-  s->set_ccf(k.value("ccf", 0.0));
-  s->mutable_registration()->set_theta_deg(k.value("theta_deg", 0.0));
-  s->mutable_registration()->set_dx_um(k.value("dx_um", 0.0));
-  s->mutable_registration()->set_dy_um(k.value("dy_um", 0.0));
-  // Evidence strength as recorded by the search (absent: no calibrated model then).
-  if (k.contains("log10_lr") && k["log10_lr"].is_number()) s->set_log10_likelihood_ratio(k["log10_lr"].get<double>());
-  if (k.contains("lr_basis")) s->set_likelihood_ratio_basis(k.value("lr_basis", std::string()));
+  CmcScoreFromJson(k, bf ? v1::BREECH_FACE : v1::FIRING_PIN, "", s);
 }
 
 // Signature values colour-mapped over their robust range (1st..99th

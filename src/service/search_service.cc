@@ -43,20 +43,6 @@ json ScoreJson(const Candidate& c) {
   return j;
 }
 
-void FillScore(const json& j, v1::SignatureKind kind, v1::CmcScore* s) {
-  s->set_kind(kind);
-  s->set_cmc_count(j.value("cmc", 0));
-  s->set_cell_count(j.value("cells", 0));
-  s->set_ccf(j.value("ccf", 0.0));
-  s->mutable_registration()->set_theta_deg(j.value("theta_deg", 0.0));
-  s->mutable_registration()->set_dx_um(j.value("dx_um", 0.0));
-  s->mutable_registration()->set_dy_um(j.value("dy_um", 0.0));
-  // Evidence strength as recorded at search time (AddEvidence); absent when no
-  // calibrated model was available, and the basis then says so.
-  if (j.contains("log10_lr") && j["log10_lr"].is_number()) s->set_log10_likelihood_ratio(j["log10_lr"].get<double>());
-  s->set_likelihood_ratio_basis(j.value("lr_basis", std::string(evidence::kNoLrBasis)));
-}
-
 // The stored reference models (`ballisticsctl evidence build-reference
 // --database-url`) for the current pipeline version; a kind without one gets no LR.
 struct EvidenceModels {
@@ -129,8 +115,13 @@ void FillLists(const std::vector<store::ComparisonRow>& rows, CasingInfo& info, 
     c->set_comparison_id(row.id);
     if (row.score) c->set_score(*row.score);
     if (row.coarse_score) c->set_coarse_score(*row.coarse_score);
-    if (d.is_object() && d.contains("bf")) FillScore(d["bf"], v1::BREECH_FACE, c->mutable_breech_face());
-    if (d.is_object() && d.contains("fp")) FillScore(d["fp"], v1::FIRING_PIN, c->mutable_firing_pin());
+    // No basis recorded: no calibrated model was available, and the basis says so.
+    if (d.is_object() && d.contains("bf")) {
+      CmcScoreFromJson(d["bf"], v1::BREECH_FACE, evidence::kNoLrBasis, c->mutable_breech_face());
+    }
+    if (d.is_object() && d.contains("fp")) {
+      CmcScoreFromJson(d["fp"], v1::FIRING_PIN, evidence::kNoLrBasis, c->mutable_firing_pin());
+    }
   }
 }
 
@@ -223,72 +214,38 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     }
     ctx_.metrics.searches_running++;
 
-    // The engine runs on its own thread; this thread streams progress and
-    // watches for cancellation (client cancel or deadline), which it passes on
-    // through the flag the engine polls.
-    std::atomic<bool> cancelled{false};
-    std::mutex mu;
-    SearchStage stage = SearchStage::kDescriptor;
-    double fraction = 0;
-    bool changed = false;
-    std::optional<StatusOr<SearchResults>> result;
-    std::condition_variable cv;
+    // Cancellation (client cancel or deadline) reaches the engine through the
+    // flag it polls; a coordinator also gets the deadline for its workers.
     SearchCall search_call;
-    search_call.cancelled = &cancelled;
     search_call.deadline = sc->deadline();
-    std::thread worker([&] {
-      auto res = ctx_.search->Search(
-          r,
-          [&](SearchStage s, double fr) {
-            std::lock_guard<std::mutex> l(mu);
-            stage = s;
-            fraction = fr;
-            changed = true;
-          },
-          search_call);
-      std::lock_guard<std::mutex> l(mu);
-      result.emplace(std::move(res));
-      cv.notify_all();
-    });
-    {
-      std::unique_lock<std::mutex> l(mu);
-      double last_sent = -1;
-      while (!result) {
-        cv.wait_for(l, std::chrono::milliseconds(100));
-        if (sc->IsCancelled()) cancelled = true;
-        if (changed && !cancelled) {
-          const double overall = OverallFraction(stage, fraction);
-          changed = false;
-          // At most ~100 updates per search.
-          if (overall - last_sent >= 0.01 || overall >= 1.0) {
-            last_sent = overall;
-            v1::SearchUpdate u;
-            u.mutable_progress()->set_stage(std::string(SearchStageName(stage)));
-            u.mutable_progress()->set_fraction_done(overall);
-            l.unlock();
-            if (!writer->Write(u)) cancelled = true;
-            l.lock();
-          }
-        }
-      }
-    }
-    worker.join();
+    StatusOr<SearchResults> result = RunWithProgress(
+        sc,
+        [&](const SearchProgress& progress, const std::atomic<bool>* cancelled) {
+          search_call.cancelled = cancelled;
+          return ctx_.search->Search(r, progress, search_call);
+        },
+        [&](SearchStage stage, double overall) {
+          v1::SearchUpdate u;
+          u.mutable_progress()->set_stage(std::string(SearchStageName(stage)));
+          u.mutable_progress()->set_fraction_done(overall);
+          return writer->Write(u);
+        });
     ctx_.search_slots->Release();
     ctx_.metrics.searches_running--;
 
-    if (!result->ok()) {
-      const bool was_cancelled = result->status().code() == ballistics::StatusCode::kCancelled;
+    if (!result.ok()) {
+      const bool was_cancelled = result.status().code() == ballistics::StatusCode::kCancelled;
       if (was_cancelled) {
         (void)(*db)->FinishSearch(*search_id, "cancelled", false, 0, 0, 0, {});
       } else {
-        MarkFailed(call, **db, *search_id, result->status().ToString());
+        MarkFailed(call, **db, *search_id, result.status().ToString());
       }
       if (was_cancelled && sc->IsCancelled()) {
         return grpc::Status(StatusCode::CANCELLED, "search cancelled by the client or its deadline");
       }
-      return ToGrpc(result->status());
+      return ToGrpc(result.status());
     }
-    const SearchResults& res = **result;
+    const SearchResults& res = *result;
     // The reference model of the query casing's calibre when one is stored
     // (marks differ by calibre and action), else the any-calibre one.
     // Without a connection the scores carry no LR (the basis says so), as before.

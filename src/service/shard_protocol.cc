@@ -1,15 +1,20 @@
 #include "shard_protocol.h"
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 namespace ballistics::service {
 namespace {
 
 namespace v1 = ::ballistics::v1;
 
+}  // namespace
 
 StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
@@ -19,8 +24,6 @@ StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   if (ss.str().empty()) return InvalidArgument(std::string(what) + " '" + path + "' is empty");
   return ss.str();
 }
-
-}  // namespace
 
 void SignatureToProto(const Signature& s, v1::QuerySignature* out) {
   out->set_kind(KindToProto(s.kind));
@@ -157,6 +160,51 @@ std::pair<SearchStage, double> StageOfOverall(double o) {
   if (o < 0.20) return {SearchStage::kCoarse, (o - 0.02) / 0.18};
   if (o < 0.98) return {SearchStage::kRerank, (o - 0.20) / 0.78};
   return {SearchStage::kMerge, (o - 0.98) / 0.02};
+}
+
+StatusOr<SearchResults> RunWithProgress(grpc::ServerContext* sc, const CancellableSearch& search,
+                                        const std::function<bool(SearchStage stage, double overall)>& send) {
+  std::atomic<bool> cancelled{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  SearchStage stage = SearchStage::kDescriptor;
+  double overall = 0;
+  bool changed = false;
+  std::optional<StatusOr<SearchResults>> result;
+  std::thread worker([&] {
+    auto res = search(
+        [&](SearchStage s, double f) {
+          std::lock_guard<std::mutex> l(mu);
+          const double o = OverallFraction(s, f);
+          if (o < overall) return;
+          overall = o;
+          stage = s;
+          changed = true;
+        },
+        &cancelled);
+    std::lock_guard<std::mutex> l(mu);
+    result.emplace(std::move(res));
+    cv.notify_all();
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    double last_sent = -1;
+    while (!result) {
+      cv.wait_for(l, std::chrono::milliseconds(50));
+      if (sc->IsCancelled()) cancelled = true;
+      if (!changed || cancelled) continue;
+      changed = false;
+      if (overall - last_sent < 0.01 && !(overall >= 1.0 && last_sent < 1.0)) continue;
+      last_sent = overall;
+      const SearchStage s = stage;
+      const double o = overall;
+      l.unlock();
+      if (!send(s, o)) cancelled = true;
+      l.lock();
+    }
+  }
+  worker.join();
+  return std::move(*result);
 }
 
 StatusOr<ShardTls> LoadShardTls(bool insecure, const std::string& cert_file, const std::string& key_file,

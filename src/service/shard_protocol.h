@@ -4,7 +4,9 @@
 // (shard_coordinator.cc), plus the progress scale both use.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -40,6 +42,16 @@ CoarseHit HitFromProto(const v1::ShardHit& p);
 double OverallFraction(SearchStage s, double fraction);
 std::pair<SearchStage, double> StageOfOverall(double overall);
 
+// Runs `search` on its own thread while the calling (gRPC handler) thread
+// streams its progress: `send(stage, overall)` each time the overall fraction
+// (OverallFraction, kept from going back) has grown by 1 % or reached 1, so at
+// most ~100 messages per search. A cancelled call (client cancel, deadline) or
+// a failed send sets the flag that `search` gets to poll. Used by the client
+// API's Search and the worker's SearchShards alike.
+using CancellableSearch = std::function<StatusOr<SearchResults>(const SearchProgress&, const std::atomic<bool>*)>;
+StatusOr<SearchResults> RunWithProgress(grpc::ServerContext* sc, const CancellableSearch& search,
+                                        const std::function<bool(SearchStage stage, double overall)>& send);
+
 // TLS between coordinator and workers (docs/operations.md, "Several machines"):
 // PEM file contents.
 struct ShardTls {
@@ -48,6 +60,9 @@ struct ShardTls {
   std::string private_key;
   std::string trusted_roots;  // the other side's certificates must chain to these
 };
+// A PEM file's text (client API and shard TLS alike); INVALID_ARGUMENT naming
+// `what` and the path when it cannot be read or is empty.
+StatusOr<std::string> ReadPem(const std::string& path, const char* what);
 // Reads the files; with insecure, nothing is read. `ca_file` empty = cert_file
 // (one self-signed pair shared by every process).
 StatusOr<ShardTls> LoadShardTls(bool insecure, const std::string& cert_file, const std::string& key_file,
