@@ -5,7 +5,14 @@
 //       signatures; every real scan, turned by a random angle, is a query: at
 //       which coarse rank do its true mates land? Recall at K, also counted
 //       over the mates that brute-force CMC (query vs mate, any orientation)
-//       identifies.
+//       identifies. BENCH_ZNORM=M (experiment, docs/search.md "Why two DFSC
+//       mates stay out"): candidate-side Z-norm against a cohort of M synthetic
+//       shots, ranking the whole list (slow: every query scores every entry).
+//   index_bench centre   --query NAME --mate NAME [--synthetic N] [--distinct D]
+//       Oracle check of the descriptor centre for one real mate pair: the
+//       mate's coarse rank and the scores it would need, and the descriptor
+//       score with the query's ring centre moved to where the CMC registration
+//       puts the mate's centre (and the best offset on a +-160 µm grid).
 //   index_bench haystack [--synthetic N] [--distinct D] [--rerank-k K] [--queries fadul|all]
 //       The must-show: full searches (coarse + CMC rerank of K) of every
 //       turned Fadul scan; for how many queries are all same-slide mates in the top 10?
@@ -55,6 +62,7 @@
 #include <thread>
 #include <sys/resource.h>
 #include <time.h>
+#include <unordered_map>
 #include <vector>
 
 #include "ballistics/correlate.h"
@@ -72,25 +80,31 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// BENCH_DESCRIPTOR="coarse_px,lowpass,ring_step,rings,freqs,ring_min,fit_rim" overrides the BF
-// descriptor defaults (parameter studies of docs/search.md).
+// BENCH_DESCRIPTOR="coarse_px,lowpass,ring_step,rings,freqs,ring_min,fit_rim[,taper]" overrides the BF
+// descriptor defaults on both sides, index and query (parameter studies of docs/search.md).
 DescriptorConfig BfConfig() {
   DescriptorConfig c;
   if (const char* e = std::getenv("BENCH_DESCRIPTOR")) {
     int rim = 1;
-    std::sscanf(e, "%lf,%lf,%lf,%d,%d,%lf,%d", &c.coarse_pixel_um, &c.lowpass_um, &c.ring_step_um, &c.rings,
-                &c.frequencies, &c.ring_min_um, &rim);
+    std::sscanf(e, "%lf,%lf,%lf,%d,%d,%lf,%d,%lf", &c.coarse_pixel_um, &c.lowpass_um, &c.ring_step_um, &c.rings,
+                &c.frequencies, &c.ring_min_um, &rim, &c.edge_taper_um);
     c.fit_rim_centre = rim != 0;
+    if (Status st = c.Validate(); !st.ok()) {
+      std::fprintf(stderr, "BENCH_DESCRIPTOR=%s: %s\n", e, st.ToString().c_str());
+      std::exit(2);
+    }
   }
   return c;
 }
 
-// BENCH_TRANSLATION="steps,step_um[,outer_steps]" overrides the engine's query-side
+// BENCH_TRANSLATION="steps,step_um[,outer_steps[,outer_rescore_k]]" overrides the engine's query-side
 // translation search (parameter studies of docs/search.md).
 SearchEngineConfig EngineConfig() {
   SearchEngineConfig c;
+  c.breech_face_descriptor = BfConfig();  // BENCH_DESCRIPTOR applies to the query side too
   if (const char* e = std::getenv("BENCH_TRANSLATION")) {
-    std::sscanf(e, "%d,%lf,%d", &c.translation_steps, &c.translation_search_um, &c.outer_translation_steps);
+    std::sscanf(e, "%d,%lf,%d,%d", &c.translation_steps, &c.translation_search_um, &c.outer_translation_steps,
+                &c.outer_rescore_k);
   }
   return c;
 }
@@ -128,6 +142,7 @@ struct Args {
   std::string database_url;   // compact: also the rerank with every candidate read from PostgreSQL
   int runs = 5;               // compact: searches per rerank mode
   bool pairs = true;          // compact: compare all Fadul pairs (0: only the rerank timing)
+  std::string pair_query, pair_mate;  // centre: the real scans of one mate pair (file stems)
 };
 
 Args Parse(int argc, char** argv) {
@@ -152,6 +167,8 @@ Args Parse(int argc, char** argv) {
     else if (k == "--database-url") a.database_url = v;
     else if (k == "--runs") a.runs = std::stoi(v);
     else if (k == "--pairs") a.pairs = v != "0";
+    else if (k == "--query") a.pair_query = v;
+    else if (k == "--mate") a.pair_mate = v;
     else if (k == "--sizes") {
       a.sizes.clear();
       std::stringstream ss(v);
@@ -470,6 +487,41 @@ int Recall(const Args& a) {
   auto bf = Correlator::Create().value();
   const std::vector<int> ks = {1, 5, 10, 20, 50, 100, 200, 500, 1000};
   const int kmax = ks.back();
+  // BENCH_ZNORM=M (experiment): candidate-side score normalization (Z-norm):
+  // each distinct indexed descriptor's mean and spread of scores against a
+  // cohort of M synthetic shots from guns outside the haystack; a hit's score
+  // becomes (s - mean) / spread before ranking.
+  const int znorm = std::getenv("BENCH_ZNORM") ? std::atoi(std::getenv("BENCH_ZNORM")) : 0;
+  const int distinct = static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic));
+  auto key_of = [&](std::int64_t id) { return id < kSyntheticBase ? id : kSyntheticBase + (id - kSyntheticBase) % distinct; };
+  std::unordered_map<std::int64_t, std::pair<double, double>> zstat;
+  if (znorm > 0) {
+    auto all = MakeFlatIndex();
+    auto add = [&](std::int64_t id) {
+      SignatureRecord r = RecordFor(id, 0);
+      if (auto d = index->FindDescriptor(id)) (void)all->Add(r, *d);
+    };
+    for (std::size_t i = 0; i < rs.real.size(); ++i) add(static_cast<std::int64_t>(i) + 1);
+    for (int n = 0; n < distinct; ++n) add(kSyntheticBase + n);
+    std::unordered_map<std::int64_t, std::pair<double, double>> sums;
+    for (int i = 0; i < znorm; ++i) {
+      auto gun = synth::RenderFirearm(synth::MakeFirearm(7'000'000 + i), a.synth_pixel_um).value();
+      auto sig = synth::MakeShotSignature(gun, 8'000'000 + i, SynthOptions(a.synth_pixel_um)).value();
+      const SearchEngineConfig ec = EngineConfig();
+      auto hits = all->SearchCoarse(QueryVariants(sig, ec.translation_steps, ec.translation_search_um), {},
+                                    static_cast<int>(all->Size()))
+                      .value();
+      for (const CoarseHit& h : hits.hits) {
+        sums[h.signature_id].first += h.score;
+        sums[h.signature_id].second += double(h.score) * h.score;
+      }
+    }
+    for (const auto& [id, s] : sums) {
+      const double mu = s.first / znorm, var = std::max(1e-12, s.second / znorm - mu * mu);
+      zstat[id] = {mu, std::sqrt(var)};
+    }
+    std::printf("z-norm: cohort of %d synthetic shots, stats for %zu descriptors\n", znorm, zstat.size());
+  }
   int mates = 0, cmc_mates = 0;
   std::vector<int> kept(ks.size(), 0), kept_cmc(ks.size(), 0);
   std::vector<int> all_ranks;
@@ -479,8 +531,16 @@ int Recall(const Args& a) {
     SearchFilter f;
     f.exclude_casing_ids = {static_cast<std::int64_t>(q) + 1};
     const auto t0 = Clock::now();
-    auto r = engine->SearchCoarse(rs.turned[q], f, kmax).value();
+    auto r = engine->SearchCoarse(rs.turned[q], f, znorm > 0 ? static_cast<int>(index->Size()) : kmax).value();
     coarse_s += Since(t0);
+    if (znorm > 0) {
+      for (CoarseHit& h : r.hits) {
+        const auto& st = zstat.at(key_of(h.signature_id));
+        h.score = static_cast<float>((h.score - st.first) / st.second);
+      }
+      std::sort(r.hits.begin(), r.hits.end(), HitBefore);
+      r.hits.resize(std::min<std::size_t>(r.hits.size(), kmax));
+    }
     auto pq = bf.Prepare(rs.turned[q]).value();
     for (std::size_t m = 0; m < rs.real.size(); ++m) {
       if (m == q || rs.real[m].group != group) continue;
@@ -520,6 +580,79 @@ int Recall(const Args& a) {
     std::printf("| %d | %d (%.1f %%) | %d (%.1f %%) |\n", ks[i], kept[i], 100.0 * kept[i] / mates, kept_cmc[i],
                 cmc_mates ? 100.0 * kept_cmc[i] / cmc_mates : 0.0);
   }
+  return 0;
+}
+
+// Oracle check of the descriptor centre for one mate pair: where does the
+// mate rank, which score would it need for the top 50, and what does the
+// query descriptor score against it with its ring centre moved to where the
+// CMC registration puts the mate's centre (and at the best offset of a dense
+// grid)? If the oracle score clears the top-50 score, the centre is what
+// loses the pair; if not, the content differs.
+int Centre(const Args& a) {
+  const RealSetup rs = LoadAndTurn(a.seed);
+  std::shared_ptr<SignatureIndex> index = BuildHaystack(rs, a);
+  auto find = [&](const std::string& name) {
+    for (std::size_t i = 0; i < rs.real.size(); ++i) {
+      if (rs.real[i].name == name) return static_cast<int>(i);
+    }
+    std::fprintf(stderr, "no real scan %s\n", name.c_str());
+    std::exit(2);
+  };
+  const int q = find(a.pair_query), m = find(a.pair_mate);
+  auto engine = SearchEngine::Create(index, std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, 1),
+                                     EngineConfig())
+                    .value();
+  SearchFilter f;
+  f.exclude_casing_ids = {q + 1};
+  auto r = engine->SearchCoarse(rs.turned[q], f, static_cast<int>(std::min<std::int64_t>(1000, index->Size() - 1))).value();
+  int rank = 0;
+  for (std::size_t i = 0; i < r.hits.size(); ++i) {
+    if (r.hits[i].signature_id == m + 1) rank = static_cast<int>(i) + 1;
+  }
+  std::printf("%s (turned %.1f deg) -> %s: coarse rank %s of %lld; scores at rank", rs.real[q].name.c_str(),
+              rs.turn_deg[q], rs.real[m].name.c_str(), rank ? std::to_string(rank).c_str() : ">1000",
+              static_cast<long long>(index->Size()));
+  for (std::size_t i : {1, 2, 3, 5, 10, 50, 1000}) {
+    if (i <= r.hits.size()) std::printf(" %zu: %.3f", i, r.hits[i - 1].score);
+  }
+  std::printf("\n");
+  for (std::size_t i = 0; i < std::min<std::size_t>(5, r.hits.size()); ++i) {
+    const std::int64_t id = r.hits[i].signature_id;
+    std::printf("  rank %zu: %s %.3f\n", i + 1,
+                id <= static_cast<std::int64_t>(rs.real.size()) ? rs.real[id - 1].name.c_str() : "synthetic",
+                r.hits[i].score);
+  }
+  auto bf = Correlator::Create().value();
+  auto c = bf.Compare(rs.turned[q], rs.real[m].bf).value();
+  const cv::Point2d cq = DescriptorCentreUm(rs.turned[q]).value(), cm = DescriptorCentreUm(rs.real[m].bf).value();
+  // correlate.h: mate = Rot(theta) query + d, Rot = [[c, s], [-s, c]]; the
+  // query point that lands on the mate's centre is Rot^T (cm - d).
+  const double t = c.theta_deg * M_PI / 180.0, ct = std::cos(t), st = std::sin(t);
+  const double ex = cm.x - c.dx_um, ey = cm.y - c.dy_um;
+  const cv::Point2d want(ct * ex - st * ey, st * ex + ct * ey);
+  const cv::Point2d off = want - cq;
+  std::printf("CMC %d (theta %.1f deg, d = (%.0f, %.0f) um); query centre (%.0f, %.0f), mate centre (%.0f, %.0f); "
+              "oracle offset (%.0f, %.0f) um = %.0f um\n",
+              c.cmc, c.theta_deg, c.dx_um, c.dy_um, cq.x, cq.y, cm.x, cm.y, off.x, off.y, std::hypot(off.x, off.y));
+  auto score_at = [&](double ox, double oy) {
+    DescriptorConfig dc = BfConfig();
+    dc.centre_offset_x_um = ox;
+    dc.centre_offset_y_um = oy;
+    auto d = ComputeDescriptor(rs.turned[q], dc);
+    return d.ok() ? DescriptorSimilarity(*d, rs.real[m].descriptor) : -2.0f;
+  };
+  std::printf("descriptor score vs mate: at the query's own centre %.3f, at the oracle offset %.3f\n",
+              score_at(0, 0), score_at(off.x, off.y));
+  float best = -2;
+  double bx = 0, by = 0;
+  for (double oy = -160; oy <= 160; oy += 20) {
+    for (double ox = -160; ox <= 160; ox += 20) {
+      const float s = score_at(ox, oy);
+      if (s > best) best = s, bx = ox, by = oy;
+    }
+  }
+  std::printf("best on a +-160 um grid (20 um steps): %.3f at (%.0f, %.0f) um\n", best, bx, by);
   return 0;
 }
 
@@ -1015,6 +1148,7 @@ int main(int argc, char** argv) {
   const ballistics::Args a = ballistics::Parse(argc, argv);
   if (a.mode == "recall") return ballistics::Recall(a);
   if (a.mode == "haystack") return ballistics::Haystack(a);
+  if (a.mode == "centre") return ballistics::Centre(a);
   if (a.mode == "scale") return ballistics::Scale(a);
   if (a.mode == "kernel") return ballistics::Kernel(a);
   if (a.mode == "compact") return ballistics::Compact(a);
