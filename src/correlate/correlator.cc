@@ -24,8 +24,11 @@ using correlate_internal::FastFftSize;
 using correlate_internal::ComputeTemplateSpectra;
 using correlate_internal::DirectMaskedNccAt;
 using correlate_internal::MaskedNccMaps;
+using correlate_internal::MaskedNccMapsOfImage;
 using correlate_internal::MaskedNccRegion;
-using correlate_internal::MaskedNccRows;
+using correlate_internal::ComputeRowSpectra;
+using correlate_internal::MaskedNccRadial;
+using correlate_internal::RowSpectra;
 using correlate_internal::MaskedSpectra;
 
 namespace {
@@ -273,13 +276,12 @@ class PreparedSignature {
   int refine_radius = 0;       // fine pixels around a search-level hit
   int refine_fft_side = 0;     // FFT size of a refinement patch
   std::vector<Cell> cells;
-  // Spectra of the polar image unwrapped about each centre of the polar
-  // centre search (PolarCentreOffsets order), at polar_fft_rows rows: the
-  // part of the orientation profile that depends on one signature only,
-  // computed once here instead of in every comparison where this signature
-  // is the target (12 unwraps and 36 FFTs per comparison at 200 µm / 50 µm).
-  int polar_fft_rows = 0;
-  std::vector<MaskedSpectra> polar_spectra;
+  // Row spectra of the polar image unwrapped about each centre of the polar
+  // centre search (PolarCentreOffsets order): the part of the orientation
+  // profile that depends on one signature only, computed once here instead
+  // of in every comparison where this signature is the target (12 unwraps
+  // and their transforms per comparison at 200 µm / 50 µm).
+  std::vector<RowSpectra> polar_spectra;
 };
 
 namespace {
@@ -653,12 +655,6 @@ int PolarCentreSearchPx(const CorrelationConfig& cfg, double coarse_pixel_um) {
   return static_cast<int>(std::lround(cfg.polar_center_search_um / coarse_pixel_um));
 }
 
-// FFT rows of the polar correlation: the longer radius, the centre search and
-// the radial slack, without wrapping.
-int PolarFftRows(int radii, int center_search_px, int max_radial_shift) {
-  return FastFftSize(radii + center_search_px + max_radial_shift);
-}
-
 // Orientation profile: masked NCC of the polar images for every circular
 // shift along the angle axis (one FFT correlation scores all angles), the
 // best over small radial shifts. The two centres need not mark the same
@@ -671,35 +667,32 @@ int PolarFftRows(int radii, int center_search_px, int max_radial_shift) {
 std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSignature& tgt, int max_radial_shift,
                                  int center_search_px) {
   const int bins = ref.polar_v.cols;
-  const int nr = PolarFftRows(std::max(ref.polar_v.rows, tgt.polar_v.rows), center_search_px, max_radial_shift);
   const std::vector<cv::Point> offsets = PolarCentreOffsets(center_search_px);
-  // The prepared spectra are used when both signatures were prepared at this
-  // FFT size (signatures of about the same size); otherwise computed here.
-  const bool cached = ref.polar_fft_rows == nr && tgt.polar_fft_rows == nr &&
-                      ref.polar_spectra.size() == offsets.size() && tgt.polar_spectra.size() == offsets.size();
-  MaskedSpectra a_own, b_own;
-  const MaskedSpectra* a = &a_own;
+  // The prepared spectra are used when both signatures were prepared with
+  // this centre search; otherwise computed here.
+  const bool cached = ref.polar_spectra.size() == offsets.size() && tgt.polar_spectra.size() == offsets.size();
+  RowSpectra a_own, b_own;
+  const RowSpectra* a = &a_own;
   if (cached) {
     a = &ref.polar_spectra[0];  // offset (0, 0) comes first
   } else {
-    ComputeSpectra(ref.polar_v, ref.polar_m, nr, bins, &a_own);
+    ComputeRowSpectra(ref.polar_v, ref.polar_m, &a_own);
   }
   std::vector<double> profile(bins, -2.0);
-  std::vector<int> shifts;  // radial shifts = rows of the NCC map
-  for (int sh = -max_radial_shift; sh <= max_radial_shift; ++sh) shifts.push_back(sh);
   cv::Mat1f ncc, pv, pm;
   for (std::size_t k = 0; k < offsets.size(); ++k) {
-    const MaskedSpectra* b = &b_own;
+    const RowSpectra* b = &b_own;
     if (cached) {
       b = &tgt.polar_spectra[k];
     } else if (k == 0) {
       // (The prepared polar image is shared and immutable: never unwrap into it.)
-      ComputeSpectra(tgt.polar_v, tgt.polar_m, nr, bins, &b_own);
+      ComputeRowSpectra(tgt.polar_v, tgt.polar_m, &b_own);
     } else {
       MakePolar(tgt.coarse, bins, &pv, &pm, cv::Point2d(offsets[k].x, offsets[k].y));
-      ComputeSpectra(pv, pm, nr, bins, &b_own);
+      ComputeRowSpectra(pv, pm, &b_own);
     }
-    MaskedNccRows(*a, *b, 0.5 * std::min(a->valid, b->valid), shifts, &ncc);
+    // Rows of ncc = radial shifts -max_radial_shift..max_radial_shift.
+    MaskedNccRadial(*a, *b, 0.5 * std::min(a->valid, b->valid), max_radial_shift, &ncc);
     for (int r = 0; r < ncc.rows; ++r) {
       const float* row = ncc[r];
       for (int j = 0; j < bins; ++j) profile[j] = std::max<double>(profile[j], row[j]);
@@ -762,7 +755,7 @@ std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const st
   const int side = static_cast<int>(std::ceil(std::hypot(tgt.v.cols, tgt.v.rows) / k)) + 2;
   const double cc = (side - 1) / 2.0;
   const int nr = FastFftSize(ref.v.rows + side - 1), nc = FastFftSize(ref.v.cols + side - 1);
-  MaskedSpectra own, canvas_spec;
+  MaskedSpectra own;
   MaskedSpectra& ref_spec = ref_cache != nullptr ? *ref_cache : own;
   if (ref_spec.rows != nr || ref_spec.cols != nc || ref_spec.fm.empty()) ComputeSpectra(ref.v, ref.m, nr, nc, &ref_spec);
   cv::Mat1f cv_v, cv_m, ncc, overlap;
@@ -776,9 +769,8 @@ std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const st
     const cv::Point2d px0 = tgt.ToPixel(q0);
     const cv::Matx23d m(c * k, s * k, px0.x, -s * k, c * k, px0.y);
     WarpMasked(tgt, m, cv::Size(side, side), &cv_v, &cv_m);
-    ComputeSpectra(cv_v, cv_m, nr, nc, &canvas_spec);
-    const double min_overlap = 0.5 * std::min(ref.valid, canvas_spec.valid);
-    MaskedNccMaps(ref_spec, canvas_spec, min_overlap, &ncc, &overlap);
+    const double min_overlap = 0.5 * std::min(ref.valid, cv::sum(cv_m)[0]);
+    MaskedNccMapsOfImage(ref_spec, cv_v, cv_m, min_overlap, &ncc, &overlap);
     const cv::Point loc = MostSignificantPeak(ncc, overlap);
     const double best = ncc(loc.y, loc.x);
     // Map index -> displacement u of the reference inside the canvas (wraps for u < 0).
@@ -928,9 +920,7 @@ std::size_t PreparedSignatureBytes(const PreparedSignature& p) {
   std::size_t n = sizeof(PreparedSignature) + level(p.coarse) + level(p.translation) + level(p.fine) +
                   mat(p.polar_v) + mat(p.polar_m);
   if (p.refine) n += level(p.search);
-  for (const MaskedSpectra& s : p.polar_spectra) {
-    n += (s.fm.capacity() + s.m.capacity() + s.f2m.capacity()) * sizeof(std::complex<float>);
-  }
+  for (const RowSpectra& s : p.polar_spectra) n += s.planes.capacity() * sizeof(float);
   for (const Cell& c : p.cells) {
     n += sizeof(Cell) + (c.spectra.fm.capacity() + c.spectra.m.capacity() + c.spectra.f2m.capacity()) *
                             sizeof(std::complex<float>);
@@ -969,16 +959,15 @@ StatusOr<std::shared_ptr<const PreparedSignature>> Correlator::Prepare(const Sig
     {
       const int search_px = PolarCentreSearchPx(config_, prep->coarse.pixel_um);
       const int bins = prep->polar_v.cols;
-      prep->polar_fft_rows = PolarFftRows(prep->polar_v.rows, search_px, config_.polar_max_radial_shift);
       const std::vector<cv::Point> offsets = PolarCentreOffsets(search_px);
       prep->polar_spectra.resize(offsets.size());
       cv::Mat1f pv, pm;
       for (std::size_t k = 0; k < offsets.size(); ++k) {
         if (k == 0) {
-          ComputeSpectra(prep->polar_v, prep->polar_m, prep->polar_fft_rows, bins, &prep->polar_spectra[k]);
+          ComputeRowSpectra(prep->polar_v, prep->polar_m, &prep->polar_spectra[k]);
         } else {
           MakePolar(prep->coarse, bins, &pv, &pm, cv::Point2d(offsets[k].x, offsets[k].y));
-          ComputeSpectra(pv, pm, prep->polar_fft_rows, bins, &prep->polar_spectra[k]);
+          ComputeRowSpectra(pv, pm, &prep->polar_spectra[k]);
         }
       }
     }

@@ -9,7 +9,6 @@
 #include <complex>
 #include <cstddef>
 #include <vector>
-#include <vector>
 
 #include <fftw3.h>
 #include <opencv2/core.hpp>
@@ -80,10 +79,44 @@ void ComputeSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, int rows, in
 void MaskedNccMaps(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap,
                    cv::Mat1f* ncc, cv::Mat1f* overlap, int limit_rows = 0, int limit_cols = 0);
 
+// The same maps as MaskedNccMaps (whole, no limits) of template t against an
+// image given as values/mask (at most t.rows x t.cols, at the top-left of
+// the zero-padded grid): its spectra are computed here, two real transforms
+// in one complex one, and the six correlations are inverted in pairs.
+void MaskedNccMapsOfImage(const MaskedSpectra& t, const cv::Mat1f& values, const cv::Mat1f& mask,
+                          double min_overlap, cv::Mat1f* ncc, cv::Mat1f* overlap);
+
 // Only the rows listed (negative = counted from the end) of the map above:
 // ncc row k is map row rows[k].
 void MaskedNccRows(const MaskedSpectra& t, const MaskedSpectra& i, double min_overlap, const std::vector<int>& rows,
                    cv::Mat1f* ncc);
+
+// Spectra of each row of a masked image (1D transforms along dimension 1,
+// cols / 2 + 1 frequencies per row): f*m, m, f^2*m. For correlations that
+// are circular along the columns (the angle axis of a polar image) and need
+// only a few shifts along the rows: MaskedNccRadial.
+struct RowSpectra {
+  int rows = 0, cols = 0;
+  // Frequencies per row, cols / 2 + 1 rounded up to a multiple of 16 (zeros
+  // past the end) so that the sums over rows run on whole SIMD vectors.
+  int stride = 0;
+  // Six planes of rows x stride floats, real and imaginary parts apart:
+  // Re F(fm), Im F(fm), Re F(m), Im F(m), Re F(f2m), Im F(f2m).
+  RealBuffer planes;
+  double valid = 0;
+  const float* Plane(int k, int row) const {
+    return planes.data() + (static_cast<std::size_t>(k) * rows + row) * stride;
+  }
+};
+void ComputeRowSpectra(const cv::Mat1f& values, const cv::Mat1f& mask, RowSpectra* out);
+
+// Masked NCC of t against i for every circular shift u along the columns and
+// the row shifts s = -max_shift..max_shift (ncc row s + max_shift):
+// ncc(s, u) = NCC of t(r, x) with i(r + s, x + u) over the overlap of both
+// masks (rows outside either image count as invalid), -2 where the overlap
+// is below min_overlap. The same values as MaskedNccRows on 2D spectra with
+// enough zero rows that nothing wraps (up to float round-off).
+void MaskedNccRadial(const RowSpectra& t, const RowSpectra& i, double min_overlap, int max_shift, cv::Mat1f* ncc);
 
 // Template spectra for MaskedNccRegion: like ComputeSpectra, but the mask
 // spectrum is skipped when the mask is full (`full` set).

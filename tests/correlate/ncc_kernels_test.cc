@@ -117,5 +117,75 @@ TEST(RowsKernelTest, MatchesTheWholeMapRows) {
   }
 }
 
+// MaskedNccMapsOfImage (image spectra and correlations two at a time in
+// complex transforms) gives the whole map and overlap of MaskedNccMaps.
+TEST(PackedMapsKernelTest, MatchesTheSixFftMap) {
+  const int rows = 90, cols = 90;
+  cv::Mat1f tv, tm, iv, im;
+  Random(34, 0.2, 9, &tv, &tm);
+  Random(51, 0.2, 10, &iv, &im);
+  tv.copyTo(iv(cv::Rect(12, 5, 34, 34)));
+  tm.copyTo(im(cv::Rect(12, 5, 34, 34)));
+  MaskedSpectra t, i;
+  ComputeSpectra(tv, tm, rows, cols, &t);
+  ComputeSpectra(iv, im, rows, cols, &i);
+  const double min_overlap = 0.5 * std::min(t.valid, i.valid);
+  cv::Mat1f expected, expected_n, got, got_n;
+  MaskedNccMaps(t, i, min_overlap, &expected, &expected_n);
+  MaskedNccMapsOfImage(t, iv, im, min_overlap, &got, &got_n);
+  ASSERT_EQ(got.size(), expected.size());
+  double worst = 0, worst_n = 0;
+  for (int y = 0; y < rows; ++y) {
+    for (int x = 0; x < cols; ++x) {
+      worst = std::max(worst, std::abs(double(got(y, x)) - expected(y, x)));
+      worst_n = std::max(worst_n, std::abs(double(got_n(y, x)) - expected_n(y, x)));
+    }
+  }
+  EXPECT_LT(worst, 1e-3);
+  EXPECT_EQ(worst_n, 0.0);  // overlap counts are integers after rounding
+  EXPECT_NEAR(got(5, 12), 1.0, 1e-3);  // the planted copy
+}
+
+// MaskedNccRadial (row spectra, sums over the rows) gives the rows of the 2D
+// map of zero-padded images, here of different heights on either side.
+TEST(RadialKernelTest, MatchesTheRowsOfThePaddedMap) {
+  const int rows = 64, cols = 360, max_shift = 2;
+  cv::Mat1f av, am, bv, bm;
+  Random(cols, 0.2, 7, &av, &am);
+  Random(cols, 0.2, 8, &bv, &bm);
+  av = av(cv::Rect(0, 0, cols, 50)).clone();
+  am = am(cv::Rect(0, 0, cols, 50)).clone();
+  bv = bv(cv::Rect(0, 0, cols, 47)).clone();
+  bm = bm(cv::Rect(0, 0, cols, 47)).clone();
+  // A copy of a turned and radially shifted by +1 row inside b: a real peak.
+  for (int y = 0; y + 1 < 47; ++y) {
+    for (int x = 0; x < cols; ++x) {
+      bv(y + 1, (x + 40) % cols) = av(y, x);
+      bm(y + 1, (x + 40) % cols) = am(y, x);
+    }
+  }
+  MaskedSpectra a, b;
+  ComputeSpectra(av, am, rows, cols, &a);
+  ComputeSpectra(bv, bm, rows, cols, &b);
+  RowSpectra ra, rb;
+  ComputeRowSpectra(av, am, &ra);
+  ComputeRowSpectra(bv, bm, &rb);
+  EXPECT_EQ(ra.valid, a.valid);
+  const double min_overlap = 0.5 * std::min(a.valid, b.valid);
+  std::vector<int> shifts;
+  for (int s = -max_shift; s <= max_shift; ++s) shifts.push_back(s);
+  cv::Mat1f expected, got;
+  MaskedNccRows(a, b, min_overlap, shifts, &expected);
+  MaskedNccRadial(ra, rb, min_overlap, max_shift, &got);
+  ASSERT_EQ(got.rows, 2 * max_shift + 1);
+  ASSERT_EQ(got.cols, cols);
+  double worst = 0;
+  for (int r = 0; r < got.rows; ++r) {
+    for (int x = 0; x < cols; ++x) worst = std::max(worst, std::abs(double(got(r, x)) - expected(r, x)));
+  }
+  EXPECT_LT(worst, 1e-3);
+  EXPECT_NEAR(got(max_shift + 1, 40), 1.0, 1e-3);  // the planted copy
+}
+
 }  // namespace
 }  // namespace ballistics::correlate_internal
