@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include "ballistics/correlate.h"
+#include "ballistics/synth.h"
 #include "correlate/synthetic.h"
 
 namespace ballistics {
@@ -138,6 +139,35 @@ void BM_CompareCandidates(benchmark::State& state) {
   RunCompare(state, cfg, {});
 }
 BENCHMARK(BM_CompareCandidates)->Arg(1)->Arg(3)->Arg(6)->Arg(12)->Unit(benchmark::kMillisecond);
+
+// Firing-pin signatures at CorrelationConfig::FiringPin(), orientation
+// unknown. Fadul has no firing-pin impressions (removed in processing), so the
+// pair comes from the synthetic generator (src/synth, docs/synth.md): two
+// shots of one firearm (arg 0, a mate) or of two firearms (arg 1, a non-match),
+// each at its own random rotation, as MakeShotSignature draws them.
+void BM_CompareFiringPin(benchmark::State& state) {
+  cv::setNumThreads(1);
+  const Correlator corr = Correlator::Create(CorrelationConfig::FiringPin()).value();
+  synth::ShotOptions shot;
+  shot.kind = SignatureKind::kFiringPin;
+  const synth::FirearmSurface gun = synth::RenderFirearm(synth::MakeFirearm(101), shot.pixel_um).value();
+  const synth::FirearmSurface other = synth::RenderFirearm(synth::MakeFirearm(202), shot.pixel_um).value();
+  const Signature sa = synth::MakeShotSignature(gun, 1, shot).value();
+  const Signature sb = synth::MakeShotSignature(state.range(0) == 0 ? gun : other, 2, shot).value();
+  const auto a = corr.Prepare(sa).value();
+  const auto b = corr.Prepare(sb).value();
+  const ComparisonResult warm = corr.Compare(*a, *b).value();
+  int cmc = 0;
+  for (auto _ : state) {
+    auto r = corr.Compare(*a, *b);
+    cmc = r->cmc;
+    benchmark::DoNotOptimize(cmc);
+  }
+  state.counters["cmc"] = cmc;
+  state.counters["cells"] = warm.cells;
+  state.counters["side_px"] = sa.values.cols;
+}
+BENCHMARK(BM_CompareFiringPin)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // Preparing one signature (done once per scan, reused for every comparison).
 void BM_Prepare(benchmark::State& state) {
