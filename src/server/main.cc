@@ -112,6 +112,10 @@ int main(int argc, char** argv) {
   CLI::App app{"ballisticsd - ballistic imaging correlation server"};
   app.set_version_flag("--version", std::string("ballisticsd ") + BALLISTICS_VERSION);
   Options o;
+  // A number within [lo, hi], its default shown in --help.
+  auto ranged = [&app](const char* name, auto& value, const char* help, auto lo, auto hi) {
+    app.add_option(name, value, help)->check(CLI::Range(lo, hi))->capture_default_str();
+  };
   app.set_config("--config", "", "Config file of key = value lines (same names as the flags)");
   app.add_option("--database-url", o.database_url, "PostgreSQL URL")->envname("BALLISTICS_DATABASE_URL");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
@@ -131,42 +135,22 @@ int main(int argc, char** argv) {
                  "Prometheus endpoint host:port (GET /metrics); empty = off");
   app.add_option("--port-file", o.port_file,
                  "Write the bound gRPC port (and metrics port) here once serving (for tests and scripts)");
-  app.add_option("--max-upload-mb", o.max_upload_mb, "Largest accepted upload, MiB")
-      ->check(CLI::Range(1, 1 << 16))
-      ->capture_default_str();
-  app.add_option("--max-concurrent-searches", o.server.max_concurrent_searches, "Searches run at once")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  ranged("--max-upload-mb", o.max_upload_mb, "Largest accepted upload, MiB", 1, 1 << 16);
+  ranged("--max-concurrent-searches", o.server.max_concurrent_searches, "Searches run at once", 1, 256);
   // Back-pressure and robustness limits (docs/reliability.md).
-  app.add_option("--max-queued-searches", o.server.max_queued_searches,
-                 "Searches that may wait for a slot; more get RESOURCE_EXHAUSTED")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
-  app.add_option("--max-concurrent-uploads", o.server.max_concurrent_uploads,
-                 "Uploads in flight at once; more get RESOURCE_EXHAUSTED")
-      ->check(CLI::Range(1, 4096))
-      ->capture_default_str();
-  app.add_option("--upload-idle-timeout-ms", o.server.upload_idle_timeout_ms,
-                 "Cancel an upload stream that sends nothing this long")
-      ->check(CLI::Range(100, 3600000))
-      ->capture_default_str();
-  app.add_option("--upload-timeout-s", o.server.upload_timeout_s, "Cancel an upload stream open this long")
-      ->check(CLI::Range(1, 86400))
-      ->capture_default_str();
-  app.add_option("--db-pool-size", o.server.db_pool_size, "Open API PostgreSQL connections at most")
-      ->check(CLI::Range(2, 1000))
-      ->capture_default_str();
-  app.add_option("--store-pool-size", o.server.store_pool_size, "Open evidence PostgreSQL connections at most")
-      ->check(CLI::Range(1, 1000))
-      ->capture_default_str();
-  app.add_option("--db-pool-wait-ms", o.server.db_pool_wait_ms,
-                 "Wait this long for a free connection, then RESOURCE_EXHAUSTED")
-      ->check(CLI::Range(0, 600000))
-      ->capture_default_str();
-  app.add_option("--audit-anchor-interval-s", o.server.audit_anchor_interval_s,
-                 "Log and publish the audit head this often (0 = off)")
-      ->check(CLI::Range(0, 86400))
-      ->capture_default_str();
+  ranged("--max-queued-searches", o.server.max_queued_searches,
+         "Searches that may wait for a slot; more get RESOURCE_EXHAUSTED", 0, 4096);
+  ranged("--max-concurrent-uploads", o.server.max_concurrent_uploads,
+         "Uploads in flight at once; more get RESOURCE_EXHAUSTED", 1, 4096);
+  ranged("--upload-idle-timeout-ms", o.server.upload_idle_timeout_ms,
+         "Cancel an upload stream that sends nothing this long", 100, 3600000);
+  ranged("--upload-timeout-s", o.server.upload_timeout_s, "Cancel an upload stream open this long", 1, 86400);
+  ranged("--db-pool-size", o.server.db_pool_size, "Open API PostgreSQL connections at most", 2, 1000);
+  ranged("--store-pool-size", o.server.store_pool_size, "Open evidence PostgreSQL connections at most", 1, 1000);
+  ranged("--db-pool-wait-ms", o.server.db_pool_wait_ms,
+         "Wait this long for a free connection, then RESOURCE_EXHAUSTED", 0, 600000);
+  ranged("--audit-anchor-interval-s", o.server.audit_anchor_interval_s,
+         "Log and publish the audit head this often (0 = off)", 0, 86400);
   app.add_option("--shutdown-grace-s", o.shutdown_grace_s, "Seconds running calls get to finish on SIGTERM")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -175,15 +159,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--shards", o.shards, "Shard role: the shards held, e.g. 0-7 or 0-3,8");
   app.add_option("--shard-workers", o.shard_workers, "Coordinator: shard worker addresses, host:port,host:port");
-  app.add_option("--shard-timeout-ms", o.server.shard_timeout_ms,
-                 "Coordinator: longest wait for a worker (a late one makes the result partial)")
-      ->check(CLI::Range(1, 3600000))
-      ->capture_default_str();
-  app.add_option("--rerank-cache-mb", o.server.rerank_cache_mb,
-                 "Single or shard role: MiB of compact signatures held for the CMC rerank; beyond it candidates "
-                 "are read from PostgreSQL (-1 = hold all, 0 = none)")
-      ->check(CLI::Range(std::int64_t{-1}, std::int64_t{1} << 30))
-      ->capture_default_str();
+  ranged("--shard-timeout-ms", o.server.shard_timeout_ms,
+         "Coordinator: longest wait for a worker (a late one makes the result partial)", 1, 3600000);
+  ranged("--rerank-cache-mb", o.server.rerank_cache_mb,
+         "Single or shard role: MiB of compact signatures held for the CMC rerank; beyond it candidates "
+         "are read from PostgreSQL (-1 = hold all, 0 = none)",
+         std::int64_t{-1}, std::int64_t{1} << 30);
   app.add_option("--shard-ca", o.server.shard_ca_file,
                  "PEM roots the other side's certificate must chain to (coordinator <-> workers, mutual TLS); "
                  "default: tls-cert");
