@@ -70,7 +70,11 @@ ballisticsctl audit verify --database-url URL
 - Metrics (`GET /metrics`, Prometheus text): `ballistics_grpc_requests_total{method,code}`,
   `ballistics_grpc_request_duration_seconds` (histogram), `ballistics_uploads_in_flight`,
   `ballistics_upload_bytes_total`, `ballistics_searches_running`, `ballistics_search_queue_depth`,
-  `ballistics_index_signatures`, `ballistics_index_bytes`.
+  `ballistics_index_signatures`, `ballistics_index_bytes`, the rerank cache
+  (`ballistics_rerank_cache_bytes`, `_entries`, `_hits_total`, `_misses_total`,
+  `_evictions_total`), `process_resident_memory_bytes`; shard workers serve their own
+  (`--metrics-listen`, with `ballistics_shard_searches_total{phase}`): the table per role
+  is in docs/operations.md, "Monitoring".
 - Python: `examples/python` (stubs from `gen_stubs.sh`, Debian's python3-grpcio).
 
 Known limits: the search index lives in the server's memory (loaded at start,
