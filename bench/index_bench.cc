@@ -254,13 +254,19 @@ std::uint64_t GunSeed(int distinct_index) { return 5'000'000 + distinct_index / 
 std::uint64_t ShotSeed(int distinct_index) { return 9'000'000 + distinct_index; }
 
 // BENCH_SYNTH_CACHE=DIR keeps the synthetic descriptors of a (count, pixel,
-// BENCH_DESCRIPTOR) setting in DIR between runs of a parameter study that
+// descriptor config) setting in DIR between runs of a parameter study that
 // changes only the query side.
 std::string CachePath(int distinct, double pixel_um) {
   const char* dir = std::getenv("BENCH_SYNTH_CACHE");
   if (dir == nullptr) return "";
-  const char* d = std::getenv("BENCH_DESCRIPTOR");
-  std::string key = std::to_string(distinct) + "_" + std::to_string(pixel_um) + "_" + (d ? d : "default");
+  // Keyed by every descriptor setting (not "default"): a cache made before a
+  // default changed is then not read back. A change of the descriptor code
+  // itself still needs a fresh directory.
+  const DescriptorConfig c = BfConfig();
+  char d[256];
+  std::snprintf(d, sizeof(d), "%g,%g,%g,%d,%d,%d,%g,%d,%g", c.coarse_pixel_um, c.lowpass_um, c.ring_step_um, c.rings,
+                c.frequencies, c.angular_samples, c.ring_min_um, c.fit_rim_centre ? 1 : 0, c.edge_taper_um);
+  std::string key = std::to_string(distinct) + "_" + std::to_string(pixel_um) + "_" + d;
   for (char& c : key) {
     if (c == ',' || c == '.') c = '_';
   }

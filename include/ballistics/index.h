@@ -100,9 +100,13 @@ struct DescriptorConfig {
   bool fit_rim_centre = true;
   // Valid points closer than this to the edge of the valid region are
   // weighted down linearly to 0 at the edge (apodization: the edges carry
-  // crop-dependent energy, see docs/search.md "The centre"); 0 = off. 250 µm
-  // (chosen with the former 250 µm low-pass; kept when the low-pass moved to 125).
-  double edge_taper_um = 250.0;
+  // crop-dependent energy, see docs/search.md "The centre"); 0 = off. One
+  // low-pass cutoff (lowpass_um): the width over which the Gaussian filter
+  // mixes the edge into the data. It was 250 µm with the former 250 µm
+  // low-pass and stayed 250 when the low-pass moved to 125 µm; back to one
+  // cutoff, no identified mate lost a rank (docs/search.md, "Why two K002
+  // mates stay out").
+  double edge_taper_um = 125.0;
   // Offset of the ring centre from the estimated one (a query-side
   // translation search computes the query at a few offsets).
   double centre_offset_x_um = 0.0;

@@ -271,9 +271,10 @@ float SampleBilinear(const cv::Mat1f& v, double x, double y) {
 // on the gun. A window that tapers the data before a Fourier transform is the
 // standard cure for edge leakage (Harris 1978); here it tapers along the valid
 // region's boundary. Measured (docs/search.md, "The centre", index_bench
-// recall): with a 250 µm taper the worst coarse rank of a Fadul mate among
-// 100,053 signatures fell from 16 to 6 (same centre), and a raw DFSC file and
-// its processed version moved from ranks 33 and 123 to 7 and 2.
+// recall): with a 250 µm taper (and the then 250 µm low-pass) the worst
+// coarse rank of a Fadul mate among 100,053 signatures fell from 16 to 6 (same
+// centre), and a raw DFSC file and its processed version moved from ranks 33
+// and 123 to 7 and 2. The taper is one low-pass cutoff (DescriptorConfig).
 void TaperEdges(cv::Mat1f* coarse, double taper_px) {
   cv::Mat1b valid(coarse->rows + 2, coarse->cols + 2, std::uint8_t{0});
   for (int r = 0; r < coarse->rows; ++r)
