@@ -123,14 +123,18 @@ const PrunedInverse& GetPrunedInverse(int rows, int cols, int out_rows) {
 // B(k) = (Z(k) - conj Z(-k)) / 2i; inverse, IFFT(P + iQ) = p + iq for
 // Hermitian P, Q. Rows at or past in_rows are zero, so their transforms are
 // skipped (the column pass follows the row pass), and only the out_rows rows
-// that are read are transformed back.
+// that are read are transformed back. All out of place: FFTW plans its
+// in-place strided transforms as "buffered" ones, which copy through a
+// buffer allocated on every execution.
 struct RegionPlans {
-  fftwf_plan c_rows = nullptr;      // c2c forward along dimension 1, first in_rows rows, in place
-  fftwf_plan c_cols = nullptr;      // c2c forward along dimension 0, all columns, in place
-  fftwf_plan r_rows = nullptr;      // r2c along dimension 1, first in_rows rows (real -> half grid)
-  fftwf_plan r_cols = nullptr;      // c2c forward along dimension 0 of the half grid, in place
-  fftwf_plan inv_cols = nullptr;    // c2c backward along dimension 0, all columns, in place
-  fftwf_plan inv_rows = nullptr;    // c2c backward along dimension 1, first out_rows rows, in place
+  fftwf_plan c_rows = nullptr;    // c2c forward along dimension 1, first in_rows rows, packed -> packed2
+  fftwf_plan c_cols = nullptr;    // c2c forward along dimension 0, all columns, packed2 -> packed
+  fftwf_plan r_rows = nullptr;    // r2c along dimension 1, first in_rows rows, real -> half grid
+  fftwf_plan r_cols = nullptr;    // c2c forward along dimension 0 of the half grid, half -> out
+  fftwf_plan inv_cols = nullptr;  // c2c backward along dimension 0, all columns, packed -> packed2
+  fftwf_plan inv_rows = nullptr;  // c2c backward along dimension 1, first out_rows rows, packed2 -> packed
+  fftwf_plan h_cols = nullptr;    // c2c backward along dimension 0 of the half grid, prod -> prod2
+  fftwf_plan h_rows = nullptr;    // c2r along dimension 1, first out_rows rows, prod2 -> real
 };
 
 const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows) {
@@ -141,22 +145,29 @@ const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows)
     auto plan = std::make_unique<RegionPlans>();
     const int cc = cols / 2 + 1;
     RealBuffer real(static_cast<std::size_t>(rows) * cols);
-    ComplexBuffer full(static_cast<std::size_t>(rows) * cols), half(static_cast<std::size_t>(rows) * cc);
+    ComplexBuffer full(static_cast<std::size_t>(rows) * cols), full2(static_cast<std::size_t>(rows) * cols);
+    ComplexBuffer half(static_cast<std::size_t>(rows) * cc), half2(static_cast<std::size_t>(rows) * cc);
     auto* z = reinterpret_cast<fftwf_complex*>(full.data());
+    auto* z2 = reinterpret_cast<fftwf_complex*>(full2.data());
     auto* h = reinterpret_cast<fftwf_complex*>(half.data());
+    auto* h2 = reinterpret_cast<fftwf_complex*>(half2.data());
     const int n_rows[1] = {rows}, n_cols[1] = {cols};
-    plan->c_rows = fftwf_plan_many_dft(1, n_cols, in_rows, z, nullptr, 1, cols, z, nullptr, 1, cols, FFTW_FORWARD,
+    plan->c_rows = fftwf_plan_many_dft(1, n_cols, in_rows, z, nullptr, 1, cols, z2, nullptr, 1, cols, FFTW_FORWARD,
                                        FFTW_MEASURE);
-    plan->c_cols = fftwf_plan_many_dft(1, n_rows, cols, z, nullptr, cols, 1, z, nullptr, cols, 1, FFTW_FORWARD,
+    plan->c_cols = fftwf_plan_many_dft(1, n_rows, cols, z2, nullptr, cols, 1, z, nullptr, cols, 1, FFTW_FORWARD,
                                        FFTW_MEASURE);
     plan->r_rows = fftwf_plan_many_dft_r2c(1, n_cols, in_rows, real.data(), nullptr, 1, cols, h, nullptr, 1, cc,
                                            FFTW_MEASURE);
-    plan->r_cols = fftwf_plan_many_dft(1, n_rows, cc, h, nullptr, cc, 1, h, nullptr, cc, 1, FFTW_FORWARD,
+    plan->r_cols = fftwf_plan_many_dft(1, n_rows, cc, h, nullptr, cc, 1, h2, nullptr, cc, 1, FFTW_FORWARD,
                                        FFTW_MEASURE);
-    plan->inv_cols = fftwf_plan_many_dft(1, n_rows, cols, z, nullptr, cols, 1, z, nullptr, cols, 1, FFTW_BACKWARD,
+    plan->inv_cols = fftwf_plan_many_dft(1, n_rows, cols, z, nullptr, cols, 1, z2, nullptr, cols, 1, FFTW_BACKWARD,
                                          FFTW_MEASURE);
-    plan->inv_rows = fftwf_plan_many_dft(1, n_cols, out_rows, z, nullptr, 1, cols, z, nullptr, 1, cols,
+    plan->inv_rows = fftwf_plan_many_dft(1, n_cols, out_rows, z2, nullptr, 1, cols, z, nullptr, 1, cols,
                                          FFTW_BACKWARD, FFTW_MEASURE);
+    plan->h_cols = fftwf_plan_many_dft(1, n_rows, cc, h, nullptr, cc, 1, h2, nullptr, cc, 1, FFTW_BACKWARD,
+                                       FFTW_MEASURE);
+    plan->h_rows = fftwf_plan_many_dft_c2r(1, n_cols, out_rows, h2, nullptr, 1, cc, real.data(), nullptr, 1, cols,
+                                           FFTW_MEASURE);
     slot = std::move(plan);
   }
   return *slot;
@@ -164,13 +175,15 @@ const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows)
 
 struct Workspace {
   RealBuffer real;
-  ComplexBuffer prod, prod2, packed;
+  ComplexBuffer prod, prod2, half, packed, packed2;
   RealBuffer out[6];
   void Fit(const FftPlan& plan) {
     if (real.size() < plan.RealSize()) real.resize(plan.RealSize());
     if (prod.size() < plan.ComplexSize()) prod.resize(plan.ComplexSize());
     if (prod2.size() < plan.ComplexSize()) prod2.resize(plan.ComplexSize());
+    if (half.size() < plan.ComplexSize()) half.resize(plan.ComplexSize());
     if (packed.size() < plan.RealSize()) packed.resize(plan.RealSize());
+    if (packed2.size() < plan.RealSize()) packed2.resize(plan.RealSize());
     for (auto& o : out) {
       if (o.size() < plan.RealSize()) o.resize(plan.RealSize());
     }
@@ -244,54 +257,81 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void ConjMultiply(c
 
 // Z = P + iQ on the whole rows x cols grid from the half grids (rows x cc)
 // of two Hermitian spectra P, Q: the columns past the half come from the
-// mirrored point, P(-k) = conj P(k).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void PackHermitianPair(
-    const std::complex<float>* __restrict p, const std::complex<float>* __restrict q, int rows, int cols,
-    std::complex<float>* __restrict z) {
-  const int cc = cols / 2 + 1;
-  const float* pp = reinterpret_cast<const float*>(p);
-  const float* pq = reinterpret_cast<const float*>(q);
-  float* pz = reinterpret_cast<float*>(z);
+// mirrored point, P(-k) = conj P(k). (Two loops over contiguous arrays that
+// vectorize; the mirrored points are first copied in reverse order.)
+__attribute__((target_clones("avx512f", "avx2", "default"))) void PackRow(const float* __restrict p,
+                                                                          const float* __restrict q, int n,
+                                                                          bool mirrored, float* __restrict z) {
+  if (!mirrored) {
+    for (int x = 0; x < n; ++x) {
+      z[2 * x] = p[2 * x] - q[2 * x + 1];
+      z[2 * x + 1] = p[2 * x + 1] + q[2 * x];
+    }
+  } else {
+    // conj(P) + i conj(Q) = (pr + qi, qr - pi)
+    for (int x = 0; x < n; ++x) {
+      z[2 * x] = p[2 * x] + q[2 * x + 1];
+      z[2 * x + 1] = q[2 * x] - p[2 * x + 1];
+    }
+  }
+}
+
+void PackHermitianPair(const std::complex<float>* p, const std::complex<float>* q, int rows, int cols,
+                       std::complex<float>* z) {
+  const int cc = cols / 2 + 1, rest = cols - cc;
+  thread_local std::vector<std::complex<float>> rp, rq;
+  rp.resize(cc);
+  rq.resize(cc);
   for (int y = 0; y < rows; ++y) {
     const std::size_t row = static_cast<std::size_t>(y) * cc, mrow = static_cast<std::size_t>((rows - y) % rows) * cc;
-    float* zr = pz + 2 * static_cast<std::size_t>(y) * cols;
-    for (int x = 0; x < cc; ++x) {
-      const std::size_t k = 2 * (row + x);
-      zr[2 * x] = pp[k] - pq[k + 1];
-      zr[2 * x + 1] = pp[k + 1] + pq[k];
+    std::complex<float>* zr = z + static_cast<std::size_t>(y) * cols;
+    PackRow(reinterpret_cast<const float*>(p + row), reinterpret_cast<const float*>(q + row), cc, false,
+            reinterpret_cast<float*>(zr));
+    // Columns cc..cols-1 hold the mirrored points (-y, cols - x), x = cc..cols-1.
+    for (int x = 0; x < rest; ++x) {
+      rp[x] = p[mrow + (cols - cc - x)];
+      rq[x] = q[mrow + (cols - cc - x)];
     }
-    for (int x = cc; x < cols; ++x) {
-      const std::size_t k = 2 * (mrow + (cols - x));
-      zr[2 * x] = pp[k] + pq[k + 1];
-      zr[2 * x + 1] = pq[k] - pp[k + 1];
-    }
+    PackRow(reinterpret_cast<const float*>(rp.data()), reinterpret_cast<const float*>(rq.data()), rest, true,
+            reinterpret_cast<float*>(zr + cc));
   }
 }
 
 // The half grids (rows x cc) of the spectra A, B of two real arrays from the
 // spectrum Z of a + ib: A = (Z(k) + conj Z(-k)) / 2, B = (Z(k) - conj Z(-k)) / 2i.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void SplitRow(const float* __restrict u,
+                                                                           const float* __restrict v, int n,
+                                                                           float* __restrict a, float* __restrict b) {
+  // v is Z(-k); conj(v) = (v.re, -v.im).
+  for (int x = 0; x < n; ++x) {
+    a[2 * x] = 0.5f * (u[2 * x] + v[2 * x]);
+    a[2 * x + 1] = 0.5f * (u[2 * x + 1] - v[2 * x + 1]);
+    b[2 * x] = 0.5f * (u[2 * x + 1] + v[2 * x + 1]);
+    b[2 * x + 1] = 0.5f * (v[2 * x] - u[2 * x]);
+  }
+}
+
 void SplitPackedPair(const std::complex<float>* z, int rows, int cols, ComplexBuffer* a, ComplexBuffer* b) {
   const int cc = cols / 2 + 1;
   a->resize(static_cast<std::size_t>(rows) * cc);
   b->resize(static_cast<std::size_t>(rows) * cc);
+  thread_local std::vector<std::complex<float>> mirrored;
+  mirrored.resize(cc);
   for (int y = 0; y < rows; ++y) {
     const std::complex<float>* zr = z + static_cast<std::size_t>(y) * cols;
     const std::complex<float>* zm = z + static_cast<std::size_t>((rows - y) % rows) * cols;
-    std::complex<float>* pa = a->data() + static_cast<std::size_t>(y) * cc;
-    std::complex<float>* pb = b->data() + static_cast<std::size_t>(y) * cc;
-    for (int x = 0; x < cc; ++x) {
-      const std::complex<float> u = zr[x], v = zm[(cols - x) % cols];
-      // v is Z(-k); conj(v) = (v.re, -v.im).
-      pa[x] = {0.5f * (u.real() + v.real()), 0.5f * (u.imag() - v.imag())};
-      pb[x] = {0.5f * (u.imag() + v.imag()), 0.5f * (v.real() - u.real())};
-    }
+    // Z(-k) along the row, in the order of k (a reversed copy: the arithmetic below then vectorizes).
+    for (int x = 0; x < cc; ++x) mirrored[x] = zm[(cols - x) % cols];
+    SplitRow(reinterpret_cast<const float*>(zr), reinterpret_cast<const float*>(mirrored.data()), cc,
+             reinterpret_cast<float*>(a->data() + static_cast<std::size_t>(y) * cc),
+             reinterpret_cast<float*>(b->data() + static_cast<std::size_t>(y) * cc));
   }
 }
 
 // Forward spectrum (half grid) of src (or its square) at the top-left of a
 // zero-padded rows x cols array, src.rows = the plans' in_rows.
 void ForwardRegionOne(const RegionPlans& plans, int rows, int cols, const cv::Mat1f& src, bool square,
-                      RealBuffer& real, ComplexBuffer* out) {
+                      RealBuffer& real, ComplexBuffer& half, ComplexBuffer* out) {
   const int cc = cols / 2 + 1;
   for (int y = 0; y < src.rows; ++y) {
     const float* s = src[y];
@@ -304,16 +344,17 @@ void ForwardRegionOne(const RegionPlans& plans, int rows, int cols, const cv::Ma
     std::fill(d + src.cols, d + cols, 0.0f);
   }
   out->resize(static_cast<std::size_t>(rows) * cc);
-  auto* h = reinterpret_cast<fftwf_complex*>(out->data());
+  auto* h = reinterpret_cast<fftwf_complex*>(half.data());
   fftwf_execute_dft_r2c(plans.r_rows, real.data(), h);
-  std::fill(out->begin() + static_cast<std::size_t>(src.rows) * cc, out->begin() + static_cast<std::size_t>(rows) * cc,
+  std::fill(half.begin() + static_cast<std::size_t>(src.rows) * cc, half.begin() + static_cast<std::size_t>(rows) * cc,
             std::complex<float>(0.0f, 0.0f));
-  fftwf_execute_dft(plans.r_cols, h, h);
+  fftwf_execute_dft(plans.r_cols, h, reinterpret_cast<fftwf_complex*>(out->data()));
 }
 
 // Forward spectra (half grids) of a and of b (or its square), one complex transform.
 void ForwardRegionPair(const RegionPlans& plans, int rows, int cols, const cv::Mat1f& a, const cv::Mat1f& b,
-                       bool square_b, ComplexBuffer& packed, ComplexBuffer* out_a, ComplexBuffer* out_b) {
+                       bool square_b, ComplexBuffer& packed, ComplexBuffer& packed2, ComplexBuffer* out_a,
+                       ComplexBuffer* out_b) {
   for (int y = 0; y < a.rows; ++y) {
     const float* sa = a[y];
     const float* sb = b[y];
@@ -325,11 +366,13 @@ void ForwardRegionPair(const RegionPlans& plans, int rows, int cols, const cv::M
     }
     std::fill(d + a.cols, d + cols, std::complex<float>(0.0f, 0.0f));
   }
-  std::fill(packed.begin() + static_cast<std::size_t>(a.rows) * cols, packed.begin() + static_cast<std::size_t>(rows) * cols,
+  // The row pass writes the first a.rows rows of packed2; the rest is zero.
+  std::fill(packed2.begin() + static_cast<std::size_t>(a.rows) * cols, packed2.begin() + static_cast<std::size_t>(rows) * cols,
             std::complex<float>(0.0f, 0.0f));
   auto* z = reinterpret_cast<fftwf_complex*>(packed.data());
-  fftwf_execute_dft(plans.c_rows, z, z);
-  fftwf_execute_dft(plans.c_cols, z, z);
+  auto* z2 = reinterpret_cast<fftwf_complex*>(packed2.data());
+  fftwf_execute_dft(plans.c_rows, z, z2);
+  fftwf_execute_dft(plans.c_cols, z2, z);
   SplitPackedPair(packed.data(), rows, cols, out_a, out_b);
 }
 
@@ -611,8 +654,9 @@ void CorrelatePair(const FftPlan& plan, const RegionPlans& plans, const ComplexB
   ConjMultiply(a2.data(), b2.data(), nc, ws.prod2.data());
   PackHermitianPair(ws.prod.data(), ws.prod2.data(), plan.rows, plan.cols, ws.packed.data());
   auto* z = reinterpret_cast<fftwf_complex*>(ws.packed.data());
-  fftwf_execute_dft(plans.inv_cols, z, z);
-  fftwf_execute_dft(plans.inv_rows, z, z);
+  auto* z2 = reinterpret_cast<fftwf_complex*>(ws.packed2.data());
+  fftwf_execute_dft(plans.inv_cols, z, z2);
+  fftwf_execute_dft(plans.inv_rows, z2, z);
   for (int y = 0; y < out_rows; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
     const std::complex<float>* zr = ws.packed.data() + k;
@@ -632,8 +676,8 @@ void MaskedNccMapsOfImage(const MaskedSpectra& t, const cv::Mat1f& values, const
   ws.Fit(plan);
   const RegionPlans& plans = GetRegionPlans(plan.rows, plan.cols, values.rows, plan.rows);
   thread_local ComplexBuffer i_fm, i_m, i_f2m;
-  ForwardRegionPair(plans, plan.rows, plan.cols, values, mask, false, ws.packed, &i_fm, &i_m);
-  ForwardRegionOne(plans, plan.rows, plan.cols, values, true, ws.real, &i_f2m);
+  ForwardRegionPair(plans, plan.rows, plan.cols, values, mask, false, ws.packed, ws.packed2, &i_fm, &i_m);
+  ForwardRegionOne(plans, plan.rows, plan.cols, values, true, ws.real, ws.half, &i_f2m);
   CorrelatePair(plan, plans, t.fm, i_fm, t.m, i_m, plan.rows, plan.cols, ws, ws.out[0], ws.out[3]);
   CorrelatePair(plan, plans, t.fm, i_m, t.m, i_fm, plan.rows, plan.cols, ws, ws.out[1], ws.out[2]);
   CorrelatePair(plan, plans, t.f2m, i_m, t.m, i_f2m, plan.rows, plan.cols, ws, ws.out[4], ws.out[5]);
@@ -666,23 +710,22 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
   // squares unless the template is full; two of them in one complex transform.
   thread_local ComplexBuffer i_fm, i_m, i_f2m;
   if (!region_full && !t.full) {
-    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_m, false, ws.packed, &i_fm, &i_m);
-    ForwardRegionOne(plans, plan.rows, plan.cols, region_v, true, ws.real, &i_f2m);
+    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_m, false, ws.packed, ws.packed2, &i_fm, &i_m);
+    ForwardRegionOne(plans, plan.rows, plan.cols, region_v, true, ws.real, ws.half, &i_f2m);
   } else if (!region_full) {
-    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_m, false, ws.packed, &i_fm, &i_m);
+    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_m, false, ws.packed, ws.packed2, &i_fm, &i_m);
   } else if (!t.full) {
-    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_v, true, ws.packed, &i_fm, &i_f2m);
+    ForwardRegionPair(plans, plan.rows, plan.cols, region_v, region_v, true, ws.packed, ws.packed2, &i_fm, &i_f2m);
   } else {
-    ForwardRegionOne(plans, plan.rows, plan.cols, region_v, false, ws.real, &i_fm);
+    ForwardRegionOne(plans, plan.rows, plan.cols, region_v, false, ws.real, ws.half, &i_fm);
   }
-  // Only rows [0, limit) of each correlation are read (by CombineRow below).
-  const PrunedInverse& inverse = GetPrunedInverse(plan.rows, plan.cols, limit);
-  // c(u) = sum_x a(x) b(x + u) = IFFT(conj(A) B)(u), one real correlation.
+  // c(u) = sum_x a(x) b(x + u) = IFFT(conj(A) B)(u), one real correlation;
+  // only rows [0, limit) are read (by CombineRow below).
   auto correlate = [&](const ComplexBuffer& a, const ComplexBuffer& b, RealBuffer& out) {
-    auto* pp = reinterpret_cast<fftwf_complex*>(ws.prod.data());
     ConjMultiply(a.data(), b.data(), nc, ws.prod.data());
-    fftwf_execute_dft(inverse.columns, pp, pp);
-    fftwf_execute_dft_c2r(inverse.rows, pp, out.data());
+    fftwf_execute_dft(plans.h_cols, reinterpret_cast<fftwf_complex*>(ws.prod.data()),
+                      reinterpret_cast<fftwf_complex*>(ws.prod2.data()));
+    fftwf_execute_dft_c2r(plans.h_rows, reinterpret_cast<fftwf_complex*>(ws.prod2.data()), out.data());
   };
   auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, RealBuffer& out1, const ComplexBuffer& a2,
                         const ComplexBuffer& b2, RealBuffer& out2) {

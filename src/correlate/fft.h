@@ -38,7 +38,8 @@ using ComplexBuffer = std::vector<std::complex<float>, FftwAllocator<std::comple
 
 // Smallest n' >= n of the form 2^a 3^b 5^c (sizes FFTW handles fastest).
 int FastFftSize(int n);
-// A size >= n for the many small cell-region transforms: see fft.cc.
+// A size >= n for the many small transforms (cell regions, candidate
+// translation maps): see fft.cc.
 int FastFftSizeRegion(int n);
 
 // Forward (r2c) and inverse (c2r) plans for a rows x cols real array. Created
