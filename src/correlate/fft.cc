@@ -255,45 +255,57 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void ConjMultiply(c
   }
 }
 
-// Z = P + iQ on the whole rows x cols grid from the half grids (rows x cc)
-// of two Hermitian spectra P, Q: the columns past the half come from the
-// mirrored point, P(-k) = conj P(k). (Two loops over contiguous arrays that
-// vectorize; the mirrored points are first copied in reverse order.)
+// One row of Z = P + iQ: for the first cc columns from the row's own P, Q;
+// for the rest from the mirrored point, P(-k) = conj P(k): z[i] = conj P[n - i]
+// + i conj Q[n - i] for the n = cols - cc columns past the half.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void PackRow(const float* __restrict p,
                                                                           const float* __restrict q, int n,
-                                                                          bool mirrored, float* __restrict z) {
-  if (!mirrored) {
-    for (int x = 0; x < n; ++x) {
-      z[2 * x] = p[2 * x] - q[2 * x + 1];
-      z[2 * x + 1] = p[2 * x + 1] + q[2 * x];
-    }
-  } else {
-    // conj(P) + i conj(Q) = (pr + qi, qr - pi)
-    for (int x = 0; x < n; ++x) {
-      z[2 * x] = p[2 * x] + q[2 * x + 1];
-      z[2 * x + 1] = q[2 * x] - p[2 * x + 1];
-    }
+                                                                          float* __restrict z) {
+  for (int x = 0; x < n; ++x) {
+    z[2 * x] = p[2 * x] - q[2 * x + 1];
+    z[2 * x + 1] = p[2 * x + 1] + q[2 * x];
+  }
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void PackRowMirrored(const float* __restrict p,
+                                                                                  const float* __restrict q, int n,
+                                                                                  float* __restrict z) {
+  for (int i = 0; i < n; ++i) {
+    const int k = n - i;
+    z[2 * i] = p[2 * k] + q[2 * k + 1];
+    z[2 * i + 1] = q[2 * k] - p[2 * k + 1];
   }
 }
 
-void PackHermitianPair(const std::complex<float>* p, const std::complex<float>* q, int rows, int cols,
-                       std::complex<float>* z) {
+// Z = conj(A1) B1 + i conj(A2) B2 on the whole rows x cols grid from the
+// half grids (rows x cc) of the four spectra, row y together with its
+// mirror row -y (whose products fill each other's second half), so that the
+// products stay in four short row buffers.
+void PackProducts(const std::complex<float>* a1, const std::complex<float>* b1, const std::complex<float>* a2,
+                  const std::complex<float>* b2, int rows, int cols, std::complex<float>* z) {
   const int cc = cols / 2 + 1, rest = cols - cc;
-  thread_local std::vector<std::complex<float>> rp, rq;
-  rp.resize(cc);
-  rq.resize(cc);
-  for (int y = 0; y < rows; ++y) {
-    const std::size_t row = static_cast<std::size_t>(y) * cc, mrow = static_cast<std::size_t>((rows - y) % rows) * cc;
-    std::complex<float>* zr = z + static_cast<std::size_t>(y) * cols;
-    PackRow(reinterpret_cast<const float*>(p + row), reinterpret_cast<const float*>(q + row), cc, false,
-            reinterpret_cast<float*>(zr));
-    // Columns cc..cols-1 hold the mirrored points (-y, cols - x), x = cc..cols-1.
-    for (int x = 0; x < rest; ++x) {
-      rp[x] = p[mrow + (cols - cc - x)];
-      rq[x] = q[mrow + (cols - cc - x)];
+  thread_local std::vector<std::complex<float>> py1, py2, pm1, pm2;
+  py1.resize(cc);
+  py2.resize(cc);
+  pm1.resize(cc);
+  pm2.resize(cc);
+  auto f = [](const std::vector<std::complex<float>>& v) { return reinterpret_cast<const float*>(v.data()); };
+  for (int y = 0; y <= rows / 2; ++y) {
+    const int my = (rows - y) % rows;
+    const std::size_t ky = static_cast<std::size_t>(y) * cc, km = static_cast<std::size_t>(my) * cc;
+    ConjMultiply(a1 + ky, b1 + ky, cc, py1.data());
+    ConjMultiply(a2 + ky, b2 + ky, cc, py2.data());
+    float* zy = reinterpret_cast<float*>(z + static_cast<std::size_t>(y) * cols);
+    PackRow(f(py1), f(py2), cc, zy);
+    if (my == y) {
+      PackRowMirrored(f(py1), f(py2), rest, zy + 2 * cc);
+      continue;
     }
-    PackRow(reinterpret_cast<const float*>(rp.data()), reinterpret_cast<const float*>(rq.data()), rest, true,
-            reinterpret_cast<float*>(zr + cc));
+    ConjMultiply(a1 + km, b1 + km, cc, pm1.data());
+    ConjMultiply(a2 + km, b2 + km, cc, pm2.data());
+    float* zm = reinterpret_cast<float*>(z + static_cast<std::size_t>(my) * cols);
+    PackRow(f(pm1), f(pm2), cc, zm);
+    PackRowMirrored(f(pm1), f(pm2), rest, zy + 2 * cc);
+    PackRowMirrored(f(py1), f(py2), rest, zm + 2 * cc);
   }
 }
 
@@ -534,19 +546,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void RadialBlock(co
                                                                               const float* const* b, int n_rows,
                                                                               std::size_t row_stride, float* out) {
   typedef float V __attribute__((vector_size(kRadialBlock * sizeof(float))));
-  auto load = [](const float* p) {
-    V v;
-    __builtin_memcpy(&v, p, sizeof(V));
-    return v;
-  };
   V s12r = {}, s12i = {}, s1r = {}, s1i = {}, s2r = {}, s2i = {}, nr = {}, ni = {}, s11r = {}, s11i = {}, s22r = {},
     s22i = {};
   for (int r = 0; r < n_rows; ++r) {
     const std::size_t o = static_cast<std::size_t>(r) * row_stride;
-    const V fr = load(a[0] + o), fi = load(a[1] + o), mr = load(a[2] + o), mi = load(a[3] + o);
-    const V qr = load(a[4] + o), qi = load(a[5] + o);
-    const V gr = load(b[0] + o), gi = load(b[1] + o), hr = load(b[2] + o), hi = load(b[3] + o);
-    const V pr = load(b[4] + o), pi = load(b[5] + o);
+    // (Unaligned loads by memcpy; no function returning V, whose ABI depends on the clone.)
+    V fr, fi, mr, mi, qr, qi, gr, gi, hr, hi, pr, pi;
+    V* dst[12] = {&fr, &fi, &mr, &mi, &qr, &qi, &gr, &gi, &hr, &hi, &pr, &pi};
+    for (int k = 0; k < 6; ++k) {
+      __builtin_memcpy(dst[k], a[k] + o, sizeof(V));
+      __builtin_memcpy(dst[6 + k], b[k] + o, sizeof(V));
+    }
     // conj(x) y = (xr yr + xi yi, xr yi - xi yr)
     s12r += fr * gr + fi * gi;  // sum f1 f2
     s12i += fr * gi - fi * gr;
@@ -649,10 +659,7 @@ namespace {
 void CorrelatePair(const FftPlan& plan, const RegionPlans& plans, const ComplexBuffer& a1, const ComplexBuffer& b1,
                    const ComplexBuffer& a2, const ComplexBuffer& b2, int out_rows, int out_cols, Workspace& ws,
                    RealBuffer& out1, RealBuffer& out2) {
-  const std::size_t nc = plan.ComplexSize();
-  ConjMultiply(a1.data(), b1.data(), nc, ws.prod.data());
-  ConjMultiply(a2.data(), b2.data(), nc, ws.prod2.data());
-  PackHermitianPair(ws.prod.data(), ws.prod2.data(), plan.rows, plan.cols, ws.packed.data());
+  PackProducts(a1.data(), b1.data(), a2.data(), b2.data(), plan.rows, plan.cols, ws.packed.data());
   auto* z = reinterpret_cast<fftwf_complex*>(ws.packed.data());
   auto* z2 = reinterpret_cast<fftwf_complex*>(ws.packed2.data());
   fftwf_execute_dft(plans.inv_cols, z, z2);
