@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <immintrin.h>
 #include <opencv2/imgproc.hpp>
 
 #include "ballistics/correlate.h"
@@ -76,6 +77,10 @@ struct Level {
   double pixel_um = 0;
   cv::Mat1f v, m;
   cv::Mat1b m4;  // 1 where the point and its right, lower and lower-right neighbours are valid
+  // v with NaN where m is 0: a bilinear interpolation of it is NaN exactly
+  // when one of the four neighbours is invalid (NaN times a zero weight is
+  // NaN too), so the vectorized warp needs no separate look-up of m4.
+  cv::Mat1f vn;
   double cx = 0, cy = 0;  // image centre in pixels
   double valid = 0;
   cv::Point2d ToPixel(cv::Point2d p_um) const { return {p_um.x / pixel_um + cx, p_um.y / pixel_um + cy}; }
@@ -145,6 +150,8 @@ Level MakeLevel(const cv::Mat1f& values, double pixel_um, double target_pixel_um
       level.m4(y, x) = m(y, x) > 0 && m(y, x + 1) > 0 && m(y + 1, x) > 0 && m(y + 1, x + 1) > 0;
     }
   }
+  level.vn = v.clone();
+  level.vn.setTo(std::numeric_limits<float>::quiet_NaN(), m <= 0);
   level.cx = (v.cols - 1) / 2.0;
   level.cy = (v.rows - 1) / 2.0;
   level.valid = n;
@@ -165,24 +172,103 @@ struct Cell {
   MaskedSpectra spectra;
 };
 
+// 16 points at a time of one output row of WarpMasked over [xa, xb), where
+// every source point (bx + a00 x, by + a10 x) lies inside [0, w - 1) x
+// [0, h - 1): the same float operations in the same order as the per-point
+// code (so the same values), the four neighbours gathered from the NaN
+// plane. Points where an invalid neighbour might carry no weight (on a grid
+// line) get slow[x] = 1 for the per-point code. Returns where it stopped
+// (the last < 16 points are the caller's).
+// (GCC 12 warns about the undefined first operand inside its own AVX-512
+// conversion intrinsics: a false positive.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// fp-contract=off: GCC would otherwise fuse the multiplies and adds of the
+// intrinsics into FMAs, which round once instead of twice (other values than
+// the per-point code's).
+__attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInteriorAvx512(const float* vn, int v_step, float bx, float by,
+                                                            float a00, float a10, int xa, int xb, float* pv,
+                                                            float* pm, unsigned char* slow) {
+  const __m512 lane = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 vbx = _mm512_set1_ps(bx), vby = _mm512_set1_ps(by), va00 = _mm512_set1_ps(a00),
+               va10 = _mm512_set1_ps(a10), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+  const __m512i step = _mm512_set1_epi32(v_step), step1 = _mm512_set1_epi32(v_step + 1),
+                one_i = _mm512_set1_epi32(1);
+  int x = xa;
+  for (; x + 16 <= xb; x += 16) {
+    // x + lane is exact in float (x < 2^24), as static_cast<float>(x) is.
+    const __m512 xf = _mm512_add_ps(_mm512_set1_ps(static_cast<float>(x)), lane);
+    const __m512 fsx = _mm512_add_ps(vbx, _mm512_mul_ps(va00, xf));
+    const __m512 fsy = _mm512_add_ps(vby, _mm512_mul_ps(va10, xf));
+    const __m512i x0 = _mm512_cvttps_epi32(fsx), y0 = _mm512_cvttps_epi32(fsy);
+    const __m512 fx = _mm512_sub_ps(fsx, _mm512_cvtepi32_ps(x0));
+    const __m512 fy = _mm512_sub_ps(fsy, _mm512_cvtepi32_ps(y0));
+    const __m512i k = _mm512_add_epi32(_mm512_mullo_epi32(y0, step), x0);
+    const __m512 r00 = _mm512_i32gather_ps(k, vn, 4);
+    const __m512 r01 = _mm512_i32gather_ps(_mm512_add_epi32(k, one_i), vn, 4);
+    const __m512 r10 = _mm512_i32gather_ps(_mm512_add_epi32(k, step), vn, 4);
+    const __m512 r11 = _mm512_i32gather_ps(_mm512_add_epi32(k, step1), vn, 4);
+    const __m512 gx = _mm512_sub_ps(one, fx), gy = _mm512_sub_ps(one, fy);
+    // (1 - fy) * ((1 - fx) * r00 + fx * r01) + fy * ((1 - fx) * r10 + fx * r11)
+    const __m512 top = _mm512_add_ps(_mm512_mul_ps(gx, r00), _mm512_mul_ps(fx, r01));
+    const __m512 bottom = _mm512_add_ps(_mm512_mul_ps(gx, r10), _mm512_mul_ps(fx, r11));
+    const __m512 val = _mm512_add_ps(_mm512_mul_ps(gy, top), _mm512_mul_ps(fy, bottom));
+    const __mmask16 ok = _mm512_cmp_ps_mask(val, val, _CMP_ORD_Q);
+    _mm512_storeu_ps(pv + x, _mm512_maskz_mov_ps(ok, val));
+    _mm512_storeu_ps(pm + x, _mm512_maskz_mov_ps(ok, one));
+    const __mmask16 on_line = _mm512_cmp_ps_mask(fx, zero, _CMP_EQ_OQ) | _mm512_cmp_ps_mask(fy, zero, _CMP_EQ_OQ);
+    unsigned bits = static_cast<unsigned>(static_cast<__mmask16>(~ok) & on_line);
+    while (bits != 0) {
+      slow[x + __builtin_ctz(bits)] = 1;
+      bits &= bits - 1;
+    }
+  }
+  return x;
+}
+#pragma GCC diagnostic pop
+
+bool HaveAvx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
 // Warps the region of `level` seen through the affine map `m` (destination
 // pixel -> source pixel) into v/mask: bilinear values, mask 1 only where
 // every source point with a non-zero weight is valid (NaN never leaks into
 // an interpolated value), 0 and value 0 elsewhere. One pass for values and
-// mask, with the all-four-neighbours-valid flags precomputed per level.
+// mask, with the all-four-neighbours-valid flags precomputed per level; on
+// AVX-512 machines the part of each row whose source points lie strictly
+// inside the level goes 16 points at a time (WarpRowInteriorAvx512, the same
+// values), the rest point by point.
 void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask) {
   v->create(size);
   mask->create(size);
   const int w = level.v.cols, h = level.v.rows;
   const cv::Mat1f& lm = level.m;
   auto valid = [&](int x, int y) { return x >= 0 && y >= 0 && x < w && y < h && lm(y, x) > 0; };
+  const bool simd = HaveAvx512() && !level.vn.empty() && level.vn.isContinuous();
+  thread_local std::vector<unsigned char> slow;
+  slow.assign(size.width, 0);
+  // [lo, hi] of x where lo_bound + margin <= b + a x <= hi_bound - margin (a
+  // margin of 0.01 pixel covers the float round-off of the source position).
+  auto clip = [](double b, double a, double lo_bound, double hi_bound, double* lo, double* hi) {
+    const double margin = 0.01;
+    if (a == 0) {
+      if (!(b >= lo_bound + margin && b <= hi_bound - margin)) *hi = *lo - 1;  // empty
+      return;
+    }
+    double x1 = (lo_bound + margin - b) / a, x2 = (hi_bound - margin - b) / a;
+    if (x1 > x2) std::swap(x1, x2);
+    *lo = std::max(*lo, x1);
+    *hi = std::min(*hi, x2);
+  };
   for (int y = 0; y < size.height; ++y) {
     float* pv = (*v)[y];
     float* pm = (*mask)[y];
     const double bx = m(0, 1) * y + m(0, 2), by = m(1, 1) * y + m(1, 2);
     const float fbx = static_cast<float>(bx), fby = static_cast<float>(by);
     const float a00 = static_cast<float>(m(0, 0)), a10 = static_cast<float>(m(1, 0));
-    for (int x = 0; x < size.width; ++x) {
+    auto point = [&](int x) {
       // Fast path: all four neighbours inside and valid (the bulk of the points).
       const float fsx = fbx + a00 * x, fsy = fby + a10 * x;
       if (fsx >= 0 && fsy >= 0) {
@@ -194,25 +280,25 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
             const float* r1 = level.v[y0 + 1] + x0;
             pv[x] = (1 - fy) * ((1 - fx) * r0[0] + fx * r0[1]) + fy * ((1 - fx) * r1[0] + fx * r1[1]);
             pm[x] = 1.0f;
-            continue;
+            return;
           }
           // Strictly between grid points an invalid neighbour always has weight.
           if (fx > 0 && fy > 0) {
             pv[x] = 0.0f;
             pm[x] = 0.0f;
-            continue;
+            return;
           }
         }
       } else if (fsx < -2 || fsy < -2) {
         pv[x] = 0.0f;
         pm[x] = 0.0f;
-        continue;
+        return;
       }
       const double sx = bx + m(0, 0) * x, sy = by + m(1, 0) * x;
       const double flx = std::floor(sx), fly = std::floor(sy);
       pv[x] = 0.0f;
       pm[x] = 0.0f;
-      if (!(flx >= -1 && fly >= -1 && flx < w && fly < h)) continue;
+      if (!(flx >= -1 && fly >= -1 && flx < w && fly < h)) return;
       const int x0 = static_cast<int>(flx), y0 = static_cast<int>(fly);
       const float fx = static_cast<float>(sx - flx), fy = static_cast<float>(sy - fly);
       bool ok;
@@ -222,7 +308,7 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
         ok = valid(x0, y0) && (fx == 0 || valid(x0 + 1, y0)) && (fy == 0 || valid(x0, y0 + 1)) &&
              (fx == 0 || fy == 0 || valid(x0 + 1, y0 + 1));
       }
-      if (!ok) continue;
+      if (!ok) return;
       const float* r0 = level.v[y0] + x0;
       const float v00 = r0[0];
       const float v01 = fx > 0 ? r0[1] : 0.0f;
@@ -230,7 +316,30 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
       const float v11 = fx > 0 && fy > 0 ? level.v(y0 + 1, x0 + 1) : 0.0f;
       pv[x] = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11);
       pm[x] = 1.0f;
+    };
+    int xa = 0, xb = 0;  // the interior part of the row, [xa, xb)
+    if (simd) {
+      double lo = 0, hi = size.width - 1;
+      clip(bx, m(0, 0), 0.0, w - 1.0, &lo, &hi);
+      clip(by, m(1, 0), 0.0, h - 1.0, &lo, &hi);
+      if (hi >= lo) {
+        xa = std::clamp(static_cast<int>(std::ceil(lo)), 0, size.width);
+        xb = std::clamp(static_cast<int>(std::floor(hi)) + 1, xa, size.width);
+      }
     }
+    int done = xa;
+    if (xb > xa) {
+      done = WarpRowInteriorAvx512(level.vn[0], static_cast<int>(level.vn.step1()), fbx, fby, a00, a10, xa, xb, pv,
+                                   pm, slow.data());
+      for (int x = xa; x < done; ++x) {
+        if (slow[x]) {
+          slow[x] = 0;
+          point(x);
+        }
+      }
+    }
+    for (int x = 0; x < xa; ++x) point(x);
+    for (int x = done; x < size.width; ++x) point(x);
   }
 }
 
@@ -921,7 +1030,7 @@ Status CorrelationConfig::Validate() const {
 
 std::size_t PreparedSignatureBytes(const PreparedSignature& p) {
   auto mat = [](const cv::Mat& m) { return m.total() * m.elemSize(); };
-  auto level = [&](const Level& l) { return mat(l.v) + mat(l.m) + mat(l.m4); };
+  auto level = [&](const Level& l) { return mat(l.v) + mat(l.m) + mat(l.m4) + mat(l.vn); };
   std::size_t n = sizeof(PreparedSignature) + level(p.coarse) + level(p.translation) + level(p.fine) +
                   mat(p.polar_v) + mat(p.polar_m);
   if (p.refine) n += level(p.search);
