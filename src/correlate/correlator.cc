@@ -294,6 +294,13 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
         pm[x] = 0.0f;
         return;
       }
+      // Far past the right or lower border (the double-precision test below
+      // would reject it too: floor(sx) >= w or floor(sy) >= h).
+      if (fsx > w + 2 || fsy > h + 2) {
+        pv[x] = 0.0f;
+        pm[x] = 0.0f;
+        return;
+      }
       const double sx = bx + m(0, 0) * x, sy = by + m(1, 0) * x;
       const double flx = std::floor(sx), fly = std::floor(sy);
       pv[x] = 0.0f;
