@@ -1,6 +1,7 @@
 #include "fft.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -635,6 +636,8 @@ void MaskedNccRadial(const RowSpectra& t, const RowSpectra& i, double min_overla
   // no transforms along the radius: the 2D version transformed all ~60 rows
   // of six terms to read back 5 of them); along the columns it stays
   // circular, one inverse transform per term and shift.
+  // Same angle bins on both sides (Compare refuses signatures prepared with different configs).
+  assert(t.cols == i.cols && t.stride == i.stride);
   const int cols = t.cols, cc = cols / 2 + 1, n_shifts = 2 * max_shift + 1;
   const RowPlans& plans = GetRowPlans(cols);
   thread_local ComplexBuffer acc;
@@ -648,14 +651,17 @@ void MaskedNccRadial(const RowSpectra& t, const RowSpectra& i, double min_overla
   for (int si = 0; si < n_shifts; ++si) {
     const int s = si - max_shift;
     const int r0 = std::max(0, -s), r1 = std::min(t.rows, i.rows - s);
-    for (int k0 = 0; k0 < cc; k0 += kRadialBlock) {
+    if (r1 <= r0) {  // no pair of rows at this shift: nothing overlaps
+      std::fill(acc.begin(), acc.end(), std::complex<float>(0.0f, 0.0f));
+    }
+    for (int k0 = 0; k0 < cc && r1 > r0; k0 += kRadialBlock) {
       const float* a[6];
       const float* b[6];
       for (int p = 0; p < 6; ++p) {
         a[p] = t.Plane(p, r0) + k0;
         b[p] = i.Plane(p, r0 + s) + k0;
       }
-      RadialBlock(a, b, std::max(0, r1 - r0), static_cast<std::size_t>(t.stride), block);
+      RadialBlock(a, b, r1 - r0, static_cast<std::size_t>(t.stride), block);
       const int n = std::min(kRadialBlock, cc - k0);
       for (int term = 0; term < 6; ++term) {
         std::complex<float>* dst = acc.data() + static_cast<std::size_t>(term) * cc + k0;
