@@ -56,6 +56,15 @@ std::mutex& PlannerMutex() {
 
 }  // namespace
 
+// Planner flags of every plan: FFTW_ESTIMATE picks the algorithm from the
+// sizes alone, so every process uses the same plans and gets the same
+// round-off, hence the same scores. FFTW_MEASURE times candidates on the
+// machine: under load its choice changed from run to run, and with it, rarely,
+// a borderline cell (one Fadul non-match scored 2 in one run and 1 in the
+// next). A forensic score must not depend on how busy the machine was when
+// the process planned its transforms.
+constexpr unsigned kPlanFlags = FFTW_ESTIMATE;
+
 const FftPlan& GetPlan(int rows, int cols) {
   // Plans live for the whole process (a handful of sizes are used), so the
   // references handed out stay valid without reference counting.
@@ -69,11 +78,8 @@ const FftPlan& GetPlan(int rows, int cols) {
     RealBuffer real(plan->RealSize());
     ComplexBuffer spec(plan->ComplexSize());
     auto* c = reinterpret_cast<fftwf_complex*>(spec.data());
-    // FFTW_MEASURE: a few hundred milliseconds once per size (a handful of
-    // sizes per process), repaid within a few comparisons; it overwrites the
-    // planning arrays, which are scratch here.
-    plan->r2c = fftwf_plan_dft_r2c_2d(rows, cols, real.data(), c, FFTW_MEASURE);
-    plan->c2r = fftwf_plan_dft_c2r_2d(rows, cols, c, real.data(), FFTW_MEASURE);
+    plan->r2c = fftwf_plan_dft_r2c_2d(rows, cols, real.data(), c, kPlanFlags);
+    plan->c2r = fftwf_plan_dft_c2r_2d(rows, cols, c, real.data(), kPlanFlags);
     slot = std::move(plan);
   }
   return *slot;
@@ -104,21 +110,14 @@ const PrunedInverse& GetPrunedInverse(int rows, int cols, int out_rows) {
     auto* c = reinterpret_cast<fftwf_complex*>(spec.data());
     const int n_rows[1] = {rows}, n_cols[1] = {cols};
     plan->columns = fftwf_plan_many_dft(1, n_rows, cc, c, nullptr, cc, 1, c, nullptr, cc, 1, FFTW_BACKWARD,
-                                        FFTW_MEASURE);
+                                        kPlanFlags);
     plan->rows = fftwf_plan_many_dft_c2r(1, n_cols, out_rows, c, nullptr, 1, cc, real.data(), nullptr, 1, cols,
-                                         FFTW_MEASURE);
+                                         kPlanFlags);
     slot = std::move(plan);
   }
   return *slot;
 }
 
-// Planner flags of the region, translation-map and polar-row plans:
-// FFTW_ESTIMATE picks the algorithm from the sizes alone, so every process
-// uses the same plans and gets the same round-off, hence the same scores
-// (FFTW_MEASURE times candidates on the machine: under load its choice
-// changed from run to run, and with it, rarely, a borderline cell: one Fadul
-// non-match scored 2 in one run and 1 in the next).
-constexpr unsigned kRegionPlanFlags = FFTW_ESTIMATE;
 
 // Plans of the region correlation (MaskedNccRegion) on a rows x cols grid
 // whose input has data in its first in_rows rows and whose output is read in
@@ -162,21 +161,21 @@ const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows)
     auto* h2 = reinterpret_cast<fftwf_complex*>(half2.data());
     const int n_rows[1] = {rows}, n_cols[1] = {cols};
     plan->c_rows = fftwf_plan_many_dft(1, n_cols, in_rows, z, nullptr, 1, cols, z2, nullptr, 1, cols, FFTW_FORWARD,
-                                       kRegionPlanFlags);
+                                       kPlanFlags);
     plan->c_cols = fftwf_plan_many_dft(1, n_rows, cols, z2, nullptr, cols, 1, z, nullptr, cols, 1, FFTW_FORWARD,
-                                       kRegionPlanFlags);
+                                       kPlanFlags);
     plan->r_rows = fftwf_plan_many_dft_r2c(1, n_cols, in_rows, real.data(), nullptr, 1, cols, h, nullptr, 1, cc,
-                                           kRegionPlanFlags);
+                                           kPlanFlags);
     plan->r_cols = fftwf_plan_many_dft(1, n_rows, cc, h, nullptr, cc, 1, h2, nullptr, cc, 1, FFTW_FORWARD,
-                                       kRegionPlanFlags);
+                                       kPlanFlags);
     plan->inv_cols = fftwf_plan_many_dft(1, n_rows, cols, z, nullptr, cols, 1, z2, nullptr, cols, 1, FFTW_BACKWARD,
-                                         kRegionPlanFlags);
+                                         kPlanFlags);
     plan->inv_rows = fftwf_plan_many_dft(1, n_cols, out_rows, z2, nullptr, 1, cols, z, nullptr, 1, cols,
-                                         FFTW_BACKWARD, kRegionPlanFlags);
+                                         FFTW_BACKWARD, kPlanFlags);
     plan->h_cols = fftwf_plan_many_dft(1, n_rows, cc, h, nullptr, cc, 1, h2, nullptr, cc, 1, FFTW_BACKWARD,
-                                       kRegionPlanFlags);
+                                       kPlanFlags);
     plan->h_rows = fftwf_plan_many_dft_c2r(1, n_cols, out_rows, h2, nullptr, 1, cc, real.data(), nullptr, 1, cols,
-                                           kRegionPlanFlags);
+                                           kPlanFlags);
     slot = std::move(plan);
   }
   return *slot;
@@ -549,9 +548,9 @@ const RowPlans& GetRowPlans(int cols) {
     RealBuffer real(static_cast<std::size_t>(6) * cols);
     ComplexBuffer spec(static_cast<std::size_t>(6) * cc);
     auto* c = reinterpret_cast<fftwf_complex*>(spec.data());
-    plan->r2c = fftwf_plan_dft_r2c_1d(cols, real.data(), c, kRegionPlanFlags);
+    plan->r2c = fftwf_plan_dft_r2c_1d(cols, real.data(), c, kPlanFlags);
     const int n[1] = {cols};
-    plan->c2r = fftwf_plan_many_dft_c2r(1, n, 6, c, nullptr, 1, cc, real.data(), nullptr, 1, cols, kRegionPlanFlags);
+    plan->c2r = fftwf_plan_many_dft_c2r(1, n, 6, c, nullptr, 1, cc, real.data(), nullptr, 1, cols, kPlanFlags);
     slot = std::move(plan);
   }
   return *slot;
