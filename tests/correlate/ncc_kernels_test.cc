@@ -30,6 +30,14 @@ void Random(int side, double hole_prob, unsigned seed, cv::Mat1f* v, cv::Mat1f* 
   }
 }
 
+// The first `rows` rows of Random(side, ...): a strip like a polar image
+// (radius x angle), the same values as the square field's top rows.
+void RandomRows(int side, int rows, double hole_prob, unsigned seed, cv::Mat1f* v, cv::Mat1f* m) {
+  Random(side, hole_prob, seed, v, m);
+  *v = (*v)(cv::Rect(0, 0, side, rows)).clone();
+  *m = (*m)(cv::Rect(0, 0, side, rows)).clone();
+}
+
 struct Case {
   double template_holes, region_holes;
 };
@@ -93,12 +101,8 @@ TEST(DirectKernelTest, MatchesTheFftMapInASmallWindow) {
 TEST(RowsKernelTest, MatchesTheWholeMapRows) {
   const int rows = 60, cols = 360;
   cv::Mat1f av, am, bv, bm;
-  Random(cols, 0.2, 5, &av, &am);
-  Random(cols, 0.2, 6, &bv, &bm);
-  av = av(cv::Rect(0, 0, cols, 50)).clone();
-  am = am(cv::Rect(0, 0, cols, 50)).clone();
-  bv = bv(cv::Rect(0, 0, cols, 50)).clone();
-  bm = bm(cv::Rect(0, 0, cols, 50)).clone();
+  RandomRows(cols, 50, 0.2, 5, &av, &am);
+  RandomRows(cols, 50, 0.2, 6, &bv, &bm);
   MaskedSpectra a, b;
   ComputeSpectra(av, am, rows, cols, &a);
   ComputeSpectra(bv, bm, rows, cols, &b);
@@ -151,12 +155,8 @@ TEST(PackedMapsKernelTest, MatchesTheSixFftMap) {
 TEST(RadialKernelTest, MatchesTheRowsOfThePaddedMap) {
   const int rows = 64, cols = 360, max_shift = 2;
   cv::Mat1f av, am, bv, bm;
-  Random(cols, 0.2, 7, &av, &am);
-  Random(cols, 0.2, 8, &bv, &bm);
-  av = av(cv::Rect(0, 0, cols, 50)).clone();
-  am = am(cv::Rect(0, 0, cols, 50)).clone();
-  bv = bv(cv::Rect(0, 0, cols, 47)).clone();
-  bm = bm(cv::Rect(0, 0, cols, 47)).clone();
+  RandomRows(cols, 50, 0.2, 7, &av, &am);
+  RandomRows(cols, 47, 0.2, 8, &bv, &bm);
   // A copy of a turned and radially shifted by +1 row inside b: a real peak.
   for (int y = 0; y + 1 < 47; ++y) {
     for (int x = 0; x < cols; ++x) {
