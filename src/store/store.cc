@@ -44,7 +44,6 @@ namespace {
 // defined as little-endian, which is what this code assumes the host to be.
 static_assert(std::endian::native == std::endian::little, "signature bytes are stored little-endian");
 
-
 // Bit i of byte i/8 (LSB first) = 1 where value i is finite. See 0001_initial.sql.
 std::vector<std::uint8_t> PackMask(const cv::Mat1f& values) {
   const std::size_t n = values.total();
