@@ -1,13 +1,27 @@
 // Time per pair comparison of the correlate stage, on one core, and how it
 // grows with the number of cells and angles. Synthetic breech-face-sized
 // signatures (545 x 545 points at 6.25 µm, like the Fadul scans): the timing
-// does not depend on the texture, only on sizes and settings.
+// does not depend on the texture, only on sizes and settings. BM_CompareFadul
+// times the real Fadul pairs (../shared/data) the same way.
 //   ninja -C build correlate_bench && build/bench/correlate_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "ballistics/correlate.h"
+#include "ballistics/io.h"
+#include "ballistics/preprocess.h"
 #include "ballistics/synth.h"
 #include "correlate/synthetic.h"
+#include "test_paths.h"
 
 namespace ballistics {
 namespace {
@@ -154,6 +168,89 @@ void BM_CompareFiringPin(benchmark::State& state) {
   state.counters["side_px"] = sa.values.cols;
 }
 BENCHMARK(BM_CompareFiringPin)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
+
+// The real Fadul scans (../shared/data/fadul, 40 breech faces of 10 slides),
+// read, normalized and prepared once; pairs of one truth (arg 0: same slide,
+// 63 KM pairs; arg 1: different slides, 717 KNM pairs) in a fixed random
+// order, one pair per iteration, orientation unknown (360 degrees) at the
+// default config, so the time per iteration is the mean time per pair over
+// the first N pairs of that order (--benchmark_min_time=12 covers all 717).
+struct FadulSet {
+  std::string error;  // why the set is unavailable, "" when loaded
+  std::vector<std::shared_ptr<const PreparedSignature>> bf;
+  std::vector<std::pair<int, int>> km, knm;
+};
+
+const FadulSet& Fadul(const Correlator& corr) {
+  static const FadulSet set = [&] {
+    namespace fs = std::filesystem;
+    FadulSet out;
+    const fs::path dir = testing::SharedDataDir() / "fadul";
+    std::ifstream truth(dir / "ground_truth.csv");
+    if (!truth) {
+      out.error = "no " + (dir / "ground_truth.csv").string();
+      return out;
+    }
+    std::vector<int> slide;
+    std::string line;
+    std::getline(truth, line);  // header: scan,slide,role
+    while (std::getline(truth, line)) {
+      std::istringstream row(line);
+      std::string scan, s;
+      if (!std::getline(row, scan, ',') || !std::getline(row, s, ',')) continue;
+      auto read = ReadScanFile(dir / (scan + ".x3p"));
+      auto norm = read.ok() ? Normalize(*read) : StatusOr<NormalizedCasing>(read.status());
+      auto prep = norm.ok() ? corr.Prepare(norm->breech_face) : StatusOr<std::shared_ptr<const PreparedSignature>>(norm.status());
+      if (!prep.ok()) {
+        out.error = scan + ": " + prep.status().ToString();
+        return out;
+      }
+      out.bf.push_back(*prep);
+      slide.push_back(std::stoi(s));
+    }
+    for (int i = 0; i < static_cast<int>(slide.size()); ++i) {
+      for (int j = i + 1; j < static_cast<int>(slide.size()); ++j) {
+        (slide[i] == slide[j] ? out.km : out.knm).push_back({i, j});
+      }
+    }
+    std::mt19937 gen(20261127);
+    std::shuffle(out.km.begin(), out.km.end(), gen);
+    std::shuffle(out.knm.begin(), out.knm.end(), gen);
+    return out;
+  }();
+  return set;
+}
+
+void BM_CompareFadul(benchmark::State& state) {
+  cv::setNumThreads(1);
+  const Correlator corr = Correlator::Create().value();
+  const FadulSet& set = Fadul(corr);
+  if (!set.error.empty()) {
+    state.SkipWithError(("Fadul scans unavailable: " + set.error).c_str());
+    return;
+  }
+  const auto& pairs = state.range(0) == 0 ? set.km : set.knm;
+  // Warm-up outside the timing: FFTW plans are made once per size.
+  benchmark::DoNotOptimize(corr.Compare(*set.bf[pairs[0].first], *set.bf[pairs[0].second]));
+  std::size_t k = 0;
+  double cells = 0, cmc = 0;
+  for (auto _ : state) {
+    const auto& [a, b] = pairs[k % pairs.size()];
+    auto r = corr.Compare(*set.bf[a], *set.bf[b]);
+    if (!r.ok()) {
+      state.SkipWithError(r.status().ToString().c_str());
+      break;
+    }
+    cells += r->cells;
+    cmc += r->cmc;
+    ++k;
+  }
+  const double n = static_cast<double>(std::max<std::size_t>(k, 1));
+  state.counters["pairs"] = static_cast<double>(std::min(k, pairs.size()));
+  state.counters["mean_cells"] = cells / n;
+  state.counters["mean_cmc"] = cmc / n;
+}
+BENCHMARK(BM_CompareFadul)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 // Preparing one signature (done once per scan, reused for every comparison).
 void BM_Prepare(benchmark::State& state) {
