@@ -324,14 +324,34 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
       pv[x] = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11);
       pm[x] = 1.0f;
     };
-    int xa = 0, xb = 0;  // the interior part of the row, [xa, xb)
+    // The footprint of the row, [fa, fb): outside it the source point lies
+    // almost half a pixel or more past [-1, w) x [-1, h) (the float position
+    // differs from the double one by far less), where point() gives value 0
+    // and mask 0 on every path; those points are zero-filled without it. (The
+    // canvases of RegisterCells and AngleProfile are larger than the target,
+    // turned: a third of their points lie outside it.)
+    int fa = 0, fb = 0;
+    {
+      double lo = 0, hi = size.width - 1;
+      clip(bx, m(0, 0), -1.5, w + 0.5, &lo, &hi);
+      clip(by, m(1, 0), -1.5, h + 0.5, &lo, &hi);
+      if (hi >= lo) {
+        fa = std::clamp(static_cast<int>(std::ceil(lo)), 0, size.width);
+        fb = std::clamp(static_cast<int>(std::floor(hi)) + 1, fa, size.width);
+      }
+    }
+    std::fill(pv, pv + fa, 0.0f);
+    std::fill(pm, pm + fa, 0.0f);
+    std::fill(pv + fb, pv + size.width, 0.0f);
+    std::fill(pm + fb, pm + size.width, 0.0f);
+    int xa = fa, xb = fa;  // the interior part of the row, [xa, xb), within the footprint
     if (simd) {
       double lo = 0, hi = size.width - 1;
       clip(bx, m(0, 0), 0.0, w - 1.0, &lo, &hi);
       clip(by, m(1, 0), 0.0, h - 1.0, &lo, &hi);
       if (hi >= lo) {
-        xa = std::clamp(static_cast<int>(std::ceil(lo)), 0, size.width);
-        xb = std::clamp(static_cast<int>(std::floor(hi)) + 1, xa, size.width);
+        xa = std::clamp(static_cast<int>(std::ceil(lo)), fa, fb);
+        xb = std::clamp(static_cast<int>(std::floor(hi)) + 1, xa, fb);
       }
     }
     int done = xa;
@@ -345,8 +365,8 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
         }
       }
     }
-    for (int x = 0; x < xa; ++x) point(x);
-    for (int x = done; x < size.width; ++x) point(x);
+    for (int x = fa; x < xa; ++x) point(x);
+    for (int x = done; x < fb; ++x) point(x);
   }
 }
 
