@@ -177,7 +177,8 @@ struct Cell {
 // [0, h - 1): the same float operations in the same order as the per-point
 // code (so the same values), the four neighbours gathered from the NaN
 // plane. Points where an invalid neighbour might carry no weight (on a grid
-// line) get slow[x] = 1 for the per-point code. Returns where it stopped
+// line) are appended to slow (*n_slow of them) for the per-point code
+// (the caller's buffer holds xb - xa). Returns where it stopped
 // (the last < 16 points are the caller's).
 // (GCC 12 warns about the undefined first operand inside its own AVX-512
 // conversion intrinsics: a false positive.)
@@ -188,7 +189,7 @@ struct Cell {
 // the per-point code's).
 __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInteriorAvx512(const float* vn, int v_step, float bx, float by,
                                                             float a00, float a10, int xa, int xb, float* pv,
-                                                            float* pm, unsigned char* slow) {
+                                                            float* pm, int* slow, int* n_slow) {
   const __m512 lane = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 vbx = _mm512_set1_ps(bx), vby = _mm512_set1_ps(by), va00 = _mm512_set1_ps(a00),
                va10 = _mm512_set1_ps(a10), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
@@ -219,7 +220,7 @@ __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInter
     const __mmask16 on_line = _mm512_cmp_ps_mask(fx, zero, _CMP_EQ_OQ) | _mm512_cmp_ps_mask(fy, zero, _CMP_EQ_OQ);
     unsigned bits = static_cast<unsigned>(static_cast<__mmask16>(~ok) & on_line);
     while (bits != 0) {
-      slow[x + __builtin_ctz(bits)] = 1;
+      slow[(*n_slow)++] = x + __builtin_ctz(bits);
       bits &= bits - 1;
     }
   }
@@ -235,20 +236,23 @@ bool HaveAvx512() {
 // Warps the region of `level` seen through the affine map `m` (destination
 // pixel -> source pixel) into v/mask: bilinear values, mask 1 only where
 // every source point with a non-zero weight is valid (NaN never leaks into
-// an interpolated value), 0 and value 0 elsewhere. One pass for values and
+// an interpolated value), 0 and value 0 elsewhere. With `spans` (one
+// [begin, end) per row) only those points are written; the rest of v/mask is
+// left as it was (for callers that read only parts of the canvas). One pass for values and
 // mask, with the all-four-neighbours-valid flags precomputed per level; on
 // AVX-512 machines the part of each row whose source points lie strictly
 // inside the level goes 16 points at a time (WarpRowInteriorAvx512, the same
 // values), the rest point by point.
-void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask) {
+void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask,
+                const std::vector<std::pair<int, int>>* spans = nullptr) {
   v->create(size);
   mask->create(size);
   const int w = level.v.cols, h = level.v.rows;
   const cv::Mat1f& lm = level.m;
   auto valid = [&](int x, int y) { return x >= 0 && y >= 0 && x < w && y < h && lm(y, x) > 0; };
   const bool simd = HaveAvx512() && !level.vn.empty() && level.vn.isContinuous();
-  thread_local std::vector<unsigned char> slow;
-  slow.assign(size.width, 0);
+  thread_local std::vector<int> slow;
+  slow.resize(size.width);
   // [lo, hi] of x where lo_bound + margin <= b + a x <= hi_bound - margin (a
   // margin of 0.01 pixel covers the float round-off of the source position).
   auto clip = [](double b, double a, double lo_bound, double hi_bound, double* lo, double* hi) {
@@ -263,6 +267,12 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
     *hi = std::min(*hi, x2);
   };
   for (int y = 0; y < size.height; ++y) {
+    int sb = 0, se = size.width;  // the part of the row to write
+    if (spans != nullptr) {
+      sb = std::max(0, (*spans)[y].first);
+      se = std::min(size.width, (*spans)[y].second);
+      if (se <= sb) continue;
+    }
     float* pv = (*v)[y];
     float* pm = (*mask)[y];
     const double bx = m(0, 1) * y + m(0, 2), by = m(1, 1) * y + m(1, 2);
@@ -330,23 +340,23 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
     // and mask 0 on every path; those points are zero-filled without it. (The
     // canvases of RegisterCells and AngleProfile are larger than the target,
     // turned: a third of their points lie outside it.)
-    int fa = 0, fb = 0;
+    int fa = sb, fb = sb;
     {
-      double lo = 0, hi = size.width - 1;
+      double lo = sb, hi = se - 1;
       clip(bx, m(0, 0), -1.5, w + 0.5, &lo, &hi);
       clip(by, m(1, 0), -1.5, h + 0.5, &lo, &hi);
       if (hi >= lo) {
-        fa = std::clamp(static_cast<int>(std::ceil(lo)), 0, size.width);
-        fb = std::clamp(static_cast<int>(std::floor(hi)) + 1, fa, size.width);
+        fa = std::clamp(static_cast<int>(std::ceil(lo)), sb, se);
+        fb = std::clamp(static_cast<int>(std::floor(hi)) + 1, fa, se);
       }
     }
-    std::fill(pv, pv + fa, 0.0f);
-    std::fill(pm, pm + fa, 0.0f);
-    std::fill(pv + fb, pv + size.width, 0.0f);
-    std::fill(pm + fb, pm + size.width, 0.0f);
+    std::fill(pv + sb, pv + fa, 0.0f);
+    std::fill(pm + sb, pm + fa, 0.0f);
+    std::fill(pv + fb, pv + se, 0.0f);
+    std::fill(pm + fb, pm + se, 0.0f);
     int xa = fa, xb = fa;  // the interior part of the row, [xa, xb), within the footprint
     if (simd) {
-      double lo = 0, hi = size.width - 1;
+      double lo = fa, hi = fb - 1;
       clip(bx, m(0, 0), 0.0, w - 1.0, &lo, &hi);
       clip(by, m(1, 0), 0.0, h - 1.0, &lo, &hi);
       if (hi >= lo) {
@@ -356,14 +366,10 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
     }
     int done = xa;
     if (xb > xa) {
+      int n_slow = 0;
       done = WarpRowInteriorAvx512(level.vn[0], static_cast<int>(level.vn.step1()), fbx, fby, a00, a10, xa, xb, pv,
-                                   pm, slow.data());
-      for (int x = xa; x < done; ++x) {
-        if (slow[x]) {
-          slow[x] = 0;
-          point(x);
-        }
-      }
+                                   pm, slow.data(), &n_slow);
+      for (int k = 0; k < n_slow; ++k) point(slow[k]);
     }
     for (int x = fa; x < xa; ++x) point(x);
     for (int x = done; x < fb; ++x) point(x);
@@ -430,20 +436,38 @@ struct Hit {
   cv::Point2d q;  // where the cell centre was found in the target (µm from the target centre)
 };
 
+// The largest of p[0, n) and -2 (NaN ignored), in lanes that vectorize.
+float RowMax(const float* p, int n) {
+  float lane[8] = {-2.0f, -2.0f, -2.0f, -2.0f, -2.0f, -2.0f, -2.0f, -2.0f};
+  int x = 0;
+  for (; x + 8 <= n; x += 8) {
+    for (int l = 0; l < 8; ++l) lane[l] = p[x + l] > lane[l] ? p[x + l] : lane[l];
+  }
+  float m = -2.0f;
+  for (; x < n; ++x) m = p[x] > m ? p[x] : m;
+  for (int l = 0; l < 8; ++l) m = lane[l] > m ? lane[l] : m;
+  return m;
+}
+
 // Best peak of an NCC map over [0, n)^2, with a parabolic sub-pixel offset;
-// false when no displacement had enough overlap.
+// false when no displacement had enough overlap. The peak is the first
+// point in row-major order holding the largest value (the maximum of the
+// rows first, then its place in the first row reaching it).
 bool FindPeak(const cv::Mat1f& ncc, int n, bool subpixel, float* best_out, double* fx, double* fy) {
   float best = -2.0f;
   int bx = -1, by = -1;
   for (int y = 0; y < n; ++y) {
-    const float* row = ncc[y];
-    for (int x = 0; x < n; ++x) {
-      if (row[x] > best) {
-        best = row[x];
-        bx = x;
-        by = y;
-      }
+    const float m = RowMax(ncc[y], n);
+    if (m > best) {
+      best = m;
+      by = y;
     }
+  }
+  if (by >= 0) {
+    const float* row = ncc[by];
+    bx = 0;
+    while (!(row[bx] == best)) ++bx;
+    best = row[bx];  // (the sign of a zero peak as found first)
   }
   if (bx < 0 || best < -1.5f) return false;
   *fx = bx;
@@ -462,6 +486,10 @@ bool FindPeak(const cv::Mat1f& ncc, int n, bool subpixel, float* best_out, doubl
 // tried. The target is warped into the reference frame once per angle (a
 // canvas around the reference grown by the margin) and every region is a
 // window of it (centred to the nearest pixel: the found position is exact).
+// Only the part of the canvas that the regions cover is warped (per row, from
+// the first region to the last: the corners of a round signature's grid and,
+// with a stride, half of the cells hold none), and the valid points of a
+// region are counted from column prefix sums of the canvas mask.
 // Hits hold the position of the fine cell centre.
 void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, const Rigid& center,
                    double theta_deg, const CorrelationConfig& config, std::vector<Hit>* hits, int stride = 1) {
@@ -482,8 +510,13 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
   const double c = std::cos(Rad(theta_deg)), sn = std::sin(Rad(theta_deg));
   const cv::Point2d px0 = ts.ToPixel(rot.Rotate({-canvas_c.x * px, -canvas_c.y * px}) + t0);
   const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
-  thread_local cv::Mat1f canvas_v, canvas_m, scratch_v, scratch_m, ncc;
-  WarpMasked(ts, m, cv::Size(rs.v.cols + 2 * pad, rs.v.rows + 2 * pad), &canvas_v, &canvas_m);
+  const cv::Size canvas_size(rs.v.cols + 2 * pad, rs.v.rows + 2 * pad);
+  const cv::Rect canvas_rect(0, 0, canvas_size.width, canvas_size.height);
+  // The region of every cell registered here (index into ref.cells, window of the canvas).
+  thread_local std::vector<std::pair<std::size_t, cv::Rect>> regions;
+  thread_local std::vector<std::pair<int, int>> spans;
+  regions.clear();
+  spans.assign(canvas_size.height, {canvas_size.width, 0});
   const Rigid back{-theta_deg, 0, 0};
   for (std::size_t i = 0; i < ref.cells.size(); ++i) {
     const Cell& cell = ref.cells[i];
@@ -493,10 +526,46 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
     const int ox = static_cast<int>(std::lround(at.x - (s - 1) / 2.0)) - margin;
     const int oy = static_cast<int>(std::lround(at.y - (s - 1) / 2.0)) - margin;
     const cv::Rect rect(ox, oy, side, side);
-    const cv::Mat1f rv = CropOrPad(canvas_v, rect, &scratch_v), rm = CropOrPad(canvas_m, rect, &scratch_m);
+    regions.push_back({i, rect});
+    const cv::Rect inside = rect & canvas_rect;
+    for (int y = inside.y; y < inside.y + inside.height; ++y) {
+      spans[y].first = std::min(spans[y].first, inside.x);
+      spans[y].second = std::max(spans[y].second, inside.x + inside.width);
+    }
+  }
+  thread_local cv::Mat1f canvas_v, canvas_m, scratch_v, scratch_m, ncc;
+  WarpMasked(ts, m, canvas_size, &canvas_v, &canvas_m, &spans);
+  // colsum(y, x) = valid canvas points (x, y') with y' < y and x inside the
+  // span of row y': a region's valid points are the differences of two rows
+  // summed over its columns (its columns lie inside the span of each of its
+  // rows). Counts of 0/1 masks are exact in float, so the region sums are
+  // the ones cv::sum of the region mask gives.
+  thread_local cv::Mat1f colsum;
+  colsum.create(canvas_size.height + 1, canvas_size.width);
+  std::fill(colsum[0], colsum[0] + canvas_size.width, 0.0f);
+  for (int y = 0; y < canvas_size.height; ++y) {
+    const int sb = std::min(spans[y].first, canvas_size.width), se = std::max(spans[y].second, sb);
+    const float* up = colsum[y];
+    const float* pm = canvas_m[y];
+    float* row = colsum[y + 1];
+    for (int x = 0; x < sb; ++x) row[x] = up[x];
+    for (int x = sb; x < se; ++x) row[x] = up[x] + pm[x];
+    for (int x = se; x < canvas_size.width; ++x) row[x] = up[x];
+  }
+  for (const auto& [i, rect] : regions) {
+    const Cell& cell = ref.cells[i];
+    const int ox = rect.x, oy = rect.y;
     const double min_overlap = config.min_overlap_fraction * cell.search_valid;
-    const double region_valid = cv::sum(rm)[0];
+    const cv::Rect inside = rect & canvas_rect;
+    float count = 0;
+    if (!inside.empty()) {
+      const float* top = colsum[inside.y];
+      const float* bottom = colsum[inside.y + inside.height];
+      for (int x = inside.x; x < inside.x + inside.width; ++x) count += bottom[x] - top[x];
+    }
+    const double region_valid = count;
     if (region_valid < min_overlap) continue;
+    const cv::Mat1f rv = CropOrPad(canvas_v, rect, &scratch_v), rm = CropOrPad(canvas_m, rect, &scratch_m);
     MaskedNccRegion(cell.spectra, rv, rm, min_overlap, 2 * margin + 1, &ncc, region_valid);
     // Template top-left at region offset u in [0, 2 * margin]^2 (the whole
     // cell inside the region; no wrap since fft_side >= side).
@@ -586,6 +655,15 @@ struct Consensus {
   double ccf_sum = 0;
 };
 
+// std::hypot(e.x, e.y) > limit (> 0, see Validate), with hypot (slow)
+// called only when the squared length is within round-off of limit^2.
+bool Farther(cv::Point2d e, double limit) {
+  const double d2 = e.x * e.x + e.y * e.y, l2 = limit * limit;
+  if (d2 < l2 * (1 - 1e-9)) return false;
+  if (d2 > l2 * (1 + 1e-9)) return true;
+  return std::hypot(e.x, e.y) > limit;
+}
+
 // Cells agreeing with transform t: CCF, angle and found position.
 int CountInliers(const PreparedSignature& ref, const std::vector<Hit>& hits, const Rigid& t,
                  const CorrelationConfig& config, std::vector<bool>* flags, double* ccf_sum) {
@@ -597,7 +675,7 @@ int CountInliers(const PreparedSignature& ref, const std::vector<Hit>& hits, con
     if (!h.found || h.ccf < config.ccf_threshold) continue;
     if (AngleDiffDeg(h.theta_deg, t.theta_deg) > config.angle_threshold_deg) continue;
     const cv::Point2d e = h.q - t.Apply(ref.cells[i].center_um);
-    if (std::hypot(e.x, e.y) > config.translation_threshold_um) continue;
+    if (Farther(e, config.translation_threshold_um)) continue;
     (*flags)[i] = true;
     ++n;
     sum += h.ccf;
