@@ -178,8 +178,9 @@ struct Cell {
 // code (so the same values), the four neighbours gathered from the NaN
 // plane. Points where an invalid neighbour might carry no weight (on a grid
 // line) are appended to slow (*n_slow of them) for the per-point code
-// (the caller's buffer holds xb - xa). Returns where it stopped
-// (the last < 16 points are the caller's).
+// (the caller's buffer holds xb - xa). The last < 16 points go in one
+// iteration with a lane mask (masked-off lanes gather and store nothing):
+// small warps such as RefineHit's patches are 40 points wide. Returns xb.
 // (GCC 12 warns about the undefined first operand inside its own AVX-512
 // conversion intrinsics: a false positive.)
 #pragma GCC diagnostic push
@@ -196,7 +197,8 @@ __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInter
   const __m512i step = _mm512_set1_epi32(v_step), step1 = _mm512_set1_epi32(v_step + 1),
                 one_i = _mm512_set1_epi32(1);
   int x = xa;
-  for (; x + 16 <= xb; x += 16) {
+  for (; x < xb; x += 16) {
+    const __mmask16 live = xb - x >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (xb - x)) - 1);
     // x + lane is exact in float (x < 2^24), as static_cast<float>(x) is.
     const __m512 xf = _mm512_add_ps(_mm512_set1_ps(static_cast<float>(x)), lane);
     const __m512 fsx = _mm512_add_ps(vbx, _mm512_mul_ps(va00, xf));
@@ -205,26 +207,26 @@ __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInter
     const __m512 fx = _mm512_sub_ps(fsx, _mm512_cvtepi32_ps(x0));
     const __m512 fy = _mm512_sub_ps(fsy, _mm512_cvtepi32_ps(y0));
     const __m512i k = _mm512_add_epi32(_mm512_mullo_epi32(y0, step), x0);
-    const __m512 r00 = _mm512_i32gather_ps(k, vn, 4);
-    const __m512 r01 = _mm512_i32gather_ps(_mm512_add_epi32(k, one_i), vn, 4);
-    const __m512 r10 = _mm512_i32gather_ps(_mm512_add_epi32(k, step), vn, 4);
-    const __m512 r11 = _mm512_i32gather_ps(_mm512_add_epi32(k, step1), vn, 4);
+    const __m512 r00 = _mm512_mask_i32gather_ps(zero, live, k, vn, 4);
+    const __m512 r01 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, one_i), vn, 4);
+    const __m512 r10 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, step), vn, 4);
+    const __m512 r11 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, step1), vn, 4);
     const __m512 gx = _mm512_sub_ps(one, fx), gy = _mm512_sub_ps(one, fy);
     // (1 - fy) * ((1 - fx) * r00 + fx * r01) + fy * ((1 - fx) * r10 + fx * r11)
     const __m512 top = _mm512_add_ps(_mm512_mul_ps(gx, r00), _mm512_mul_ps(fx, r01));
     const __m512 bottom = _mm512_add_ps(_mm512_mul_ps(gx, r10), _mm512_mul_ps(fx, r11));
     const __m512 val = _mm512_add_ps(_mm512_mul_ps(gy, top), _mm512_mul_ps(fy, bottom));
     const __mmask16 ok = _mm512_cmp_ps_mask(val, val, _CMP_ORD_Q);
-    _mm512_storeu_ps(pv + x, _mm512_maskz_mov_ps(ok, val));
-    _mm512_storeu_ps(pm + x, _mm512_maskz_mov_ps(ok, one));
+    _mm512_mask_storeu_ps(pv + x, live, _mm512_maskz_mov_ps(ok, val));
+    _mm512_mask_storeu_ps(pm + x, live, _mm512_maskz_mov_ps(ok, one));
     const __mmask16 on_line = _mm512_cmp_ps_mask(fx, zero, _CMP_EQ_OQ) | _mm512_cmp_ps_mask(fy, zero, _CMP_EQ_OQ);
-    unsigned bits = static_cast<unsigned>(static_cast<__mmask16>(~ok) & on_line);
+    unsigned bits = static_cast<unsigned>(static_cast<__mmask16>(~ok) & on_line & live);
     while (bits != 0) {
       slow[(*n_slow)++] = x + __builtin_ctz(bits);
       bits &= bits - 1;
     }
   }
-  return x;
+  return xb;
 }
 #pragma GCC diagnostic pop
 
