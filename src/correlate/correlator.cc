@@ -194,8 +194,9 @@ __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInter
   const __m512 lane = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 vbx = _mm512_set1_ps(bx), vby = _mm512_set1_ps(by), va00 = _mm512_set1_ps(a00),
                va10 = _mm512_set1_ps(a10), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-  const __m512i step = _mm512_set1_epi32(v_step), step1 = _mm512_set1_epi32(v_step + 1),
-                one_i = _mm512_set1_epi32(1);
+  const __m512i step = _mm512_set1_epi32(v_step);
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   int x = xa;
   for (; x < xb; x += 16) {
     const __mmask16 live = xb - x >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << (xb - x)) - 1);
@@ -207,10 +208,23 @@ __attribute__((target("avx512f"), optimize("fp-contract=off"))) int WarpRowInter
     const __m512 fx = _mm512_sub_ps(fsx, _mm512_cvtepi32_ps(x0));
     const __m512 fy = _mm512_sub_ps(fsy, _mm512_cvtepi32_ps(y0));
     const __m512i k = _mm512_add_epi32(_mm512_mullo_epi32(y0, step), x0);
-    const __m512 r00 = _mm512_mask_i32gather_ps(zero, live, k, vn, 4);
-    const __m512 r01 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, one_i), vn, 4);
-    const __m512 r10 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, step), vn, 4);
-    const __m512 r11 = _mm512_mask_i32gather_ps(zero, live, _mm512_add_epi32(k, step1), vn, 4);
+    // Each neighbour pair (k, k + 1) of a row is one 64-bit element: 8-lane
+    // gathers of pairs, then split into the left and right neighbours (half
+    // the gathered elements of four 16-lane gathers of single values).
+    const __m512i k1 = _mm512_add_epi32(k, step);
+    const __mmask8 live_lo = static_cast<__mmask8>(live), live_hi = static_cast<__mmask8>(live >> 8);
+    const __m512 p0_lo = _mm512_castpd_ps(
+        _mm512_mask_i32gather_pd(_mm512_setzero_pd(), live_lo, _mm512_castsi512_si256(k), vn, 4));
+    const __m512 p0_hi = _mm512_castpd_ps(_mm512_mask_i32gather_pd(
+        _mm512_setzero_pd(), live_hi, _mm512_castsi512_si256(_mm512_shuffle_i64x2(k, k, 0xee)), vn, 4));
+    const __m512 p1_lo = _mm512_castpd_ps(
+        _mm512_mask_i32gather_pd(_mm512_setzero_pd(), live_lo, _mm512_castsi512_si256(k1), vn, 4));
+    const __m512 p1_hi = _mm512_castpd_ps(_mm512_mask_i32gather_pd(
+        _mm512_setzero_pd(), live_hi, _mm512_castsi512_si256(_mm512_shuffle_i64x2(k1, k1, 0xee)), vn, 4));
+    const __m512 r00 = _mm512_permutex2var_ps(p0_lo, even, p0_hi);
+    const __m512 r01 = _mm512_permutex2var_ps(p0_lo, odd, p0_hi);
+    const __m512 r10 = _mm512_permutex2var_ps(p1_lo, even, p1_hi);
+    const __m512 r11 = _mm512_permutex2var_ps(p1_lo, odd, p1_hi);
     const __m512 gx = _mm512_sub_ps(one, fx), gy = _mm512_sub_ps(one, fy);
     // (1 - fy) * ((1 - fx) * r00 + fx * r01) + fy * ((1 - fx) * r10 + fx * r11)
     const __m512 top = _mm512_add_ps(_mm512_mul_ps(gx, r00), _mm512_mul_ps(fx, r01));
