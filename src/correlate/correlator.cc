@@ -554,8 +554,8 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
   // colsum(y, x) = valid canvas points (x, y') with y' < y and x inside the
   // span of row y': a region's valid points are the differences of two rows
   // summed over its columns (its columns lie inside the span of each of its
-  // rows). Counts of 0/1 masks are exact in float, so the region sums are
-  // the ones cv::sum of the region mask gives.
+  // rows). Counts of 0/1 masks are exact, so the region sums are the ones
+  // cv::sum of the region mask gives.
   thread_local cv::Mat1f colsum;
   colsum.create(canvas_size.height + 1, canvas_size.width);
   std::fill(colsum[0], colsum[0] + canvas_size.width, 0.0f);
@@ -573,7 +573,7 @@ void RegisterCells(const PreparedSignature& ref, const PreparedSignature& tgt, c
     const int ox = rect.x, oy = rect.y;
     const double min_overlap = config.min_overlap_fraction * cell.search_valid;
     const cv::Rect inside = rect & canvas_rect;
-    float count = 0;
+    double count = 0;  // (column counts are exact in float, their sum in double)
     if (!inside.empty()) {
       const float* top = colsum[inside.y];
       const float* bottom = colsum[inside.y + inside.height];
@@ -614,15 +614,26 @@ Hit RefineHit(const PreparedSignature& ref, const PreparedSignature& tgt, const 
   const double o = r + (s - 1) / 2.0;
   const cv::Point2d px0 = tf.ToPixel(rot.Rotate({-o * rf.pixel_um, -o * rf.pixel_um}) + hit.q);
   const cv::Matx23d m(c * k, sn * k, px0.x, -sn * k, c * k, px0.y);
-  thread_local cv::Mat1f pv, pm, ncc, sv, sm;
+  thread_local cv::Mat1f pv, pm, p2, t2, ncc, sv, sm;
   WarpMasked(tf, m, cv::Size(side, side), &pv, &pm);
+  // The squares of the patch and its valid points in one pass (the values
+  // of cv::multiply and cv::sum: float products, an exact count).
+  p2.create(side, side);
+  long long valid = 0;
+  for (int y = 0; y < side; ++y) {
+    const float* a = pv[y];
+    const float* b = pm[y];
+    float* q = p2[y];
+    for (int x = 0; x < side; ++x) {
+      q[x] = a[x] * a[x];
+      valid += b[x] > 0;
+    }
+  }
   Hit out;
   const double min_overlap = config.min_overlap_fraction * cell.valid;
-  if (cv::sum(pm)[0] < min_overlap) return out;
+  if (static_cast<double>(valid) < min_overlap) return out;
   const cv::Mat1f tv = CropOrPad(rf.v, cell.fine_rect, &sv), tm = CropOrPad(rf.m, cell.fine_rect, &sm);
-  thread_local cv::Mat1f t2, p2;
   cv::multiply(tv, tv, t2);
-  cv::multiply(pv, pv, p2);
   // Hill climbing from the search-level position (the window's centre) to
   // the local NCC maximum: a handful of 3 x 3 neighbourhoods instead of the
   // whole (2r + 1)^2 window. ncc holds NaN where not evaluated.
@@ -909,7 +920,7 @@ std::vector<double> PolarProfile(const PreparedSignature& ref, const PreparedSig
     ComputeRowSpectra(ref.polar_v, ref.polar_m, &a_own);
   }
   std::vector<double> profile(bins, -2.0);
-  cv::Mat1f ncc, pv, pm;
+  thread_local cv::Mat1f ncc, pv, pm;
   for (std::size_t k = 0; k < offsets.size(); ++k) {
     const RowSpectra* b = &b_own;
     if (cached) {
@@ -993,7 +1004,7 @@ std::vector<Candidate> AngleProfile(const Level& ref, const Level& tgt, const st
   MaskedSpectra own;
   MaskedSpectra& ref_spec = ref_cache != nullptr ? *ref_cache : own;
   if (ref_spec.rows != nr || ref_spec.cols != nc || ref_spec.fm.empty()) ComputeSpectra(ref.v, ref.m, nr, nc, &ref_spec);
-  cv::Mat1f cv_v, cv_m, ncc, overlap;
+  thread_local cv::Mat1f cv_v, cv_m, ncc, overlap;
   std::vector<Candidate> out;
   out.reserve(angles.size());
   for (double theta : angles) {
@@ -1050,7 +1061,7 @@ double GlobalCcf(const PreparedSignature& ref, const PreparedSignature& tgt, con
   const double c = std::cos(Rad(t.theta_deg)), s = std::sin(Rad(t.theta_deg));
   const cv::Point2d px0 = tf.ToPixel(t.Apply({-rf.cx * rf.pixel_um, -rf.cy * rf.pixel_um}));
   const cv::Matx23d m(c * k, s * k, px0.x, -s * k, c * k, px0.y);
-  cv::Mat1f v, mask;
+  thread_local cv::Mat1f v, mask;
   WarpMasked(tf, m, rf.v.size(), &v, &mask);
   double n = 0, sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
   for (int y = 0; y < v.rows; ++y) {
