@@ -254,11 +254,11 @@ bool HaveAvx512() {
 // every source point with a non-zero weight is valid (NaN never leaks into
 // an interpolated value), 0 and value 0 elsewhere. With `spans` (one
 // [begin, end) per row) only those points are written; the rest of v/mask is
-// left as it was (for callers that read only parts of the canvas). One pass for values and
-// mask, with the all-four-neighbours-valid flags precomputed per level; on
-// AVX-512 machines the part of each row whose source points lie strictly
-// inside the level goes 16 points at a time (WarpRowInteriorAvx512, the same
-// values), the rest point by point.
+// left as it was (for callers that read only parts of the canvas). One pass
+// for values and mask, with the all-four-neighbours-valid flags precomputed
+// per level; on AVX-512 machines the part of each row whose source points
+// lie strictly inside the level goes 16 points at a time
+// (WarpRowInteriorAvx512, the same values), the rest point by point.
 void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat1f* v, cv::Mat1f* mask,
                 const std::vector<std::pair<int, int>>* spans = nullptr) {
   v->create(size);
