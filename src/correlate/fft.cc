@@ -184,6 +184,7 @@ const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows)
 struct Workspace {
   RealBuffer real;
   ComplexBuffer prod, prod2, half, packed, packed2;
+  ComplexBuffer pair[3];  // packed pairs of correlations (CorrelatePair)
   RealBuffer out[6];
   void Fit(const FftPlan& plan) {
     if (real.size() < plan.RealSize()) real.resize(plan.RealSize());
@@ -192,6 +193,9 @@ struct Workspace {
     if (half.size() < plan.ComplexSize()) half.resize(plan.ComplexSize());
     if (packed.size() < plan.RealSize()) packed.resize(plan.RealSize());
     if (packed2.size() < plan.RealSize()) packed2.resize(plan.RealSize());
+    for (auto& p : pair) {
+      if (p.size() < plan.RealSize()) p.resize(plan.RealSize());
+    }
     for (auto& o : out) {
       if (o.size() < plan.RealSize()) o.resize(plan.RealSize());
     }
@@ -228,16 +232,21 @@ void Forward(const FftPlan& plan, const cv::Mat1f& src, bool square, RealBuffer&
 // overlap count is an integer up to FFT round-off; a variance far below the
 // mean square means a flat overlap (or float round-off in the difference),
 // where the NCC is meaningless (0); too small an overlap gives -2 (never a peak).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void CombineRow(
-    const float* __restrict s12, const float* __restrict s1, const float* __restrict s2,
-    const float* __restrict n_raw, const float* __restrict s11, const float* __restrict s22, int cols, float scale,
-    float min_n, float* __restrict out) {
+// Term k is read at index x * S_k: stride 1 for a real array, 2 for one half
+// of an interleaved complex array (a pair of correlations from one packed
+// inverse, read in place), 0 for a constant term. The arithmetic is the same
+// for every stride, so the layout never changes a result.
+template <int S12, int S1, int S2, int SN, int S11, int S22>
+[[gnu::always_inline]] inline void CombineKernel(const float* __restrict s12, const float* __restrict s1,
+                                                 const float* __restrict s2, const float* __restrict n_raw,
+                                                 const float* __restrict s11, const float* __restrict s22, int cols,
+                                                 float scale, float min_n, float* __restrict out) {
   for (int x = 0; x < cols; ++x) {
-    const float n = std::trunc(n_raw[x] * scale + 0.5f);
+    const float n = std::trunc(n_raw[x * SN] * scale + 0.5f);
     const float inv_n = 1.0f / std::max(n, 1.0f);
-    const float a = s1[x] * scale, b = s2[x] * scale;
-    const float aa = s11[x] * scale, bb = s22[x] * scale;
-    const float num = s12[x] * scale - a * b * inv_n;
+    const float a = s1[x * S1] * scale, b = s2[x * S2] * scale;
+    const float aa = s11[x * S11] * scale, bb = s22[x * S22] * scale;
+    const float num = s12[x * S12] * scale - a * b * inv_n;
     const float v1 = aa - a * a * inv_n, v2 = bb - b * b * inv_n;
     // (& not &&: no branch; false for NaN, like every comparison here.)
     const bool ok = (v1 > 1e-4f * aa) & (v2 > 1e-4f * bb) & (v1 > 0.0f) & (v2 > 0.0f);
@@ -247,6 +256,24 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void CombineRow(
     out[x] = n < min_n ? -2.0f : valid_r;
   }
 }
+
+#define BALLISTICS_COMBINE_ROW(name, S12, S1, S2, SN, S11, S22)                                                      \
+  __attribute__((target_clones("avx512f", "avx2", "default"))) void name(                                          \
+      const float* s12, const float* s1, const float* s2, const float* n_raw, const float* s11, const float* s22,    \
+      int cols, float scale, float min_n, float* out) {                                                              \
+    CombineKernel<S12, S1, S2, SN, S11, S22>(s12, s1, s2, n_raw, s11, s22, cols, scale, min_n, out);               \
+  }
+// Six real arrays.
+BALLISTICS_COMBINE_ROW(CombineRow, 1, 1, 1, 1, 1, 1)
+// Three packed pairs (s12, n), (s1, s2), (s11, s22): masks on both sides.
+BALLISTICS_COMBINE_ROW(CombineRowPacked, 2, 2, 2, 2, 2, 2)
+// Full template: pair (s12, s11), s1 real, s2 / n / s22 box sums.
+BALLISTICS_COMBINE_ROW(CombineRowFullTemplate, 2, 1, 1, 1, 2, 1)
+// Full region: pair (s12, s22), s2 real, s1 / n / s11 constants.
+BALLISTICS_COMBINE_ROW(CombineRowFullRegion, 2, 0, 1, 0, 0, 2)
+// Both full: s12 real, s1 / s11 constants, s2 / n / s22 box sums.
+BALLISTICS_COMBINE_ROW(CombineRowBothFull, 1, 0, 1, 1, 0, 1)
+#undef BALLISTICS_COMBINE_ROW
 
 // pp = conj(a) * b, written out so that it vectorizes (std::complex's
 // operator* checks for NaN/inf results, which keeps it scalar).
@@ -319,15 +346,20 @@ void PackProducts(const std::complex<float>* a1, const std::complex<float>* b1, 
 
 // The half grids (rows x cc) of the spectra A, B of two real arrays from the
 // spectrum Z of a + ib: A = (Z(k) + conj Z(-k)) / 2, B = (Z(k) - conj Z(-k)) / 2i.
+// u: Z(k) for k = 0..n-1 of one row; v_end: the end of the mirror row, whose
+// point -k (k >= 1) is v_end[-k], read backwards in place (a negative-stride
+// loop that vectorizes with permutes; it was a reversed copy first).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void SplitRow(const float* __restrict u,
-                                                                           const float* __restrict v, int n,
-                                                                           float* __restrict a, float* __restrict b) {
-  // v is Z(-k); conj(v) = (v.re, -v.im).
-  for (int x = 0; x < n; ++x) {
-    a[2 * x] = 0.5f * (u[2 * x] + v[2 * x]);
-    a[2 * x + 1] = 0.5f * (u[2 * x + 1] - v[2 * x + 1]);
-    b[2 * x] = 0.5f * (u[2 * x + 1] + v[2 * x + 1]);
-    b[2 * x + 1] = 0.5f * (v[2 * x] - u[2 * x]);
+                                                                           const float* __restrict v_end, int k0,
+                                                                           int n, float* __restrict a,
+                                                                           float* __restrict b) {
+  for (int x = k0; x < n; ++x) {
+    // v = Z(-x); conj(v) = (v.re, -v.im).
+    const float vr = v_end[-2 * x], vi = v_end[-2 * x + 1];
+    a[2 * x] = 0.5f * (u[2 * x] + vr);
+    a[2 * x + 1] = 0.5f * (u[2 * x + 1] - vi);
+    b[2 * x] = 0.5f * (u[2 * x + 1] + vi);
+    b[2 * x + 1] = 0.5f * (vr - u[2 * x]);
   }
 }
 
@@ -335,16 +367,14 @@ void SplitPackedPair(const std::complex<float>* z, int rows, int cols, ComplexBu
   const int cc = cols / 2 + 1;
   a->resize(static_cast<std::size_t>(rows) * cc);
   b->resize(static_cast<std::size_t>(rows) * cc);
-  thread_local std::vector<std::complex<float>> mirrored;
-  mirrored.resize(cc);
   for (int y = 0; y < rows; ++y) {
-    const std::complex<float>* zr = z + static_cast<std::size_t>(y) * cols;
-    const std::complex<float>* zm = z + static_cast<std::size_t>((rows - y) % rows) * cols;
-    // Z(-k) along the row, in the order of k (a reversed copy: the arithmetic below then vectorizes).
-    for (int x = 0; x < cc; ++x) mirrored[x] = zm[(cols - x) % cols];
-    SplitRow(reinterpret_cast<const float*>(zr), reinterpret_cast<const float*>(mirrored.data()), cc,
-             reinterpret_cast<float*>(a->data() + static_cast<std::size_t>(y) * cc),
-             reinterpret_cast<float*>(b->data() + static_cast<std::size_t>(y) * cc));
+    const float* zr = reinterpret_cast<const float*>(z + static_cast<std::size_t>(y) * cols);
+    const float* zm = reinterpret_cast<const float*>(z + static_cast<std::size_t>((rows - y) % rows) * cols);
+    float* ar = reinterpret_cast<float*>(a->data() + static_cast<std::size_t>(y) * cc);
+    float* br = reinterpret_cast<float*>(b->data() + static_cast<std::size_t>(y) * cc);
+    // Column 0 is its own mirror (Z(-0) = zm[0]); columns 1..cc-1 mirror to cols - k.
+    SplitRow(zr, zm, 0, 1, ar, br);
+    SplitRow(zr, zm + 2 * cols, 1, cc, ar, br);
   }
 }
 
@@ -411,6 +441,10 @@ void ForwardRegionPair(const RegionPlans& plans, int rows, int cols, const cv::M
 // Overlap counts of one row into `dov` (the optional output of MaskedNccMaps).
 void OverlapRow(const float* n_raw, int cols, float scale, float* dov) {
   for (int x = 0; x < cols; ++x) dov[x] = std::trunc(n_raw[x] * scale + 0.5f);
+}
+// The same from the imaginary parts of a packed pair (n_raw = its first one).
+void OverlapRowPacked(const float* n_raw, int cols, float scale, float* dov) {
+  for (int x = 0; x < cols; ++x) dov[x] = std::trunc(n_raw[2 * x] * scale + 0.5f);
 }
 
 // Correlates the six terms of a masked NCC into ws.out[0..5].
@@ -678,25 +712,18 @@ void MaskedNccRadial(const RowSpectra& t, const RowSpectra& i, double min_overla
 namespace {
 
 // Two correlations in one complex inverse: IFFT(conj(A1) B1 + i conj(A2) B2)
-// = c1 + i c2; rows [0, out_rows) x cols [0, out_cols) of c1, c2 into out1,
-// out2 (row stride plan.cols). Pairs are chosen of similar magnitude, so
-// that neither drowns in the other's round-off.
+// = c1 + i c2, into `out` (rows [0, out_rows) hold it, row stride plan.cols
+// complex values): c1 in the real parts, c2 in the imaginary parts, read in
+// place by the CombineRow variants (no copy into two real arrays). Pairs are
+// chosen of similar magnitude, so that neither drowns in the other's
+// round-off.
 void CorrelatePair(const FftPlan& plan, const RegionPlans& plans, const ComplexBuffer& a1, const ComplexBuffer& b1,
-                   const ComplexBuffer& a2, const ComplexBuffer& b2, int out_rows, int out_cols, Workspace& ws,
-                   RealBuffer& out1, RealBuffer& out2) {
+                   const ComplexBuffer& a2, const ComplexBuffer& b2, Workspace& ws, ComplexBuffer& out) {
   PackProducts(a1.data(), b1.data(), a2.data(), b2.data(), plan.rows, plan.cols, ws.packed.data());
   auto* z = reinterpret_cast<fftwf_complex*>(ws.packed.data());
   auto* z2 = reinterpret_cast<fftwf_complex*>(ws.packed2.data());
   fftwf_execute_dft(plans.inv_cols, z, z2);
-  fftwf_execute_dft(plans.inv_rows, z2, z);
-  for (int y = 0; y < out_rows; ++y) {
-    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
-    const std::complex<float>* zr = ws.packed.data() + k;
-    for (int x = 0; x < out_cols; ++x) {
-      out1[k + x] = zr[x].real();
-      out2[k + x] = zr[x].imag();
-    }
-  }
+  fftwf_execute_dft(plans.inv_rows, z2, reinterpret_cast<fftwf_complex*>(out.data()));
 }
 
 }  // namespace
@@ -710,18 +737,21 @@ void MaskedNccMapsOfImage(const MaskedSpectra& t, const cv::Mat1f& values, const
   thread_local ComplexBuffer i_fm, i_m, i_f2m;
   ForwardRegionPair(plans, plan.rows, plan.cols, values, mask, false, ws.packed, ws.packed2, &i_fm, &i_m);
   ForwardRegionOne(plans, plan.rows, plan.cols, values, true, ws.real, ws.half, &i_f2m);
-  CorrelatePair(plan, plans, t.fm, i_fm, t.m, i_m, plan.rows, plan.cols, ws, ws.out[0], ws.out[3]);
-  CorrelatePair(plan, plans, t.fm, i_m, t.m, i_fm, plan.rows, plan.cols, ws, ws.out[1], ws.out[2]);
-  CorrelatePair(plan, plans, t.f2m, i_m, t.m, i_f2m, plan.rows, plan.cols, ws, ws.out[4], ws.out[5]);
+  CorrelatePair(plan, plans, t.fm, i_fm, t.m, i_m, ws, ws.pair[0]);
+  CorrelatePair(plan, plans, t.fm, i_m, t.m, i_fm, ws, ws.pair[1]);
+  CorrelatePair(plan, plans, t.f2m, i_m, t.m, i_f2m, ws, ws.pair[2]);
   ncc->create(plan.rows, plan.cols);
   if (overlap != nullptr) overlap->create(plan.rows, plan.cols);
   const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   for (int y = 0; y < plan.rows; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
-    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], plan.cols,
-               scale, min_n, (*ncc)[y]);
-    if (overlap != nullptr) OverlapRow(&ws.out[3][k], plan.cols, scale, (*overlap)[y]);
+    // Pairs (s12, n), (s1, s2), (s11, s22).
+    const float* p0 = reinterpret_cast<const float*>(ws.pair[0].data() + k);
+    const float* p1 = reinterpret_cast<const float*>(ws.pair[1].data() + k);
+    const float* p2 = reinterpret_cast<const float*>(ws.pair[2].data() + k);
+    CombineRowPacked(p0, p1, p1 + 1, p0 + 1, p2, p2 + 1, plan.cols, scale, min_n, (*ncc)[y]);
+    if (overlap != nullptr) OverlapRowPacked(p0 + 1, plan.cols, scale, (*overlap)[y]);
   }
 }
 
@@ -759,33 +789,28 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
                       reinterpret_cast<fftwf_complex*>(ws.prod2.data()));
     fftwf_execute_dft_c2r(plans.h_rows, reinterpret_cast<fftwf_complex*>(ws.prod2.data()), out.data());
   };
-  auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, RealBuffer& out1, const ComplexBuffer& a2,
-                        const ComplexBuffer& b2, RealBuffer& out2) {
-    CorrelatePair(plan, plans, a1, b1, a2, b2, limit, limit, ws, out1, out2);
+  // Pairs of correlations, each in one packed inverse (rows [0, limit)
+  // read in place by the CombineRow variants below).
+  auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, const ComplexBuffer& a2,
+                        const ComplexBuffer& b2, ComplexBuffer& out) {
+    CorrelatePair(plan, plans, a1, b1, a2, b2, ws, out);
   };
-  // A constant term, stored unnormalized like an FFT output.
-  const std::size_t used = static_cast<std::size_t>(limit) * plan.cols;
-  auto constant = [&](double v, RealBuffer& out) {
-    std::fill(out.begin(), out.begin() + used, static_cast<float>(v / scale));
-  };
+  // Constant terms, unnormalized like an FFT output (read with stride 0).
+  const float c_sum_f = static_cast<float>(t.sum_f / scale), c_sum_f2 = static_cast<float>(t.sum_f2 / scale),
+              c_valid = static_cast<float>(t.valid / scale);
   // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2.
   if (!region_full && !t.full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.m, i_m, ws.out[3]);
-    correlate2(t.fm, i_m, ws.out[1], t.m, i_fm, ws.out[2]);
-    correlate2(t.f2m, i_m, ws.out[4], t.m, i_f2m, ws.out[5]);
+    correlate2(t.fm, i_fm, t.m, i_m, ws.pair[0]);     // 0, 3
+    correlate2(t.fm, i_m, t.m, i_fm, ws.pair[1]);     // 1, 2
+    correlate2(t.f2m, i_m, t.m, i_f2m, ws.pair[2]);   // 4, 5
   } else if (!region_full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.f2m, i_m, ws.out[4]);
+    correlate2(t.fm, i_fm, t.f2m, i_m, ws.pair[0]);   // 0, 4
     correlate(t.fm, i_m, ws.out[1]);
   } else if (!t.full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.m, i_f2m, ws.out[5]);
+    correlate2(t.fm, i_fm, t.m, i_f2m, ws.pair[0]);   // 0, 5
     correlate(t.m, i_fm, ws.out[2]);
-    constant(t.sum_f, ws.out[1]);
-    constant(t.sum_f2, ws.out[4]);
-    constant(t.valid, ws.out[3]);
   } else {
     correlate(t.fm, i_fm, ws.out[0]);
-    constant(t.sum_f, ws.out[1]);
-    constant(t.sum_f2, ws.out[4]);
   }
   if (t.full) {
     // Box sums of the region over the template's footprint at each displacement.
@@ -809,8 +834,21 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   for (int y = 0; y < limit; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
-    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], limit,
-               scale, min_n, (*ncc)[y]);
+    const float* p0 = reinterpret_cast<const float*>(ws.pair[0].data() + k);
+    float* dst = (*ncc)[y];
+    if (!region_full && !t.full) {
+      const float* p1 = reinterpret_cast<const float*>(ws.pair[1].data() + k);
+      const float* p2 = reinterpret_cast<const float*>(ws.pair[2].data() + k);
+      CombineRowPacked(p0, p1, p1 + 1, p0 + 1, p2, p2 + 1, limit, scale, min_n, dst);
+    } else if (!region_full) {
+      CombineRowFullTemplate(p0, &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], p0 + 1, &ws.out[5][k], limit, scale,
+                             min_n, dst);
+    } else if (!t.full) {
+      CombineRowFullRegion(p0, &c_sum_f, &ws.out[2][k], &c_valid, &c_sum_f2, p0 + 1, limit, scale, min_n, dst);
+    } else {
+      CombineRowBothFull(&ws.out[0][k], &c_sum_f, &ws.out[2][k], &ws.out[3][k], &c_sum_f2, &ws.out[5][k], limit,
+                         scale, min_n, dst);
+    }
   }
 }
 
