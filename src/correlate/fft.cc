@@ -854,20 +854,69 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
 
 namespace {
 
-// acc[k][x] += products of one template row with one patch row (elementwise:
-// vectorizes without reassociating a reduction).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateRow(
-    const float* __restrict t, const float* __restrict tm, const float* __restrict t2, const float* __restrict p,
-    const float* __restrict pm, const float* __restrict p2, int n, float* __restrict a0, float* __restrict a1,
-    float* __restrict a2, float* __restrict a3, float* __restrict a4, float* __restrict a5) {
-  for (int x = 0; x < n; ++x) {
-    a0[x] += t[x] * p[x];
-    a1[x] += t[x] * pm[x];
-    a2[x] += tm[x] * p[x];
-    a3[x] += tm[x] * pm[x];
-    a4[x] += t2[x] * pm[x];
-    a5[x] += tm[x] * p2[x];
+// The six sums of the masked NCC of an s_r x s_c template against the patch
+// window whose rows start at p, pm, p2 (row steps in floats): per column x
+// a float sum down the rows (in the order of the rows), then the columns
+// summed in double (in the order of x). Sixteen columns at a time, their
+// six running sums in vector registers while the rows stream by (they were
+// six arrays in memory, loaded and stored for every row); the columns past
+// the last whole block of sixteen the same way one at a time. The same
+// operations in the same order as before, so the same values.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DirectSums(
+    const float* const* rows, const std::size_t* steps, int s_r, int s_c, float* __restrict col, double* terms) {
+  // rows / steps: t, tm, t2, p, pm, p2.
+  const float *t = rows[0], *tm = rows[1], *t2 = rows[2], *p = rows[3], *pm = rows[4], *p2 = rows[5];
+  const std::size_t st = steps[0], stm = steps[1], st2 = steps[2], sp = steps[3], spm = steps[4], sp2 = steps[5];
+  constexpr int kW = 16;
+  typedef float V __attribute__((vector_size(kW * sizeof(float))));
+  int x0 = 0;
+  for (; x0 + kW <= s_c; x0 += kW) {
+    V a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
+    for (int y = 0; y < s_r; ++y) {
+      const std::size_t yy = y;
+      V vt, vtm, vt2, vp, vpm, vp2;
+      __builtin_memcpy(&vt, t + yy * st + x0, sizeof(V));
+      __builtin_memcpy(&vtm, tm + yy * stm + x0, sizeof(V));
+      __builtin_memcpy(&vt2, t2 + yy * st2 + x0, sizeof(V));
+      __builtin_memcpy(&vp, p + yy * sp + x0, sizeof(V));
+      __builtin_memcpy(&vpm, pm + yy * spm + x0, sizeof(V));
+      __builtin_memcpy(&vp2, p2 + yy * sp2 + x0, sizeof(V));
+      a0 += vt * vp;
+      a1 += vt * vpm;
+      a2 += vtm * vp;
+      a3 += vtm * vpm;
+      a4 += vt2 * vpm;
+      a5 += vtm * vp2;
+    }
+    const V* sums[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+    for (int k = 0; k < 6; ++k) __builtin_memcpy(col + k * s_c + x0, sums[k], sizeof(V));
   }
+  for (int x = x0; x < s_c; ++x) {
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
+    for (int y = 0; y < s_r; ++y) {
+      const std::size_t yy = y;
+      const float vt = t[yy * st + x], vtm = tm[yy * stm + x], vt2 = t2[yy * st2 + x];
+      const float vp = p[yy * sp + x], vpm = pm[yy * spm + x], vp2 = p2[yy * sp2 + x];
+      a0 += vt * vp;
+      a1 += vt * vpm;
+      a2 += vtm * vp;
+      a3 += vtm * vpm;
+      a4 += vt2 * vpm;
+      a5 += vtm * vp2;
+    }
+    col[x] = a0;
+    col[s_c + x] = a1;
+    col[2 * s_c + x] = a2;
+    col[3 * s_c + x] = a3;
+    col[4 * s_c + x] = a4;
+    col[5 * s_c + x] = a5;
+  }
+  // Six independent double sums side by side (each in the order of x).
+  double tot[6] = {};
+  for (int x = 0; x < s_c; ++x) {
+    for (int k = 0; k < 6; ++k) tot[k] += col[k * s_c + x];
+  }
+  for (int k = 0; k < 6; ++k) terms[k] = tot[k];
 }
 
 }  // namespace
@@ -875,19 +924,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateRow(
 float DirectMaskedNccAt(const cv::Mat1f& tv, const cv::Mat1f& tm, const cv::Mat1f& t2, const cv::Mat1f& pv,
                         const cv::Mat1f& pm, const cv::Mat1f& p2, int dy, int dx, double min_overlap) {
   const int s_r = tv.rows, s_c = tv.cols;
-  thread_local std::vector<float> acc;
-  acc.assign(static_cast<std::size_t>(6) * s_c, 0.0f);
-  float* a = acc.data();
-  for (int y = 0; y < s_r; ++y) {
-    AccumulateRow(tv[y], tm[y], t2[y], pv[y + dy] + dx, pm[y + dy] + dx, p2[y + dy] + dx, s_c, a, a + s_c, a + 2 * s_c,
-                  a + 3 * s_c, a + 4 * s_c, a + 5 * s_c);
-  }
+  thread_local std::vector<float> col;
+  col.resize(static_cast<std::size_t>(6) * s_c);
+  const float* rows[6] = {tv[0], tm[0], t2[0], pv[dy] + dx, pm[dy] + dx, p2[dy] + dx};
+  const std::size_t steps[6] = {tv.step1(), tm.step1(), t2.step1(), pv.step1(), pm.step1(), p2.step1()};
+  double sums[6];
+  DirectSums(rows, steps, s_r, s_c, col.data(), sums);
   float terms[6];
-  for (int k = 0; k < 6; ++k) {
-    double total = 0;
-    for (int x = 0; x < s_c; ++x) total += a[k * s_c + x];
-    terms[k] = static_cast<float>(total);
-  }
+  for (int k = 0; k < 6; ++k) terms[k] = static_cast<float>(sums[k]);
   float out = 0;
   // Terms in the order CombineRow takes them: s12, s1 (t m2), s2 (m1 p), n, s11, s22.
   CombineRow(&terms[0], &terms[1], &terms[2], &terms[3], &terms[4], &terms[5], 1, 1.0f,
