@@ -232,21 +232,16 @@ void Forward(const FftPlan& plan, const cv::Mat1f& src, bool square, RealBuffer&
 // overlap count is an integer up to FFT round-off; a variance far below the
 // mean square means a flat overlap (or float round-off in the difference),
 // where the NCC is meaningless (0); too small an overlap gives -2 (never a peak).
-// Term k is read at index x * S_k: stride 1 for a real array, 2 for one half
-// of an interleaved complex array (a pair of correlations from one packed
-// inverse, read in place), 0 for a constant term. The arithmetic is the same
-// for every stride, so the layout never changes a result.
-template <int S12, int S1, int S2, int SN, int S11, int S22>
-[[gnu::always_inline]] inline void CombineKernel(const float* __restrict s12, const float* __restrict s1,
-                                                 const float* __restrict s2, const float* __restrict n_raw,
-                                                 const float* __restrict s11, const float* __restrict s22, int cols,
-                                                 float scale, float min_n, float* __restrict out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void CombineRow(
+    const float* __restrict s12, const float* __restrict s1, const float* __restrict s2,
+    const float* __restrict n_raw, const float* __restrict s11, const float* __restrict s22, int cols, float scale,
+    float min_n, float* __restrict out) {
   for (int x = 0; x < cols; ++x) {
-    const float n = std::trunc(n_raw[x * SN] * scale + 0.5f);
+    const float n = std::trunc(n_raw[x] * scale + 0.5f);
     const float inv_n = 1.0f / std::max(n, 1.0f);
-    const float a = s1[x * S1] * scale, b = s2[x * S2] * scale;
-    const float aa = s11[x * S11] * scale, bb = s22[x * S22] * scale;
-    const float num = s12[x * S12] * scale - a * b * inv_n;
+    const float a = s1[x] * scale, b = s2[x] * scale;
+    const float aa = s11[x] * scale, bb = s22[x] * scale;
+    const float num = s12[x] * scale - a * b * inv_n;
     const float v1 = aa - a * a * inv_n, v2 = bb - b * b * inv_n;
     // (& not &&: no branch; false for NaN, like every comparison here.)
     const bool ok = (v1 > 1e-4f * aa) & (v2 > 1e-4f * bb) & (v1 > 0.0f) & (v2 > 0.0f);
@@ -257,23 +252,20 @@ template <int S12, int S1, int S2, int SN, int S11, int S22>
   }
 }
 
-#define BALLISTICS_COMBINE_ROW(name, S12, S1, S2, SN, S11, S22)                                                      \
-  __attribute__((target_clones("avx512f", "avx2", "default"))) void name(                                          \
-      const float* s12, const float* s1, const float* s2, const float* n_raw, const float* s11, const float* s22,    \
-      int cols, float scale, float min_n, float* out) {                                                              \
-    CombineKernel<S12, S1, S2, SN, S11, S22>(s12, s1, s2, n_raw, s11, s22, cols, scale, min_n, out);               \
+// The real and imaginary parts of n complex values (interleaved floats)
+// into two arrays: a packed pair of correlations (CorrelatePair) for
+// CombineRow. (CombineRow reading the pair in place, with stride-2 loads,
+// was 1 ulp off in a few percent of the values: the compiler handles the
+// last columns of such a loop in scalar code, contracted into FMAs
+// differently from the vector code; the copy keeps every value identical.)
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Deinterleave(const float* __restrict z, int n,
+                                                                               float* __restrict re,
+                                                                               float* __restrict im) {
+  for (int x = 0; x < n; ++x) {
+    re[x] = z[2 * x];
+    im[x] = z[2 * x + 1];
   }
-// Six real arrays.
-BALLISTICS_COMBINE_ROW(CombineRow, 1, 1, 1, 1, 1, 1)
-// Three packed pairs (s12, n), (s1, s2), (s11, s22): masks on both sides.
-BALLISTICS_COMBINE_ROW(CombineRowPacked, 2, 2, 2, 2, 2, 2)
-// Full template: pair (s12, s11), s1 real, s2 / n / s22 box sums.
-BALLISTICS_COMBINE_ROW(CombineRowFullTemplate, 2, 1, 1, 1, 2, 1)
-// Full region: pair (s12, s22), s2 real, s1 / n / s11 constants.
-BALLISTICS_COMBINE_ROW(CombineRowFullRegion, 2, 0, 1, 0, 0, 2)
-// Both full: s12 real, s1 / s11 constants, s2 / n / s22 box sums.
-BALLISTICS_COMBINE_ROW(CombineRowBothFull, 1, 0, 1, 1, 0, 1)
-#undef BALLISTICS_COMBINE_ROW
+}
 
 // pp = conj(a) * b, written out so that it vectorizes (std::complex's
 // operator* checks for NaN/inf results, which keeps it scalar).
@@ -441,10 +433,6 @@ void ForwardRegionPair(const RegionPlans& plans, int rows, int cols, const cv::M
 // Overlap counts of one row into `dov` (the optional output of MaskedNccMaps).
 void OverlapRow(const float* n_raw, int cols, float scale, float* dov) {
   for (int x = 0; x < cols; ++x) dov[x] = std::trunc(n_raw[x] * scale + 0.5f);
-}
-// The same from the imaginary parts of a packed pair (n_raw = its first one).
-void OverlapRowPacked(const float* n_raw, int cols, float scale, float* dov) {
-  for (int x = 0; x < cols; ++x) dov[x] = std::trunc(n_raw[2 * x] * scale + 0.5f);
 }
 
 // Correlates the six terms of a masked NCC into ws.out[0..5].
@@ -713,9 +701,9 @@ namespace {
 
 // Two correlations in one complex inverse: IFFT(conj(A1) B1 + i conj(A2) B2)
 // = c1 + i c2, into `out` (rows [0, out_rows) hold it, row stride plan.cols
-// complex values): c1 in the real parts, c2 in the imaginary parts, read in
-// place by the CombineRow variants (no copy into two real arrays). Pairs are
-// chosen of similar magnitude, so that neither drowns in the other's
+// complex values): c1 in the real parts, c2 in the imaginary parts (split by
+// Deinterleave row by row where they are combined, while in cache). Pairs
+// are chosen of similar magnitude, so that neither drowns in the other's
 // round-off.
 void CorrelatePair(const FftPlan& plan, const RegionPlans& plans, const ComplexBuffer& a1, const ComplexBuffer& b1,
                    const ComplexBuffer& a2, const ComplexBuffer& b2, Workspace& ws, ComplexBuffer& out) {
@@ -747,11 +735,14 @@ void MaskedNccMapsOfImage(const MaskedSpectra& t, const cv::Mat1f& values, const
   for (int y = 0; y < plan.rows; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
     // Pairs (s12, n), (s1, s2), (s11, s22).
-    const float* p0 = reinterpret_cast<const float*>(ws.pair[0].data() + k);
-    const float* p1 = reinterpret_cast<const float*>(ws.pair[1].data() + k);
-    const float* p2 = reinterpret_cast<const float*>(ws.pair[2].data() + k);
-    CombineRowPacked(p0, p1, p1 + 1, p0 + 1, p2, p2 + 1, plan.cols, scale, min_n, (*ncc)[y]);
-    if (overlap != nullptr) OverlapRowPacked(p0 + 1, plan.cols, scale, (*overlap)[y]);
+    for (int i = 0; i < 3; ++i) {
+      static constexpr int kTerms[3][2] = {{0, 3}, {1, 2}, {4, 5}};
+      Deinterleave(reinterpret_cast<const float*>(ws.pair[i].data() + k), plan.cols, &ws.out[kTerms[i][0]][k],
+                   &ws.out[kTerms[i][1]][k]);
+    }
+    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], plan.cols,
+               scale, min_n, (*ncc)[y]);
+    if (overlap != nullptr) OverlapRow(&ws.out[3][k], plan.cols, scale, (*overlap)[y]);
   }
 }
 
@@ -790,27 +781,44 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
     fftwf_execute_dft_c2r(plans.h_rows, reinterpret_cast<fftwf_complex*>(ws.prod2.data()), out.data());
   };
   // Pairs of correlations, each in one packed inverse (rows [0, limit)
-  // read in place by the CombineRow variants below).
+  // split into their two terms row by row below, while in cache).
   auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, const ComplexBuffer& a2,
                         const ComplexBuffer& b2, ComplexBuffer& out) {
     CorrelatePair(plan, plans, a1, b1, a2, b2, ws, out);
   };
-  // Constant terms, unnormalized like an FFT output (read with stride 0).
-  const float c_sum_f = static_cast<float>(t.sum_f / scale), c_sum_f2 = static_cast<float>(t.sum_f2 / scale),
-              c_valid = static_cast<float>(t.valid / scale);
-  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2.
+  // A constant term, stored unnormalized like an FFT output.
+  const std::size_t used = static_cast<std::size_t>(limit) * plan.cols;
+  auto constant = [&](double v, RealBuffer& out) {
+    std::fill(out.begin(), out.begin() + used, static_cast<float>(v / scale));
+  };
+  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2;
+  // pair_terms: the terms in the real and the imaginary part of each pair.
+  int n_pairs = 0;
+  int pair_terms[3][2];
+  auto pair = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, int term1, const ComplexBuffer& a2,
+                  const ComplexBuffer& b2, int term2) {
+    correlate2(a1, b1, a2, b2, ws.pair[n_pairs]);
+    pair_terms[n_pairs][0] = term1;
+    pair_terms[n_pairs][1] = term2;
+    ++n_pairs;
+  };
   if (!region_full && !t.full) {
-    correlate2(t.fm, i_fm, t.m, i_m, ws.pair[0]);     // 0, 3
-    correlate2(t.fm, i_m, t.m, i_fm, ws.pair[1]);     // 1, 2
-    correlate2(t.f2m, i_m, t.m, i_f2m, ws.pair[2]);   // 4, 5
+    pair(t.fm, i_fm, 0, t.m, i_m, 3);
+    pair(t.fm, i_m, 1, t.m, i_fm, 2);
+    pair(t.f2m, i_m, 4, t.m, i_f2m, 5);
   } else if (!region_full) {
-    correlate2(t.fm, i_fm, t.f2m, i_m, ws.pair[0]);   // 0, 4
+    pair(t.fm, i_fm, 0, t.f2m, i_m, 4);
     correlate(t.fm, i_m, ws.out[1]);
   } else if (!t.full) {
-    correlate2(t.fm, i_fm, t.m, i_f2m, ws.pair[0]);   // 0, 5
+    pair(t.fm, i_fm, 0, t.m, i_f2m, 5);
     correlate(t.m, i_fm, ws.out[2]);
+    constant(t.sum_f, ws.out[1]);
+    constant(t.sum_f2, ws.out[4]);
+    constant(t.valid, ws.out[3]);
   } else {
     correlate(t.fm, i_fm, ws.out[0]);
+    constant(t.sum_f, ws.out[1]);
+    constant(t.sum_f2, ws.out[4]);
   }
   if (t.full) {
     // Box sums of the region over the template's footprint at each displacement.
@@ -834,21 +842,12 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   for (int y = 0; y < limit; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
-    const float* p0 = reinterpret_cast<const float*>(ws.pair[0].data() + k);
-    float* dst = (*ncc)[y];
-    if (!region_full && !t.full) {
-      const float* p1 = reinterpret_cast<const float*>(ws.pair[1].data() + k);
-      const float* p2 = reinterpret_cast<const float*>(ws.pair[2].data() + k);
-      CombineRowPacked(p0, p1, p1 + 1, p0 + 1, p2, p2 + 1, limit, scale, min_n, dst);
-    } else if (!region_full) {
-      CombineRowFullTemplate(p0, &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], p0 + 1, &ws.out[5][k], limit, scale,
-                             min_n, dst);
-    } else if (!t.full) {
-      CombineRowFullRegion(p0, &c_sum_f, &ws.out[2][k], &c_valid, &c_sum_f2, p0 + 1, limit, scale, min_n, dst);
-    } else {
-      CombineRowBothFull(&ws.out[0][k], &c_sum_f, &ws.out[2][k], &ws.out[3][k], &c_sum_f2, &ws.out[5][k], limit,
-                         scale, min_n, dst);
+    for (int i = 0; i < n_pairs; ++i) {
+      Deinterleave(reinterpret_cast<const float*>(ws.pair[i].data() + k), limit, &ws.out[pair_terms[i][0]][k],
+                   &ws.out[pair_terms[i][1]][k]);
     }
+    CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], limit,
+               scale, min_n, (*ncc)[y]);
   }
 }
 
