@@ -184,6 +184,7 @@ const RegionPlans& GetRegionPlans(int rows, int cols, int in_rows, int out_rows)
 struct Workspace {
   RealBuffer real;
   ComplexBuffer prod, prod2, half, packed, packed2;
+  ComplexBuffer pair[3];  // packed pairs of correlations (CorrelatePair)
   RealBuffer out[6];
   void Fit(const FftPlan& plan) {
     if (real.size() < plan.RealSize()) real.resize(plan.RealSize());
@@ -192,6 +193,9 @@ struct Workspace {
     if (half.size() < plan.ComplexSize()) half.resize(plan.ComplexSize());
     if (packed.size() < plan.RealSize()) packed.resize(plan.RealSize());
     if (packed2.size() < plan.RealSize()) packed2.resize(plan.RealSize());
+    for (auto& p : pair) {
+      if (p.size() < plan.RealSize()) p.resize(plan.RealSize());
+    }
     for (auto& o : out) {
       if (o.size() < plan.RealSize()) o.resize(plan.RealSize());
     }
@@ -245,6 +249,21 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void CombineRow(
     r = std::min(1.0f, std::max(-1.0f, r));
     const float valid_r = ok ? r : 0.0f;
     out[x] = n < min_n ? -2.0f : valid_r;
+  }
+}
+
+// The real and imaginary parts of n complex values (interleaved floats)
+// into two arrays: a packed pair of correlations (CorrelatePair) for
+// CombineRow. (CombineRow reading the pair in place, with stride-2 loads,
+// was 1 ulp off in a few percent of the values: the compiler handles the
+// last columns of such a loop in scalar code, contracted into FMAs
+// differently from the vector code; the copy keeps every value identical.)
+__attribute__((target_clones("avx512f", "avx2", "default"))) void Deinterleave(const float* __restrict z, int n,
+                                                                               float* __restrict re,
+                                                                               float* __restrict im) {
+  for (int x = 0; x < n; ++x) {
+    re[x] = z[2 * x];
+    im[x] = z[2 * x + 1];
   }
 }
 
@@ -319,15 +338,20 @@ void PackProducts(const std::complex<float>* a1, const std::complex<float>* b1, 
 
 // The half grids (rows x cc) of the spectra A, B of two real arrays from the
 // spectrum Z of a + ib: A = (Z(k) + conj Z(-k)) / 2, B = (Z(k) - conj Z(-k)) / 2i.
+// u: Z(k) for k = 0..n-1 of one row; v_end: the end of the mirror row, whose
+// point -k (k >= 1) is v_end[-k], read backwards in place (a negative-stride
+// loop that vectorizes with permutes; it was a reversed copy first).
 __attribute__((target_clones("avx512f", "avx2", "default"))) void SplitRow(const float* __restrict u,
-                                                                           const float* __restrict v, int n,
-                                                                           float* __restrict a, float* __restrict b) {
-  // v is Z(-k); conj(v) = (v.re, -v.im).
-  for (int x = 0; x < n; ++x) {
-    a[2 * x] = 0.5f * (u[2 * x] + v[2 * x]);
-    a[2 * x + 1] = 0.5f * (u[2 * x + 1] - v[2 * x + 1]);
-    b[2 * x] = 0.5f * (u[2 * x + 1] + v[2 * x + 1]);
-    b[2 * x + 1] = 0.5f * (v[2 * x] - u[2 * x]);
+                                                                           const float* __restrict v_end, int k0,
+                                                                           int n, float* __restrict a,
+                                                                           float* __restrict b) {
+  for (int x = k0; x < n; ++x) {
+    // v = Z(-x); conj(v) = (v.re, -v.im).
+    const float vr = v_end[-2 * x], vi = v_end[-2 * x + 1];
+    a[2 * x] = 0.5f * (u[2 * x] + vr);
+    a[2 * x + 1] = 0.5f * (u[2 * x + 1] - vi);
+    b[2 * x] = 0.5f * (u[2 * x + 1] + vi);
+    b[2 * x + 1] = 0.5f * (vr - u[2 * x]);
   }
 }
 
@@ -335,16 +359,14 @@ void SplitPackedPair(const std::complex<float>* z, int rows, int cols, ComplexBu
   const int cc = cols / 2 + 1;
   a->resize(static_cast<std::size_t>(rows) * cc);
   b->resize(static_cast<std::size_t>(rows) * cc);
-  thread_local std::vector<std::complex<float>> mirrored;
-  mirrored.resize(cc);
   for (int y = 0; y < rows; ++y) {
-    const std::complex<float>* zr = z + static_cast<std::size_t>(y) * cols;
-    const std::complex<float>* zm = z + static_cast<std::size_t>((rows - y) % rows) * cols;
-    // Z(-k) along the row, in the order of k (a reversed copy: the arithmetic below then vectorizes).
-    for (int x = 0; x < cc; ++x) mirrored[x] = zm[(cols - x) % cols];
-    SplitRow(reinterpret_cast<const float*>(zr), reinterpret_cast<const float*>(mirrored.data()), cc,
-             reinterpret_cast<float*>(a->data() + static_cast<std::size_t>(y) * cc),
-             reinterpret_cast<float*>(b->data() + static_cast<std::size_t>(y) * cc));
+    const float* zr = reinterpret_cast<const float*>(z + static_cast<std::size_t>(y) * cols);
+    const float* zm = reinterpret_cast<const float*>(z + static_cast<std::size_t>((rows - y) % rows) * cols);
+    float* ar = reinterpret_cast<float*>(a->data() + static_cast<std::size_t>(y) * cc);
+    float* br = reinterpret_cast<float*>(b->data() + static_cast<std::size_t>(y) * cc);
+    // Column 0 is its own mirror (Z(-0) = zm[0]); columns 1..cc-1 mirror to cols - k.
+    SplitRow(zr, zm, 0, 1, ar, br);
+    SplitRow(zr, zm + 2 * cols, 1, cc, ar, br);
   }
 }
 
@@ -678,25 +700,18 @@ void MaskedNccRadial(const RowSpectra& t, const RowSpectra& i, double min_overla
 namespace {
 
 // Two correlations in one complex inverse: IFFT(conj(A1) B1 + i conj(A2) B2)
-// = c1 + i c2; rows [0, out_rows) x cols [0, out_cols) of c1, c2 into out1,
-// out2 (row stride plan.cols). Pairs are chosen of similar magnitude, so
-// that neither drowns in the other's round-off.
+// = c1 + i c2, into `out` (rows [0, out_rows) hold it, row stride plan.cols
+// complex values): c1 in the real parts, c2 in the imaginary parts (split by
+// Deinterleave row by row where they are combined, while in cache). Pairs
+// are chosen of similar magnitude, so that neither drowns in the other's
+// round-off.
 void CorrelatePair(const FftPlan& plan, const RegionPlans& plans, const ComplexBuffer& a1, const ComplexBuffer& b1,
-                   const ComplexBuffer& a2, const ComplexBuffer& b2, int out_rows, int out_cols, Workspace& ws,
-                   RealBuffer& out1, RealBuffer& out2) {
+                   const ComplexBuffer& a2, const ComplexBuffer& b2, Workspace& ws, ComplexBuffer& out) {
   PackProducts(a1.data(), b1.data(), a2.data(), b2.data(), plan.rows, plan.cols, ws.packed.data());
   auto* z = reinterpret_cast<fftwf_complex*>(ws.packed.data());
   auto* z2 = reinterpret_cast<fftwf_complex*>(ws.packed2.data());
   fftwf_execute_dft(plans.inv_cols, z, z2);
-  fftwf_execute_dft(plans.inv_rows, z2, z);
-  for (int y = 0; y < out_rows; ++y) {
-    const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
-    const std::complex<float>* zr = ws.packed.data() + k;
-    for (int x = 0; x < out_cols; ++x) {
-      out1[k + x] = zr[x].real();
-      out2[k + x] = zr[x].imag();
-    }
-  }
+  fftwf_execute_dft(plans.inv_rows, z2, reinterpret_cast<fftwf_complex*>(out.data()));
 }
 
 }  // namespace
@@ -710,15 +725,21 @@ void MaskedNccMapsOfImage(const MaskedSpectra& t, const cv::Mat1f& values, const
   thread_local ComplexBuffer i_fm, i_m, i_f2m;
   ForwardRegionPair(plans, plan.rows, plan.cols, values, mask, false, ws.packed, ws.packed2, &i_fm, &i_m);
   ForwardRegionOne(plans, plan.rows, plan.cols, values, true, ws.real, ws.half, &i_f2m);
-  CorrelatePair(plan, plans, t.fm, i_fm, t.m, i_m, plan.rows, plan.cols, ws, ws.out[0], ws.out[3]);
-  CorrelatePair(plan, plans, t.fm, i_m, t.m, i_fm, plan.rows, plan.cols, ws, ws.out[1], ws.out[2]);
-  CorrelatePair(plan, plans, t.f2m, i_m, t.m, i_f2m, plan.rows, plan.cols, ws, ws.out[4], ws.out[5]);
+  CorrelatePair(plan, plans, t.fm, i_fm, t.m, i_m, ws, ws.pair[0]);
+  CorrelatePair(plan, plans, t.fm, i_m, t.m, i_fm, ws, ws.pair[1]);
+  CorrelatePair(plan, plans, t.f2m, i_m, t.m, i_f2m, ws, ws.pair[2]);
   ncc->create(plan.rows, plan.cols);
   if (overlap != nullptr) overlap->create(plan.rows, plan.cols);
   const float scale = static_cast<float>(1.0 / (static_cast<double>(plan.rows) * plan.cols));
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   for (int y = 0; y < plan.rows; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+    // Pairs (s12, n), (s1, s2), (s11, s22).
+    for (int i = 0; i < 3; ++i) {
+      static constexpr int kTerms[3][2] = {{0, 3}, {1, 2}, {4, 5}};
+      Deinterleave(reinterpret_cast<const float*>(ws.pair[i].data() + k), plan.cols, &ws.out[kTerms[i][0]][k],
+                   &ws.out[kTerms[i][1]][k]);
+    }
     CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], plan.cols,
                scale, min_n, (*ncc)[y]);
     if (overlap != nullptr) OverlapRow(&ws.out[3][k], plan.cols, scale, (*overlap)[y]);
@@ -759,25 +780,37 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
                       reinterpret_cast<fftwf_complex*>(ws.prod2.data()));
     fftwf_execute_dft_c2r(plans.h_rows, reinterpret_cast<fftwf_complex*>(ws.prod2.data()), out.data());
   };
-  auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, RealBuffer& out1, const ComplexBuffer& a2,
-                        const ComplexBuffer& b2, RealBuffer& out2) {
-    CorrelatePair(plan, plans, a1, b1, a2, b2, limit, limit, ws, out1, out2);
+  // Pairs of correlations, each in one packed inverse (rows [0, limit)
+  // split into their two terms row by row below, while in cache).
+  auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, const ComplexBuffer& a2,
+                        const ComplexBuffer& b2, ComplexBuffer& out) {
+    CorrelatePair(plan, plans, a1, b1, a2, b2, ws, out);
   };
   // A constant term, stored unnormalized like an FFT output.
   const std::size_t used = static_cast<std::size_t>(limit) * plan.cols;
   auto constant = [&](double v, RealBuffer& out) {
     std::fill(out.begin(), out.begin() + used, static_cast<float>(v / scale));
   };
-  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2.
+  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2;
+  // pair_terms: the terms in the real and the imaginary part of each pair.
+  int n_pairs = 0;
+  int pair_terms[3][2];
+  auto pair = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, int term1, const ComplexBuffer& a2,
+                  const ComplexBuffer& b2, int term2) {
+    correlate2(a1, b1, a2, b2, ws.pair[n_pairs]);
+    pair_terms[n_pairs][0] = term1;
+    pair_terms[n_pairs][1] = term2;
+    ++n_pairs;
+  };
   if (!region_full && !t.full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.m, i_m, ws.out[3]);
-    correlate2(t.fm, i_m, ws.out[1], t.m, i_fm, ws.out[2]);
-    correlate2(t.f2m, i_m, ws.out[4], t.m, i_f2m, ws.out[5]);
+    pair(t.fm, i_fm, 0, t.m, i_m, 3);
+    pair(t.fm, i_m, 1, t.m, i_fm, 2);
+    pair(t.f2m, i_m, 4, t.m, i_f2m, 5);
   } else if (!region_full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.f2m, i_m, ws.out[4]);
+    pair(t.fm, i_fm, 0, t.f2m, i_m, 4);
     correlate(t.fm, i_m, ws.out[1]);
   } else if (!t.full) {
-    correlate2(t.fm, i_fm, ws.out[0], t.m, i_f2m, ws.out[5]);
+    pair(t.fm, i_fm, 0, t.m, i_f2m, 5);
     correlate(t.m, i_fm, ws.out[2]);
     constant(t.sum_f, ws.out[1]);
     constant(t.sum_f2, ws.out[4]);
@@ -809,6 +842,10 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
   const float min_n = static_cast<float>(std::max(min_overlap, 2.0));
   for (int y = 0; y < limit; ++y) {
     const std::size_t k = static_cast<std::size_t>(y) * plan.cols;
+    for (int i = 0; i < n_pairs; ++i) {
+      Deinterleave(reinterpret_cast<const float*>(ws.pair[i].data() + k), limit, &ws.out[pair_terms[i][0]][k],
+                   &ws.out[pair_terms[i][1]][k]);
+    }
     CombineRow(&ws.out[0][k], &ws.out[1][k], &ws.out[2][k], &ws.out[3][k], &ws.out[4][k], &ws.out[5][k], limit,
                scale, min_n, (*ncc)[y]);
   }
@@ -816,20 +853,69 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
 
 namespace {
 
-// acc[k][x] += products of one template row with one patch row (elementwise:
-// vectorizes without reassociating a reduction).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateRow(
-    const float* __restrict t, const float* __restrict tm, const float* __restrict t2, const float* __restrict p,
-    const float* __restrict pm, const float* __restrict p2, int n, float* __restrict a0, float* __restrict a1,
-    float* __restrict a2, float* __restrict a3, float* __restrict a4, float* __restrict a5) {
-  for (int x = 0; x < n; ++x) {
-    a0[x] += t[x] * p[x];
-    a1[x] += t[x] * pm[x];
-    a2[x] += tm[x] * p[x];
-    a3[x] += tm[x] * pm[x];
-    a4[x] += t2[x] * pm[x];
-    a5[x] += tm[x] * p2[x];
+// The six sums of the masked NCC of an s_r x s_c template against the patch
+// window whose rows start at p, pm, p2 (row steps in floats): per column x
+// a float sum down the rows (in the order of the rows), then the columns
+// summed in double (in the order of x). Sixteen columns at a time, their
+// six running sums in vector registers while the rows stream by (they were
+// six arrays in memory, loaded and stored for every row); the columns past
+// the last whole block of sixteen the same way one at a time. The same
+// operations in the same order as before, so the same values.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void DirectSums(
+    const float* const* rows, const std::size_t* steps, int s_r, int s_c, float* __restrict col, double* terms) {
+  // rows / steps: t, tm, t2, p, pm, p2.
+  const float *t = rows[0], *tm = rows[1], *t2 = rows[2], *p = rows[3], *pm = rows[4], *p2 = rows[5];
+  const std::size_t st = steps[0], stm = steps[1], st2 = steps[2], sp = steps[3], spm = steps[4], sp2 = steps[5];
+  constexpr int kW = 16;
+  typedef float V __attribute__((vector_size(kW * sizeof(float))));
+  int x0 = 0;
+  for (; x0 + kW <= s_c; x0 += kW) {
+    V a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
+    for (int y = 0; y < s_r; ++y) {
+      const std::size_t yy = y;
+      V vt, vtm, vt2, vp, vpm, vp2;
+      __builtin_memcpy(&vt, t + yy * st + x0, sizeof(V));
+      __builtin_memcpy(&vtm, tm + yy * stm + x0, sizeof(V));
+      __builtin_memcpy(&vt2, t2 + yy * st2 + x0, sizeof(V));
+      __builtin_memcpy(&vp, p + yy * sp + x0, sizeof(V));
+      __builtin_memcpy(&vpm, pm + yy * spm + x0, sizeof(V));
+      __builtin_memcpy(&vp2, p2 + yy * sp2 + x0, sizeof(V));
+      a0 += vt * vp;
+      a1 += vt * vpm;
+      a2 += vtm * vp;
+      a3 += vtm * vpm;
+      a4 += vt2 * vpm;
+      a5 += vtm * vp2;
+    }
+    const V* sums[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
+    for (int k = 0; k < 6; ++k) __builtin_memcpy(col + k * s_c + x0, sums[k], sizeof(V));
   }
+  for (int x = x0; x < s_c; ++x) {
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
+    for (int y = 0; y < s_r; ++y) {
+      const std::size_t yy = y;
+      const float vt = t[yy * st + x], vtm = tm[yy * stm + x], vt2 = t2[yy * st2 + x];
+      const float vp = p[yy * sp + x], vpm = pm[yy * spm + x], vp2 = p2[yy * sp2 + x];
+      a0 += vt * vp;
+      a1 += vt * vpm;
+      a2 += vtm * vp;
+      a3 += vtm * vpm;
+      a4 += vt2 * vpm;
+      a5 += vtm * vp2;
+    }
+    col[x] = a0;
+    col[s_c + x] = a1;
+    col[2 * s_c + x] = a2;
+    col[3 * s_c + x] = a3;
+    col[4 * s_c + x] = a4;
+    col[5 * s_c + x] = a5;
+  }
+  // Six independent double sums side by side (each in the order of x).
+  double tot[6] = {};
+  for (int x = 0; x < s_c; ++x) {
+    for (int k = 0; k < 6; ++k) tot[k] += col[k * s_c + x];
+  }
+  for (int k = 0; k < 6; ++k) terms[k] = tot[k];
 }
 
 }  // namespace
@@ -837,19 +923,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AccumulateRow(
 float DirectMaskedNccAt(const cv::Mat1f& tv, const cv::Mat1f& tm, const cv::Mat1f& t2, const cv::Mat1f& pv,
                         const cv::Mat1f& pm, const cv::Mat1f& p2, int dy, int dx, double min_overlap) {
   const int s_r = tv.rows, s_c = tv.cols;
-  thread_local std::vector<float> acc;
-  acc.assign(static_cast<std::size_t>(6) * s_c, 0.0f);
-  float* a = acc.data();
-  for (int y = 0; y < s_r; ++y) {
-    AccumulateRow(tv[y], tm[y], t2[y], pv[y + dy] + dx, pm[y + dy] + dx, p2[y + dy] + dx, s_c, a, a + s_c, a + 2 * s_c,
-                  a + 3 * s_c, a + 4 * s_c, a + 5 * s_c);
-  }
+  thread_local std::vector<float> col;
+  col.resize(static_cast<std::size_t>(6) * s_c);
+  const float* rows[6] = {tv[0], tm[0], t2[0], pv[dy] + dx, pm[dy] + dx, p2[dy] + dx};
+  const std::size_t steps[6] = {tv.step1(), tm.step1(), t2.step1(), pv.step1(), pm.step1(), p2.step1()};
+  double sums[6];
+  DirectSums(rows, steps, s_r, s_c, col.data(), sums);
   float terms[6];
-  for (int k = 0; k < 6; ++k) {
-    double total = 0;
-    for (int x = 0; x < s_c; ++x) total += a[k * s_c + x];
-    terms[k] = static_cast<float>(total);
-  }
+  for (int k = 0; k < 6; ++k) terms[k] = static_cast<float>(sums[k]);
   float out = 0;
   // Terms in the order CombineRow takes them: s12, s1 (t m2), s2 (m1 p), n, s11, s22.
   CombineRow(&terms[0], &terms[1], &terms[2], &terms[3], &terms[4], &terms[5], 1, 1.0f,

@@ -95,6 +95,35 @@ TEST(DirectKernelTest, MatchesTheFftMapInASmallWindow) {
   }
 }
 
+// RefineHit hands DirectMaskedNccAt windows of larger images (row step
+// past the width) next to continuous squares: each array is read with its
+// own row step. The values must be exactly those of continuous copies, for a
+// width below one 16-column block (13) and one past two blocks (34).
+TEST(DirectKernelTest, ReadsEachArrayWithItsOwnRowStep) {
+  for (const int s : {13, 34}) {
+    const int n = 5, side = s + n - 1;
+    cv::Mat1f big_tv, big_tm, big_pv, big_pm;
+    Random(side + 9, 0.1, 5, &big_tv, &big_tm);
+    Random(side + 7, 0.1, 6, &big_pv, &big_pm);
+    const cv::Mat1f tv = big_tv(cv::Rect(3, 2, s, s)), tm = big_tm(cv::Rect(3, 2, s, s));
+    const cv::Mat1f pv = big_pv(cv::Rect(1, 4, side, side)), pm = big_pm(cv::Rect(1, 4, side, side));
+    ASSERT_FALSE(tv.isContinuous());
+    ASSERT_FALSE(pv.isContinuous());
+    cv::Mat1f t2, p2;  // continuous, unlike tv and pv
+    cv::multiply(tv, tv, t2);
+    cv::multiply(pv, pv, p2);
+    const cv::Mat1f ctv = tv.clone(), ctm = tm.clone(), cpv = pv.clone(), cpm = pm.clone();
+    const double min_overlap = 0.5 * cv::sum(tm)[0];
+    for (int y = 0; y < n; ++y) {
+      for (int x = 0; x < n; ++x) {
+        const float got = DirectMaskedNccAt(tv, tm, t2, pv, pm, p2, y, x, min_overlap);
+        EXPECT_EQ(got, DirectMaskedNccAt(ctv, ctm, t2, cpv, cpm, p2, y, x, min_overlap)) << s << ": " << y << "," << x;
+        EXPECT_GT(got, -1.5f);  // enough overlap: a real NCC, not the -2 marker
+      }
+    }
+  }
+}
+
 // MaskedNccRows transforms back only the rows it returns (negative = from
 // the end, wrapping): the same values as those rows of the whole map, on a
 // non-square size like the polar images (radius x angle).
