@@ -868,48 +868,32 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void DirectSums(
   const std::size_t st = steps[0], stm = steps[1], st2 = steps[2], sp = steps[3], spm = steps[4], sp2 = steps[5];
   constexpr int kW = 16;
   typedef float V __attribute__((vector_size(kW * sizeof(float))));
+  // Columns [x, x + width) summed over the rows as type T (a vector of kW
+  // floats, or one float; told by a pointer, since clang refuses vector
+  // arguments by value outside the AVX-512 clone), stored to col.
+  auto sum_columns = [&]<typename T>(int x, const T*) {
+    T a[6] = {};
+    for (int y = 0; y < s_r; ++y) {
+      const std::size_t yy = y;
+      T vt, vtm, vt2, vp, vpm, vp2;
+      __builtin_memcpy(&vt, t + yy * st + x, sizeof(T));
+      __builtin_memcpy(&vtm, tm + yy * stm + x, sizeof(T));
+      __builtin_memcpy(&vt2, t2 + yy * st2 + x, sizeof(T));
+      __builtin_memcpy(&vp, p + yy * sp + x, sizeof(T));
+      __builtin_memcpy(&vpm, pm + yy * spm + x, sizeof(T));
+      __builtin_memcpy(&vp2, p2 + yy * sp2 + x, sizeof(T));
+      a[0] += vt * vp;
+      a[1] += vt * vpm;
+      a[2] += vtm * vp;
+      a[3] += vtm * vpm;
+      a[4] += vt2 * vpm;
+      a[5] += vtm * vp2;
+    }
+    for (int k = 0; k < 6; ++k) __builtin_memcpy(col + k * s_c + x, &a[k], sizeof(T));
+  };
   int x0 = 0;
-  for (; x0 + kW <= s_c; x0 += kW) {
-    V a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {};
-    for (int y = 0; y < s_r; ++y) {
-      const std::size_t yy = y;
-      V vt, vtm, vt2, vp, vpm, vp2;
-      __builtin_memcpy(&vt, t + yy * st + x0, sizeof(V));
-      __builtin_memcpy(&vtm, tm + yy * stm + x0, sizeof(V));
-      __builtin_memcpy(&vt2, t2 + yy * st2 + x0, sizeof(V));
-      __builtin_memcpy(&vp, p + yy * sp + x0, sizeof(V));
-      __builtin_memcpy(&vpm, pm + yy * spm + x0, sizeof(V));
-      __builtin_memcpy(&vp2, p2 + yy * sp2 + x0, sizeof(V));
-      a0 += vt * vp;
-      a1 += vt * vpm;
-      a2 += vtm * vp;
-      a3 += vtm * vpm;
-      a4 += vt2 * vpm;
-      a5 += vtm * vp2;
-    }
-    const V* sums[6] = {&a0, &a1, &a2, &a3, &a4, &a5};
-    for (int k = 0; k < 6; ++k) __builtin_memcpy(col + k * s_c + x0, sums[k], sizeof(V));
-  }
-  for (int x = x0; x < s_c; ++x) {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
-    for (int y = 0; y < s_r; ++y) {
-      const std::size_t yy = y;
-      const float vt = t[yy * st + x], vtm = tm[yy * stm + x], vt2 = t2[yy * st2 + x];
-      const float vp = p[yy * sp + x], vpm = pm[yy * spm + x], vp2 = p2[yy * sp2 + x];
-      a0 += vt * vp;
-      a1 += vt * vpm;
-      a2 += vtm * vp;
-      a3 += vtm * vpm;
-      a4 += vt2 * vpm;
-      a5 += vtm * vp2;
-    }
-    col[x] = a0;
-    col[s_c + x] = a1;
-    col[2 * s_c + x] = a2;
-    col[3 * s_c + x] = a3;
-    col[4 * s_c + x] = a4;
-    col[5 * s_c + x] = a5;
-  }
+  for (; x0 + kW <= s_c; x0 += kW) sum_columns(x0, static_cast<const V*>(nullptr));
+  for (int x = x0; x < s_c; ++x) sum_columns(x, static_cast<const float*>(nullptr));
   // Six independent double sums side by side (each in the order of x).
   double tot[6] = {};
   for (int x = 0; x < s_c; ++x) {
