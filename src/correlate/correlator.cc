@@ -356,30 +356,23 @@ void WarpMasked(const Level& level, const cv::Matx23d& m, cv::Size size, cv::Mat
     // and mask 0 on every path; those points are zero-filled without it. (The
     // canvases of RegisterCells and AngleProfile are larger than the target,
     // turned: a third of their points lie outside it.)
-    int fa = sb, fb = sb;
-    {
-      double lo = sb, hi = se - 1;
-      clip(bx, m(0, 0), -1.5, w + 0.5, &lo, &hi);
-      clip(by, m(1, 0), -1.5, h + 0.5, &lo, &hi);
-      if (hi >= lo) {
-        fa = std::clamp(static_cast<int>(std::ceil(lo)), sb, se);
-        fb = std::clamp(static_cast<int>(std::floor(hi)) + 1, fa, se);
-      }
-    }
+    // The points x of [a, b) whose source lies in [lo, hi_x] x [lo, hi_y]
+    // (empty at a when none).
+    auto sub_range = [&](int a, int b, double lo, double hi_x, double hi_y) {
+      double x_lo = a, x_hi = b - 1;
+      clip(bx, m(0, 0), lo, hi_x, &x_lo, &x_hi);
+      clip(by, m(1, 0), lo, hi_y, &x_lo, &x_hi);
+      if (!(x_hi >= x_lo)) return std::pair<int, int>(a, a);
+      const int ra = std::clamp(static_cast<int>(std::ceil(x_lo)), a, b);
+      return std::pair<int, int>(ra, std::clamp(static_cast<int>(std::floor(x_hi)) + 1, ra, b));
+    };
+    const auto [fa, fb] = sub_range(sb, se, -1.5, w + 0.5, h + 0.5);
     std::fill(pv + sb, pv + fa, 0.0f);
     std::fill(pm + sb, pm + fa, 0.0f);
     std::fill(pv + fb, pv + se, 0.0f);
     std::fill(pm + fb, pm + se, 0.0f);
-    int xa = fa, xb = fa;  // the interior part of the row, [xa, xb), within the footprint
-    if (simd) {
-      double lo = fa, hi = fb - 1;
-      clip(bx, m(0, 0), 0.0, w - 1.0, &lo, &hi);
-      clip(by, m(1, 0), 0.0, h - 1.0, &lo, &hi);
-      if (hi >= lo) {
-        xa = std::clamp(static_cast<int>(std::ceil(lo)), fa, fb);
-        xb = std::clamp(static_cast<int>(std::floor(hi)) + 1, xa, fb);
-      }
-    }
+    // The interior part of the row, [xa, xb), within the footprint.
+    const auto [xa, xb] = simd ? sub_range(fa, fb, 0.0, w - 1.0, h - 1.0) : std::pair<int, int>(fa, fa);
     int done = xa;
     if (xb > xa) {
       int n_slow = 0;

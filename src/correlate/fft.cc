@@ -118,7 +118,6 @@ const PrunedInverse& GetPrunedInverse(int rows, int cols, int out_rows) {
   return *slot;
 }
 
-
 // Plans of the region correlation (MaskedNccRegion) on a rows x cols grid
 // whose input has data in its first in_rows rows and whose output is read in
 // its first out_rows rows. FFTW's real transforms of these small sizes cost
@@ -223,7 +222,6 @@ void Forward(const FftPlan& plan, const cv::Mat1f& src, bool square, RealBuffer&
   out->resize(plan.ComplexSize());
   fftwf_execute_dft_r2c(plan.r2c, real.data(), reinterpret_cast<fftwf_complex*>(out->data()));
 }
-
 
 // One row of the NCC from the six correlation sums (unnormalized by `scale`,
 // as FFTW's inverse leaves them). Branch-free so that it vectorizes (the
@@ -780,24 +778,20 @@ void MaskedNccRegion(const MaskedSpectra& t, const cv::Mat1f& region_v, const cv
                       reinterpret_cast<fftwf_complex*>(ws.prod2.data()));
     fftwf_execute_dft_c2r(plans.h_rows, reinterpret_cast<fftwf_complex*>(ws.prod2.data()), out.data());
   };
-  // Pairs of correlations, each in one packed inverse (rows [0, limit)
-  // split into their two terms row by row below, while in cache).
-  auto correlate2 = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, const ComplexBuffer& a2,
-                        const ComplexBuffer& b2, ComplexBuffer& out) {
-    CorrelatePair(plan, plans, a1, b1, a2, b2, ws, out);
-  };
   // A constant term, stored unnormalized like an FFT output.
   const std::size_t used = static_cast<std::size_t>(limit) * plan.cols;
   auto constant = [&](double v, RealBuffer& out) {
     std::fill(out.begin(), out.begin() + used, static_cast<float>(v / scale));
   };
-  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2;
+  // Terms: 0 sum f1 f2, 1 sum f1 m2, 2 sum m1 f2, 3 overlap, 4 sum f1^2 m2, 5 sum m1 f2^2.
+  // Pairs of correlations go through one packed inverse each (rows [0, limit)
+  // split into their two terms row by row below, while in cache);
   // pair_terms: the terms in the real and the imaginary part of each pair.
   int n_pairs = 0;
   int pair_terms[3][2];
   auto pair = [&](const ComplexBuffer& a1, const ComplexBuffer& b1, int term1, const ComplexBuffer& a2,
                   const ComplexBuffer& b2, int term2) {
-    correlate2(a1, b1, a2, b2, ws.pair[n_pairs]);
+    CorrelatePair(plan, plans, a1, b1, a2, b2, ws, ws.pair[n_pairs]);
     pair_terms[n_pairs][0] = term1;
     pair_terms[n_pairs][1] = term2;
     ++n_pairs;
