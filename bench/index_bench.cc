@@ -5,7 +5,10 @@
 //       signatures; every real scan, turned by a random angle, is a query: at
 //       which coarse rank do its true mates land? Recall at K, also counted
 //       over the mates that brute-force CMC (query vs mate, any orientation)
-//       identifies. BENCH_ZNORM=M (experiment, docs/search.md "Why two DFSC
+//       identifies; and the engine's own rerank set (coarse top K/2 plus the
+//       screening stage's best of the coarse top 500, docs/search.md
+//       "Screening"): which identified mates reach the CMC rerank (--screened 0
+//       skips this search). BENCH_ZNORM=M (experiment, docs/search.md "Why two DFSC
 //       mates stay out"): candidate-side Z-norm against a cohort of M synthetic
 //       shots, ranking the whole list (slow: every query scores every entry).
 //   index_bench centre   --query NAME --mate NAME [--synthetic N] [--distinct D]
@@ -21,8 +24,11 @@
 //       shared machine): one flat index, 1 and 9 query variants, against a
 //       plain sweep of the same bytes, per instruction set the CPU has.
 //   index_bench scale    [--sizes 10000,100000,1000000] [--distinct D] [--rerank-k K] [--scramble 0|1]
-//       Query latency (coarse, rerank, end to end), bytes of RAM per
-//       signature, coarse-scan throughput vs a plain memory sweep of the same bytes.
+//       Query latency (coarse, screen, rerank, end to end; and end to end
+//       without the screening stage, side by side), bytes of RAM per
+//       signature, coarse-scan throughput vs a plain memory sweep of the same
+//       bytes. The screen's and rerank's signatures are held compact
+//       (RerankCache), as a shard worker holds them.
 //   index_bench compact  [--hold-pixel UM] [--threads T] [--rerank-k K] [--runs R] [--pairs 0|1]
 //                        [--database-url URL]
 //       Rerank memory (docs/search.md, "Rerank memory"): every pair of the 40
@@ -141,6 +147,7 @@ struct Args {
   double hold_pixel_um = -1;  // compact: -1 = RerankPixelUm of the BF correlation config
   std::string database_url;   // compact: also the rerank with every candidate read from PostgreSQL
   int runs = 5;               // compact: searches per rerank mode
+  bool screened = true;       // recall: also run the engine's search (screen + rerank) per query
   bool pairs = true;          // compact: compare all Fadul pairs (0: only the rerank timing)
   std::string pair_query, pair_mate;  // centre: the real scans of one mate pair (file stems)
 };
@@ -162,6 +169,7 @@ Args Parse(int argc, char** argv) {
     else if (k == "--queries") a.queries = v;
     else if (k == "--threads") a.threads = std::stoi(v);
     else if (k == "--cmc") a.cmc = v != "0";
+    else if (k == "--screened") a.screened = v != "0";
     else if (k == "--scramble") a.scramble = v != "0";
     else if (k == "--hold-pixel") a.hold_pixel_um = std::stod(v);
     else if (k == "--database-url") a.database_url = v;
@@ -343,22 +351,9 @@ class BenchSource : public SignatureSource {
     if (auto it = real_.find(id); it != real_.end()) return it->second;
     if (id < kSyntheticBase) return NotFound("no signature " + std::to_string(id));
     const int i = static_cast<int>((id - kSyntheticBase) % distinct_);
-    if (keep_) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (auto it = kept_.find(i); it != kept_.end()) return it->second;
-    }
     std::shared_ptr<const synth::FirearmSurface> gun = Gun(GunSeed(i));
-    auto sig = synth::MakeShotSignature(*gun, ShotSeed(i), SynthOptions(6.25));
-    if (keep_ && sig.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
-      kept_[i] = *sig;
-    }
-    return sig;
+    return synth::MakeShotSignature(*gun, ShotSeed(i), SynthOptions(6.25));
   }
-  // Keep generated signatures in memory, as a shard worker holds its
-  // signatures (scale: the timed search then measures the engine, not the
-  // generator, which costs ~20 ms per signature plus a firearm render).
-  void Keep() { keep_ = true; }
 
  private:
   std::shared_ptr<const synth::FirearmSurface> Gun(std::uint64_t seed) const {
@@ -375,8 +370,6 @@ class BenchSource : public SignatureSource {
   }
   std::map<std::int64_t, Signature> real_;
   int distinct_;
-  bool keep_ = false;
-  mutable std::map<int, Signature> kept_;
   mutable std::mutex mu_;
   mutable std::map<std::uint64_t, std::shared_ptr<const synth::FirearmSurface>> guns_;
 };
@@ -491,6 +484,18 @@ int Recall(const Args& a) {
                                      EngineConfig())
                     .value();
   auto bf = Correlator::Create().value();
+  // The engine as a worker runs it (compact signatures held for the screen
+  // and the rerank; synthetic ones generated on the first load).
+  std::map<std::int64_t, Signature> real_sigs;
+  for (std::size_t i = 0; i < rs.real.size(); ++i) real_sigs[static_cast<std::int64_t>(i) + 1] = rs.real[i].bf;
+  auto generator = std::make_shared<BenchSource>(std::move(real_sigs),
+                                                 static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic)));
+  auto held = std::make_shared<RerankCache>(RerankCacheConfig{},
+                                            [generator](std::int64_t id) { return generator->Load(id); });
+  auto searcher = SearchEngine::Create(index, held, EngineConfig()).value();
+  const int rerank_k = a.rerank_k > 0 ? a.rerank_k : searcher->config().default_rerank_k;
+  int rerank_ident = 0, rerank_kept = 0, rerank_kept_by_screen = 0;
+  double search_s = 0, screen_s = 0, rerank_s = 0;
   const std::vector<int> ks = {1, 5, 10, 20, 50, 100, 200, 500, 1000};
   const int kmax = ks.back();
   // BENCH_ZNORM=M (experiment): candidate-side score normalization (Z-norm):
@@ -548,6 +553,24 @@ int Recall(const Args& a) {
       r.hits.resize(std::min<std::size_t>(r.hits.size(), kmax));
     }
     auto pq = bf.Prepare(rs.turned[q]).value();
+    std::vector<Candidate> reranked;
+    if (a.screened) {
+      SearchRequest req;
+      req.query.breech_face = rs.turned[q];
+      req.filter = f;
+      req.top_n = rerank_k;
+      req.rerank_k = rerank_k;
+      const auto ts = Clock::now();
+      auto res = searcher->Search(req);
+      if (!res.ok()) {
+        std::fprintf(stderr, "search: %s\n", res.status().ToString().c_str());
+        return 1;
+      }
+      search_s += Since(ts);
+      screen_s += res->screen_seconds;
+      rerank_s += res->rerank_seconds;
+      reranked = std::move(res->breech_face);
+    }
     for (std::size_t m = 0; m < rs.real.size(); ++m) {
       if (m == q || rs.real[m].group != group) continue;
       // The same physical casing scanned twice (DFSC raw and processed
@@ -573,13 +596,40 @@ int Recall(const Args& a) {
         kept[i] += rank <= ks[i];
         kept_cmc[i] += cmc_found && rank <= ks[i];
       }
-      std::printf("  %-22s -> %-22s coarse rank %5s  CMC %2d%s\n", rs.real[q].name.c_str(), rs.real[m].name.c_str(),
+      std::printf("  %-22s -> %-22s coarse rank %5s  CMC %2d%s", rs.real[q].name.c_str(), rs.real[m].name.c_str(),
                   rank > kmax ? ">1000" : std::to_string(rank).c_str(), cmc, cmc_found ? " (identified)" : "");
+      if (a.screened) {
+        auto it = std::find_if(reranked.begin(), reranked.end(), [&](const Candidate& c) {
+          return c.signature_id == static_cast<std::int64_t>(m) + 1;
+        });
+        if (it == reranked.end()) {
+          std::printf("  not reranked");
+        } else {
+          std::printf("  reranked (%s), final rank %d, CMC %d",
+                      it->screen_rank > 0 ? ("screen rank " + std::to_string(it->screen_rank)).c_str() : "coarse-kept",
+                      it->rank, it->comparison ? it->comparison->cmc : -1);
+        }
+        if (cmc_found) {
+          ++rerank_ident;
+          rerank_kept += it != reranked.end();
+          rerank_kept_by_screen += it != reranked.end() && it->screen_rank > 0;
+        }
+      }
+      std::printf("\n");
     }
     std::fflush(stdout);
   }
   std::printf("\nqueries: %zu real scans turned by random angles; index: %lld signatures; coarse %.3f s/query\n",
               rs.real.size(), static_cast<long long>(index->Size()), coarse_s / rs.real.size());
+  if (a.screened) {
+    std::printf("engine search (coarse top %d kept, screening of the coarse top %d fills the rest of K = %d): "
+                "%d of %d identified mates reach the rerank (%.1f %%; %d of them by the screen); "
+                "%.2f s/query (screen %.2f s, rerank %.2f s, first loads generate synthetic signatures)\n",
+                CoarseKeptBeforeScreen(rerank_k, searcher->config().screen_coarse_share),
+                searcher->config().breech_face_screen_k, rerank_k, rerank_kept, rerank_ident,
+                rerank_ident ? 100.0 * rerank_kept / rerank_ident : 0.0, rerank_kept_by_screen,
+                search_s / rs.real.size(), screen_s / rs.real.size(), rerank_s / rs.real.size());
+  }
   std::printf("| K | mates kept (all %d) | mates kept (%d identified by full CMC) |\n|---|---|---|\n", mates,
               cmc_mates);
   for (std::size_t i = 0; i < ks.size(); ++i) {
@@ -703,9 +753,10 @@ int Haystack(const Args& a) {
     mates_total += mates;
     mates_in_top10 += found;
     all_in_top10 += found == mates;
-    std::printf("  %-20s turned %7.1f deg: %d/%d mates in top 10 (coarse %.2f s, rerank %d in %.1f s)%s%s\n",
-                rs.real[q].name.c_str(), rs.turn_deg[q], found, mates, r->coarse_seconds,
-                r->reranked, r->rerank_seconds, missing.empty() ? "" : " missing:", missing.c_str());
+    std::printf("  %-20s turned %7.1f deg: %d/%d mates in top 10 (coarse %.2f s, screen %d in %.1f s, rerank %d in "
+                "%.1f s)%s%s\n",
+                rs.real[q].name.c_str(), rs.turn_deg[q], found, mates, r->coarse_seconds, r->screened,
+                r->screen_seconds, r->reranked, r->rerank_seconds, missing.empty() ? "" : " missing:", missing.c_str());
     std::fflush(stdout);
   }
   std::printf("\n%d of %d queries have all their mates in the top 10 (%d of %d mates); index %lld signatures, "
@@ -836,16 +887,19 @@ int Scale(const Args& a) {
               distinct, a.synth_pixel_um, gen_s, 1000 * gen_s / distinct, a.threads);
   // Queries: shots of firearms in the haystack (their mates are there), turned by the generator.
   std::shared_ptr<SignatureIndex> index = MakeShardedIndex(store::kSignatureShards, a.threads);
-  auto source = std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, distinct);
-  source->Keep();
+  // The screen's and the rerank's signatures are held compact, as a shard
+  // worker holds them (RerankCache); the first (cold) search generates them.
+  auto generator = std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, distinct);
+  auto source = std::make_shared<RerankCache>(RerankCacheConfig{},
+                                              [generator](std::int64_t id) { return generator->Load(id); });
   SearchEngineConfig cfg = EngineConfig();
   cfg.rerank_threads = a.threads;
   auto engine = SearchEngine::Create(index, source, cfg).value();
   const int k = a.rerank_k ? a.rerank_k : cfg.default_rerank_k;
   std::printf("| signatures | RAM bytes/signature | fill s | coarse scan s, 1 descriptor (median of 3) | sweep s | "
-              "scan/sweep throughput | engine coarse s | rerank K | rerank s | end to end s | end to end CPU s (all threads) | "
-              "end to end s, cold source |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "scan/sweep throughput | engine coarse s | screen K | screen s | rerank K | rerank s | end to end s | "
+              "end to end CPU s (all threads) | end to end s, cold source | end to end s without screening |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::int64_t filled = 0;
   for (std::int64_t size : a.sizes) {
     const auto tf = Clock::now();
@@ -897,9 +951,17 @@ int Scale(const Args& a) {
       std::printf("search: %s\n", r.status().ToString().c_str());
       return 1;
     }
-    std::printf("| %lld | %.0f | %.1f | %.3f | %.3f | %.2f | %.2f | %d | %.1f | %.1f | %.1f | %.1f |\n",
+    // The same search without the screening stage (the coarse top K reranked), side by side.
+    SearchRequest plain = req;
+    plain.screen_k = -1;
+    const auto tp = Clock::now();
+    auto p = engine->Search(plain);
+    const double plain_s = Since(tp);
+    if (!p.ok()) return 1;
+    std::printf("| %lld | %.0f | %.1f | %.3f | %.3f | %.2f | %.2f | %d | %.2f | %d | %.2f | %.2f | %.1f | %.1f | %.2f |\n",
                 static_cast<long long>(size), static_cast<double>(bytes) / size, fill_s, coarse_s, sweep,
-                sweep / coarse_s, r->coarse_seconds, k, r->rerank_seconds, e2e, e2e_cpu, cold_s);
+                sweep / coarse_s, r->coarse_seconds, r->screened, r->screen_seconds, k, r->rerank_seconds, e2e, e2e_cpu,
+                cold_s, plain_s);
     std::fflush(stdout);
   }
   return 0;

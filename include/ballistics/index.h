@@ -176,10 +176,23 @@ struct CoarseHit {
   float score = 0.0f;   // DescriptorSimilarity(query, candidate)
   int shard = 0;
   int rank = 0;         // 1-based position in a merged list (two-phase search); 0 = its position here
+  // Screening stage (SearchEngineConfig::breech_face_screen_k): the cheap
+  // correlator's congruent cells and whole-signature CCF; -1 = not screened.
+  int screen_cmc = -1;
+  float screen_ccf = 0.0f;
+  int screen_rank = 0;  // 1-based position in the screened list; 0 = not screened
 };
 
 // Higher score first; ties by signature id (deterministic across shardings).
 bool HitBefore(const CoarseHit& a, const CoarseHit& b);
+// How many of the rerank K the coarse order fills when screening (the rest
+// come from the screen): ceil(k * share), at most k.
+int CoarseKeptBeforeScreen(int rerank_k, double screen_coarse_share);
+
+// The order of the screened list: screen CMC, then screen CCF, then the
+// coarse rank, then signature id. Shared by the engine and a coordinator
+// merging shard workers' screened shares.
+bool ScreenedBefore(const CoarseHit& a, const CoarseHit& b);
 
 struct CoarseSearchResult {
   std::vector<CoarseHit> hits;       // best first, at most k
@@ -355,6 +368,11 @@ struct SearchRequest {
   SearchFilter filter;
   int top_n = 20;          // length of each returned list
   int rerank_k = 0;        // candidates per kind reranked by CMC; 0 = SearchEngineConfig default
+  // Candidates per kind of the coarse stage that the screening stage orders
+  // for the rerank (docs/search.md, "Screening"): 0 = the config's default for
+  // the kind, -1 = no screening; screening happens only when this exceeds the
+  // rerank K.
+  int screen_k = 0;
   std::optional<double> max_rotation_deg;  // passed to the correlator; unset = any orientation
   // Two-phase search across shard workers (docs/search.md, "Two-phase merge").
   // Phase 1: stop after the coarse stage; SearchResults::coarse_breech_face /
@@ -364,6 +382,12 @@ struct SearchRequest {
   // merged coarse top K of every worker, each with its global `rank`); the
   // ones this index does not hold, or not of a query kind, are skipped.
   std::optional<std::vector<CoarseHit>> rerank_hits;
+  // With rerank_hits: screen them instead of reranking (the middle phase of a
+  // three-phase search: the coordinator sends the global coarse ranks below
+  // CoarseKeptBeforeScreen): coarse_breech_face / coarse_firing_pin then hold
+  // this index's share, screened, in ScreenedBefore order, at most rerank K
+  // less the coarse-kept ones.
+  bool screen_only = false;
 };
 
 struct Candidate {
@@ -373,6 +397,8 @@ struct Candidate {
   int rank = 0;              // 1-based position in its list
   int coarse_rank = 0;       // 1-based position in the coarse list
   float coarse_score = 0.0f;
+  int screen_rank = 0;       // 1-based position in the screened list; 0 = not screened
+  int screen_cmc = -1;       // the screening stage's congruent cells; -1 = not screened
   std::optional<ComparisonResult> comparison;  // CMC result (absent if it could not be compared)
   double score = 0.0;        // what the list is sorted by (CMC count, then CCF)
 };
@@ -396,15 +422,18 @@ struct SearchResults {
   bool partial = false;                 // some shard did not answer
   std::int64_t signatures_scanned = 0;  // coarse stage, all kinds
   int reranked = 0;                     // CMC comparisons done
+  int screened = 0;                     // screening comparisons done
+  double screen_seconds = 0.0;
   double coarse_seconds = 0.0;
   double rerank_seconds = 0.0;
-  // SearchRequest::coarse_only: the coarse top K per kind, best first.
+  // SearchRequest::coarse_only: the coarse top K per kind, best first (K =
+  // the screen K when screening); screen_only: the screened share.
   std::vector<CoarseHit> coarse_breech_face;
   std::vector<CoarseHit> coarse_firing_pin;
 };
 
-enum class SearchStage { kDescriptor, kCoarse, kRerank, kMerge };
-std::string_view SearchStageName(SearchStage s);  // "descriptor", "coarse", "rerank", "merge"
+enum class SearchStage { kDescriptor, kCoarse, kScreen, kRerank, kMerge };
+std::string_view SearchStageName(SearchStage s);  // "descriptor", "coarse", "screen", "rerank", "merge"
 // fraction 0..1 of the stage; called from worker threads (must be thread-safe).
 using SearchProgress = std::function<void(SearchStage stage, double fraction)>;
 
@@ -435,11 +464,36 @@ struct SearchEngineConfig {
   int outer_translation_steps = 2;
   int outer_rescore_k = 5000;
   int outer_tail_rank = 100;
+  // Screening stage between the coarse stage and the rerank (docs/search.md,
+  // "Screening"): the coarse top screen K of a kind get a cheap registration
+  // and cell vote (ScreenCorrelationConfig of the kind's correlation config,
+  // ~4 ms a candidate against ~20 for the rerank), and its top rerank K go to
+  // the full rerank. Where the coarse descriptor ranks a true mate low (a
+  // pair that agrees in a few cells only: the DFSC K002 pair, coarse rank
+  // 362 of 100,053), the cell vote still finds it. BF: 500, from the measured
+  // recall (docs/search.md); FP: off (no firing-pin mate was lost by the
+  // coarse stage). A value <= the rerank K turns it off.
+  int breech_face_screen_k = 500;
+  int firing_pin_screen_k = 0;
+  int max_screen_k = 20000;
+  // With screening, the coarse top ceil(rerank K * screen_coarse_share) go to
+  // the rerank as they are and the screen fills the rest from the coarse ranks
+  // below them: neither stage can lose a mate the other ranks high (the cell
+  // vote at 50 µm misses some partial Fadul impressions the descriptor ranks
+  // 2-4; the descriptor misses the K002 pair that the cell vote ranks 2).
+  double screen_coarse_share = 0.5;
   DescriptorConfig breech_face_descriptor = DescriptorConfig{};
   DescriptorConfig firing_pin_descriptor = DescriptorConfig::FiringPin();
   CorrelationConfig breech_face_correlation = CorrelationConfig{};
   CorrelationConfig firing_pin_correlation = CorrelationConfig::FiringPin();
 };
+
+// The screening stage's correlator config, derived from the rerank's: cells
+// 4x coarser (50 µm for a breech face: the correlator's orientation grid),
+// located directly on that grid, the three best orientation candidates at
+// their own angle only, no centre search for the polar profile. It orders
+// candidates; it decides nothing (docs/search.md, "Screening").
+CorrelationConfig ScreenCorrelationConfig(const CorrelationConfig& rerank);
 
 // The order of the ranked lists: compared candidates first, then CMC count,
 // whole-signature CCF at the registration, coarse score, signature id. Shared

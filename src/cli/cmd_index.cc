@@ -69,6 +69,7 @@ struct Args {
   int top = 10;
   int synthetic = 0;
   int rerank_k = 0;
+  int screen_k = 0;
   std::optional<double> max_rotation_deg;
   std::optional<double> pixel_um;
   int threads = 0;
@@ -174,6 +175,7 @@ void Run(const Args& a) {
   req.query.firing_pin = casing->firing_pin;
   req.top_n = a.top;
   req.rerank_k = a.rerank_k;
+  req.screen_k = a.screen_k;
   req.max_rotation_deg = a.max_rotation_deg;
   SearchEngineConfig cfg;
   cfg.rerank_threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -200,11 +202,11 @@ void Run(const Args& a) {
     return "synthetic-" + std::to_string(casing_id - kSyntheticBase);
   };
   std::printf("query: %s\nindex: %lld signatures (%zu scans from %s%s, %d synthetic), %lld scanned; "
-              "coarse %.2f s, CMC rerank of %d in %.1f s\n",
+              "coarse %.2f s, screening of %d in %.1f s, CMC rerank of %d in %.1f s\n",
               a.file.c_str(), static_cast<long long>(index->Size()), names.size(), a.scans.c_str(),
               skipped ? (", " + std::to_string(skipped) + " skipped").c_str() : "", a.synthetic,
-              static_cast<long long>(results->signatures_scanned), results->coarse_seconds, results->reranked,
-              results->rerank_seconds);
+              static_cast<long long>(results->signatures_scanned), results->coarse_seconds, results->screened,
+              results->screen_seconds, results->reranked, results->rerank_seconds);
   auto print_list = [&](const char* title, const std::vector<Candidate>& list) {
     if (list.empty()) return;
     std::printf("\n%s\n rank  casing                          CMC  cells  theta_deg  coarse(rank)\n", title);
@@ -246,6 +248,9 @@ void RegisterIndexCommands(CLI::App& app) {
       ->check(CLI::Range(0, 10'000'000));
   cmd->add_option("--rerank-k", args->rerank_k, "Candidates per kind reranked by CMC (0 = default)")
       ->check(CLI::Range(0, 5000));
+  cmd->add_option("--screen-k", args->screen_k,
+                  "Coarse candidates per kind the screening stage orders for the rerank (0 = default, -1 = none)")
+      ->check(CLI::Range(-1, 20000));
   cmd->add_option("--max-rotation", args->max_rotation_deg, "Search only |angle| <= DEG in the CMC rerank")
       ->check(CLI::Range(0.0, 180.0));
   cmd->add_option("--pixel-um", args->pixel_um, "Pixel size in um for 2D images without resolution tags")

@@ -1,6 +1,7 @@
 // Search engine: coarse scan of all shards -> CMC rerank of the top K on a
 // thread pool -> BF, FP and combined ranked lists.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <atomic>
 #include <chrono>
@@ -18,6 +19,7 @@ std::string_view SearchStageName(SearchStage s) {
   switch (s) {
     case SearchStage::kDescriptor: return "descriptor";
     case SearchStage::kCoarse: return "coarse";
+    case SearchStage::kScreen: return "screen";
     case SearchStage::kRerank: return "rerank";
     case SearchStage::kMerge: return "merge";
   }
@@ -28,10 +30,21 @@ struct SearchEngine::Impl {
   std::shared_ptr<const SignatureIndex> index;
   std::shared_ptr<const SignatureSource> source;
   SearchEngineConfig config;
-  std::optional<Correlator> bf, fp;
+  std::optional<Correlator> bf, fp, bf_screen, fp_screen;
 
   const Correlator& CorrelatorFor(SignatureKind k) const {
     return k == SignatureKind::kBreechFace ? *bf : *fp;
+  }
+  const Correlator& ScreenCorrelatorFor(SignatureKind k) const {
+    return k == SignatureKind::kBreechFace ? *bf_screen : *fp_screen;
+  }
+  // The screen K of a request for a kind (0 = no screening).
+  int ScreenK(const SearchRequest& request, SignatureKind kind, int rerank_k) const {
+    const int k1 = request.screen_k < 0    ? 0
+                   : request.screen_k > 0 ? request.screen_k
+                   : kind == SignatureKind::kBreechFace ? config.breech_face_screen_k
+                                                         : config.firing_pin_screen_k;
+    return k1 > rerank_k ? k1 : 0;
   }
   const DescriptorConfig& DescriptorFor(SignatureKind k) const {
     return k == SignatureKind::kBreechFace ? config.breech_face_descriptor : config.firing_pin_descriptor;
@@ -114,7 +127,48 @@ double CmcShare(const Candidate& c) {
   return static_cast<double>(c.comparison->cmc) / c.comparison->cells;
 }
 
+// Runs fn(i) for i in [0, n) on `threads` threads (the calling one included);
+// stops handing out work once *cancelled.
+template <typename Fn>
+void ParallelFor(std::size_t n, int threads, const std::atomic<bool>* cancelled, const Fn& fn) {
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+      if (IsCancelled(cancelled)) return;
+      fn(i);
+    }
+  };
+  const int t = std::min<int>(threads, static_cast<int>(std::max<std::size_t>(n, 1)));
+  std::vector<std::thread> pool;
+  for (int i = 1; i < t; ++i) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+}
+
 }  // namespace
+
+CorrelationConfig ScreenCorrelationConfig(const CorrelationConfig& rerank) {
+  CorrelationConfig c = rerank;
+  c.cell_pixel_um = rerank.cell_pixel_um * 4;
+  c.coarse_pixel_um = std::max(rerank.coarse_pixel_um, c.cell_pixel_um);
+  c.translation_pixel_um = std::max(rerank.translation_pixel_um, c.coarse_pixel_um);
+  c.cell_search_downsample = 1;
+  c.max_candidates = std::min(rerank.max_candidates, 3);
+  c.cell_angle_steps = 0;
+  c.polar_center_search_um = 0;
+  return c;
+}
+
+int CoarseKeptBeforeScreen(int rerank_k, double screen_coarse_share) {
+  return std::clamp(static_cast<int>(std::ceil(rerank_k * screen_coarse_share - 1e-9)), 0, rerank_k);
+}
+
+bool ScreenedBefore(const CoarseHit& a, const CoarseHit& b) {
+  if (a.screen_cmc != b.screen_cmc) return a.screen_cmc > b.screen_cmc;
+  if (a.screen_ccf != b.screen_ccf) return a.screen_ccf > b.screen_ccf;
+  if (a.rank != b.rank) return a.rank < b.rank;
+  return a.signature_id < b.signature_id;
+}
 
 bool CandidateRanksBefore(const Candidate& a, const Candidate& b) {
   const bool ca = a.comparison.has_value(), cb = b.comparison.has_value();
@@ -185,6 +239,20 @@ StatusOr<std::unique_ptr<SearchEngine>> SearchEngine::Create(std::shared_ptr<con
   BALLISTICS_ASSIGN_OR_RETURN(Correlator fp, Correlator::Create(config.firing_pin_correlation));
   impl->bf.emplace(std::move(bf));
   impl->fp.emplace(std::move(fp));
+  if (config.breech_face_screen_k < 0 || config.firing_pin_screen_k < 0 || config.max_screen_k < 1 ||
+      config.breech_face_screen_k > config.max_screen_k || config.firing_pin_screen_k > config.max_screen_k) {
+    return InvalidArgument("search: screen K (breech face " + std::to_string(config.breech_face_screen_k) +
+                           ", firing pin " + std::to_string(config.firing_pin_screen_k) + ") must be in [0, max_screen_k=" +
+                           std::to_string(config.max_screen_k) + "]");
+  }
+  if (!(config.screen_coarse_share >= 0 && config.screen_coarse_share <= 1)) {
+    return InvalidArgument("search: screen_coarse_share=" + std::to_string(config.screen_coarse_share) +
+                           " must be in [0, 1]");
+  }
+  BALLISTICS_ASSIGN_OR_RETURN(Correlator bfs, Correlator::Create(ScreenCorrelationConfig(config.breech_face_correlation)));
+  BALLISTICS_ASSIGN_OR_RETURN(Correlator fps, Correlator::Create(ScreenCorrelationConfig(config.firing_pin_correlation)));
+  impl->bf_screen.emplace(std::move(bfs));
+  impl->fp_screen.emplace(std::move(fps));
   return std::unique_ptr<SearchEngine>(new SearchEngine(std::move(impl)));
 }
 
@@ -207,6 +275,13 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
   }
   if (request.coarse_only && request.rerank_hits) {
     return InvalidArgument("search: coarse_only and rerank_hits are the two phases of a search, not one request");
+  }
+  if (request.screen_only && !request.rerank_hits) {
+    return InvalidArgument("search: screen_only needs the candidates to screen (rerank_hits)");
+  }
+  if (request.screen_k < -1 || request.screen_k > cfg.max_screen_k) {
+    return InvalidArgument("search: screen_k=" + std::to_string(request.screen_k) + " must be in [-1, " +
+                           std::to_string(cfg.max_screen_k) + "] (0 = default, -1 = no screening)");
   }
   const int k = request.rerank_k == 0 ? cfg.default_rerank_k : request.rerank_k;
   auto report = [&](SearchStage s, double f) {
@@ -267,15 +342,19 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     if (progress) {
       control.progress = [&, base](double fr) { report(SearchStage::kCoarse, base + fr / queries.size()); };
     }
+    const int k1 = im.ScreenK(request, kq.kind, k);
     StatusOr<CoarseSearchResult> coarse = CoarseSearchResult{};
     if (request.rerank_hits) {
-      // Phase 2 of a two-phase search: the coordinator chose the candidates.
+      // Phase 2 or 3 of a multi-phase search: the coordinator chose the candidates.
       for (const CoarseHit& h : *request.rerank_hits) {
         const std::optional<SignatureRecord> rec = im.index->FindRecord(h.signature_id);
         if (rec && rec->kind == kq.kind) coarse->hits.push_back(h);
       }
     } else {
-      coarse = im.Coarse(kq.signature, f, k, control);
+      coarse = im.Coarse(kq.signature, f, k1 > 0 ? k1 : k, control);
+      if (coarse.ok()) {
+        for (std::size_t i = 0; i < coarse->hits.size(); ++i) coarse->hits[i].rank = static_cast<int>(i) + 1;
+      }
     }
     if (!coarse.ok()) return coarse.status();
     const auto t1 = Clock::now();
@@ -285,60 +364,99 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     out.shards_total = std::max(out.shards_total, coarse->shards_total);
     out.partial = out.partial || coarse->partial();
     if (IsCancelled(cancelled)) return Cancelled("search cancelled");
+    std::vector<CoarseHit>& coarse_out = kq.kind == SignatureKind::kBreechFace ? out.coarse_breech_face
+                                                                               : out.coarse_firing_pin;
     if (request.coarse_only) {
-      (kq.kind == SignatureKind::kBreechFace ? out.coarse_breech_face : out.coarse_firing_pin) = coarse->hits;
+      coarse_out = coarse->hits;
       continue;
     }
+    CompareOptions options;
+    options.max_rotation_deg = request.max_rotation_deg;
+    std::vector<CoarseHit> hits = std::move(coarse->hits);
 
-    // 3. Rerank the coarse top K with the correlator, on a thread pool.
+    // 3. Screening: the coarse top kc go on as they are; the cheap correlator
+    //    orders the coarse ranks kc+1..screen K and its top K - kc go on too
+    //    (in one process; a coordinator merges the workers' screened shares
+    //    and sends the global top K back for the rerank).
+    if ((k1 > 0 && !request.rerank_hits) || request.screen_only) {
+      const int kc = CoarseKeptBeforeScreen(k, cfg.screen_coarse_share);
+      std::vector<CoarseHit> kept;
+      if (!request.screen_only) {
+        const std::size_t n = std::min<std::size_t>(kc, hits.size());
+        kept.assign(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(n));
+        hits.erase(hits.begin(), hits.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      const Correlator& screen = im.ScreenCorrelatorFor(kq.kind);
+      auto screen_query = screen.Prepare(kq.signature);
+      if (!screen_query.ok()) {
+        return screen_query.status().WithContext(std::string("search: screening query ") +
+                                                 std::string(SignatureKindName(kq.kind)));
+      }
+      std::atomic<std::size_t> done{0};
+      ParallelFor(hits.size(), cfg.rerank_threads, cancelled, [&](std::size_t i) {
+        CoarseHit& h = hits[i];
+        if (auto sig = im.source->Load(h.signature_id); sig.ok()) {
+          if (auto prepared = screen.Prepare(*sig); prepared.ok()) {
+            if (auto r = screen.Compare(**screen_query, **prepared, options); r.ok()) {
+              h.screen_cmc = r->cmc;
+              h.screen_ccf = static_cast<float>(r->ccf);
+            }
+          }
+        }
+        report(SearchStage::kScreen, base + static_cast<double>(done.fetch_add(1) + 1) / hits.size() / queries.size());
+      });
+      if (IsCancelled(cancelled)) return Cancelled("search cancelled");
+      std::sort(hits.begin(), hits.end(), ScreenedBefore);
+      if (static_cast<int>(hits.size()) > k - kc) hits.resize(k - kc);
+      for (std::size_t i = 0; i < hits.size(); ++i) hits[i].screen_rank = static_cast<int>(i) + 1;
+      out.screened += static_cast<int>(done.load());
+      out.screen_seconds += Seconds(t1, Clock::now());
+      if (request.screen_only) {
+        coarse_out = std::move(hits);
+        continue;
+      }
+      hits.insert(hits.begin(), kept.begin(), kept.end());
+    }
+    const auto t2 = Clock::now();
+
+    // 4. Rerank the (screened) coarse top K with the correlator, on a thread pool.
     const Correlator& correlator = im.CorrelatorFor(kq.kind);
     auto prepared_query = correlator.Prepare(kq.signature);
     if (!prepared_query.ok()) {
       return prepared_query.status().WithContext(std::string("search: query ") +
                                                  std::string(SignatureKindName(kq.kind)));
     }
-    const std::vector<CoarseHit>& hits = coarse->hits;
     std::vector<Candidate>& list = lists[qi];
     list.resize(hits.size());
-    CompareOptions options;
-    options.max_rotation_deg = request.max_rotation_deg;
-    std::atomic<std::size_t> next{0};
     std::atomic<std::size_t> done{0};
-    auto work = [&] {
-      for (std::size_t i = next.fetch_add(1); i < hits.size(); i = next.fetch_add(1)) {
-        if (IsCancelled(cancelled)) return;
-        Candidate& c = list[i];
-        c.casing_id = hits[i].casing_id;
-        c.signature_id = hits[i].signature_id;
-        c.shard = hits[i].shard;
-        c.coarse_rank = hits[i].rank > 0 ? hits[i].rank : static_cast<int>(i) + 1;
-        c.coarse_score = hits[i].score;
-        auto sig = im.source->Load(hits[i].signature_id);
-        if (sig.ok()) {
-          auto prepared = correlator.Prepare(*sig);
-          if (prepared.ok()) {
-            auto r = correlator.Compare(**prepared_query, **prepared, options);
-            if (r.ok()) c.comparison = std::move(r).value();
-          }
+    ParallelFor(hits.size(), cfg.rerank_threads, cancelled, [&](std::size_t i) {
+      Candidate& c = list[i];
+      c.casing_id = hits[i].casing_id;
+      c.signature_id = hits[i].signature_id;
+      c.shard = hits[i].shard;
+      c.coarse_rank = hits[i].rank > 0 ? hits[i].rank : static_cast<int>(i) + 1;
+      c.coarse_score = hits[i].score;
+      c.screen_rank = hits[i].screen_rank;
+      c.screen_cmc = hits[i].screen_cmc;
+      auto sig = im.source->Load(hits[i].signature_id);
+      if (sig.ok()) {
+        auto prepared = correlator.Prepare(*sig);
+        if (prepared.ok()) {
+          auto r = correlator.Compare(**prepared_query, **prepared, options);
+          if (r.ok()) c.comparison = std::move(r).value();
         }
-        report(SearchStage::kRerank,
-               base + static_cast<double>(done.fetch_add(1) + 1) / hits.size() / queries.size());
       }
-    };
-    const int threads = std::min<int>(cfg.rerank_threads, static_cast<int>(std::max<std::size_t>(hits.size(), 1)));
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-    for (auto& th : pool) th.join();
+      report(SearchStage::kRerank, base + static_cast<double>(done.fetch_add(1) + 1) / hits.size() / queries.size());
+    });
     if (IsCancelled(cancelled)) return Cancelled("search cancelled");
     out.reranked += static_cast<int>(hits.size());
-    out.rerank_seconds += Seconds(t1, Clock::now());
+    out.rerank_seconds += Seconds(t2, Clock::now());
     for (Candidate& c : list) c.score = c.comparison ? c.comparison->cmc : -1.0;
     std::sort(list.begin(), list.end(), CandidateRanksBefore);
     for (std::size_t i = 0; i < list.size(); ++i) list[i].rank = static_cast<int>(i) + 1;
   }
 
-  // 4. Lists per kind and the combined ranking (per casing: the best
+  // 5. Lists per kind and the combined ranking (per casing: the best
   //    candidate of each kind; score = sum of the CMC shares).
   std::map<std::int64_t, CombinedCandidate> by_casing;
   for (std::size_t qi = 0; qi < queries.size(); ++qi) {

@@ -161,11 +161,16 @@ class SearchServiceImpl final : public v1::SearchService::Service {
     if (req.rerank_k() < 0) {
       return grpc::Status(StatusCode::INVALID_ARGUMENT, "rerank_k " + std::to_string(req.rerank_k()) + " is negative");
     }
+    if (req.screen_k() < -1) {
+      return grpc::Status(StatusCode::INVALID_ARGUMENT,
+                          "screen_k " + std::to_string(req.screen_k()) + " is below -1 (-1 = no screening)");
+    }
 
     ballistics::SearchRequest r;
     r.query.casing_id = req.casing_id();
     r.top_n = req.top_n() ? req.top_n() : 20;
     r.rerank_k = req.rerank_k();
+    r.screen_k = req.screen_k();
     const v1::SearchFilter& f = req.filter();
     for (int k : f.kinds()) {
       auto kind = KindFromProto(k, "search filter");

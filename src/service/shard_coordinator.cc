@@ -116,6 +116,7 @@ StatusOr<v1::ShardSearchRequest> ShardCoordinator::BuildRequest(const SearchRequ
   if (q.casing_id) out.mutable_filter()->add_exclude_casing_ids(*q.casing_id);
   out.set_top_n(request.top_n);
   out.set_rerank_k(request.rerank_k);
+  out.set_screen_k(request.screen_k);
   if (request.max_rotation_deg) out.set_max_rotation_deg(*request.max_rotation_deg);
   return out;
 }
@@ -196,7 +197,10 @@ std::vector<WorkerOutcome> ShardCoordinator::FanOut(const std::vector<std::optio
 // Two phases (docs/search.md, "Two-phase merge"): every worker's coarse top K,
 // merged into the global top K; then each worker reranks only its share of
 // that. K CMC comparisons per kind in all, as in one process, instead of K per
-// worker. A worker that fails either phase leaves its shards out (partial).
+// worker. With screening ("Screening") a middle phase screens the workers'
+// shares of the global coarse top screen K, so that the rerank gets the same
+// candidates as in one process. A worker that fails a phase leaves its shards
+// out (partial).
 StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, const SearchProgress& progress,
                                                  SearchCall& call) const {
   if (request.top_n < 1) return InvalidArgument("search: top_n=" + std::to_string(request.top_n) + " must be >= 1");
@@ -250,12 +254,42 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
     return Unavailable("search: no shard worker answered (" + all + ")");
   }
 
-  // The global top K per kind (replicas: one copy of each signature), ranked.
-  const int k = request.rerank_k > 0 ? request.rerank_k : SearchEngineConfig{}.default_rerank_k;
-  SearchResults out;
-  std::vector<std::optional<v1::ShardSearchRequest>> second(workers_.size());
+  // The global coarse top K per kind (the top screen K when screening;
+  // replicas: one copy of each signature), ranked.
+  const SearchEngineConfig defaults;
+  const int k = request.rerank_k > 0 ? request.rerank_k : defaults.default_rerank_k;
+  const int kc = CoarseKeptBeforeScreen(k, defaults.screen_coarse_share);
+  int screen_k[2];
   for (int kind = 0; kind < 2; ++kind) {
-    std::vector<CoarseHit> all;
+    const int k1 = request.screen_k < 0   ? 0
+                   : request.screen_k > 0 ? request.screen_k
+                   : kind == 0            ? defaults.breech_face_screen_k
+                                          : defaults.firing_pin_screen_k;
+    screen_k[kind] = k1 > k ? k1 : 0;
+  }
+  std::vector<bool> ok(workers_.size());
+  for (std::size_t i = 0; i < workers_.size(); ++i) ok[i] = first[i].result.has_value();
+  // Each hit goes to the first worker still answering that holds its shard.
+  auto share_out = [&](const std::vector<CoarseHit>& hits, bool screen,
+                       std::vector<std::optional<v1::ShardSearchRequest>>* requests) {
+    for (const CoarseHit& h : hits) {
+      for (std::size_t i = 0; i < workers_.size(); ++i) {
+        if (!ok[i] || !held[i].count(h.shard)) continue;
+        auto& r = (*requests)[i];
+        if (!r) {
+          r = req;
+          r->set_rerank_given(true);
+          r->set_screen_given(screen);
+        }
+        HitToProto(h, r->add_rerank());
+        break;
+      }
+    }
+  };
+  SearchResults out;
+  std::vector<CoarseHit> global[2];
+  for (int kind = 0; kind < 2; ++kind) {
+    std::vector<CoarseHit>& all = global[kind];
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       if (!first[i].result) continue;
       const auto& list = kind == 0 ? first[i].result->coarse_breech_face() : first[i].result->coarse_firing_pin();
@@ -265,20 +299,9 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
     all.erase(std::unique(all.begin(), all.end(),
                           [](const CoarseHit& a, const CoarseHit& b) { return a.signature_id == b.signature_id; }),
               all.end());
-    if (static_cast<int>(all.size()) > k) all.resize(k);
-    for (std::size_t r = 0; r < all.size(); ++r) {
-      all[r].rank = static_cast<int>(r) + 1;
-      // Its share goes to the first worker that answered for its shard.
-      for (std::size_t i = 0; i < workers_.size(); ++i) {
-        if (!held[i].count(all[r].shard)) continue;
-        if (!second[i]) {
-          second[i] = req;
-          second[i]->set_rerank_given(true);
-        }
-        HitToProto(all[r], second[i]->add_rerank());
-        break;
-      }
-    }
+    const int keep = screen_k[kind] > 0 ? screen_k[kind] : k;
+    if (static_cast<int>(all.size()) > keep) all.resize(keep);
+    for (std::size_t r = 0; r < all.size(); ++r) all[r].rank = static_cast<int>(r) + 1;
   }
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!first[i].result) continue;
@@ -286,7 +309,47 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
     out.coarse_seconds = std::max(out.coarse_seconds, first[i].result->coarse_seconds());
   }
 
-  // Phase 2: each worker reranks its share (workers without one are not called).
+  // Phase 2 (screening, docs/search.md "Screening"): the coarse top kc stay;
+  // each worker screens its share of the ranks below and returns its best
+  // K - kc; the global best K - kc of those join the kc.
+  std::vector<std::optional<v1::ShardSearchRequest>> screening(workers_.size());
+  for (int kind = 0; kind < 2; ++kind) {
+    if (screen_k[kind] == 0 || static_cast<int>(global[kind].size()) <= kc) continue;
+    share_out(std::vector<CoarseHit>(global[kind].begin() + kc, global[kind].end()), true, &screening);
+  }
+  if (std::any_of(screening.begin(), screening.end(), [](const auto& r) { return r.has_value(); })) {
+    const auto screen_deadline = SysClock::now() + (deadline - SysClock::now()) / 2;
+    const std::vector<WorkerOutcome> screened = FanOut(screening, screen_deadline, progress, call,
+                                                       OverallFraction(SearchStage::kScreen, 0.0),
+                                                       OverallFraction(SearchStage::kRerank, 0.0));
+    if (call.cancelled != nullptr && call.cancelled->load()) return Cancelled("search cancelled");
+    std::vector<CoarseHit> by_screen[2];
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (!screening[i]) continue;
+      if (!screened[i].result) {
+        failures.push_back(failure("screen", i, screened[i]));
+        ok[i] = false;
+        continue;
+      }
+      out.screened += screened[i].result->screened();
+      out.screen_seconds = std::max(out.screen_seconds, screened[i].result->screen_seconds());
+      for (const auto& h : screened[i].result->coarse_breech_face()) by_screen[0].push_back(HitFromProto(h));
+      for (const auto& h : screened[i].result->coarse_firing_pin()) by_screen[1].push_back(HitFromProto(h));
+    }
+    for (int kind = 0; kind < 2; ++kind) {
+      if (screen_k[kind] == 0 || static_cast<int>(global[kind].size()) <= kc) continue;
+      std::vector<CoarseHit>& s = by_screen[kind];
+      std::sort(s.begin(), s.end(), ScreenedBefore);
+      if (static_cast<int>(s.size()) > k - kc) s.resize(k - kc);
+      for (std::size_t r = 0; r < s.size(); ++r) s[r].screen_rank = static_cast<int>(r) + 1;
+      global[kind].resize(kc);
+      global[kind].insert(global[kind].end(), s.begin(), s.end());
+    }
+  }
+
+  // Phase 3: each worker reranks its share (workers without one are not called).
+  std::vector<std::optional<v1::ShardSearchRequest>> second(workers_.size());
+  for (int kind = 0; kind < 2; ++kind) share_out(global[kind], false, &second);
   const std::vector<WorkerOutcome> outcomes = FanOut(second, deadline, progress, call,
                                                      OverallFraction(SearchStage::kRerank, 0.0),
                                                      OverallFraction(SearchStage::kMerge, 0.0));
@@ -296,7 +359,7 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
   std::set<int> answered;
   std::set<std::int64_t> seen_bf, seen_fp, seen_casing;
   for (std::size_t i = 0; i < workers_.size(); ++i) {
-    if (!first[i].result) continue;
+    if (!ok[i]) continue;
     if (second[i] && !outcomes[i].result) {
       failures.push_back(failure("rerank", i, outcomes[i]));
       continue;

@@ -105,6 +105,8 @@ void CandidateToProto(const Candidate& c, v1::ShardCandidate* out) {
   out->set_coarse_rank(c.coarse_rank);
   out->set_coarse_score(c.coarse_score);
   out->set_score(c.score);
+  out->set_screen_rank(c.screen_rank);
+  out->set_screen_cmc(c.screen_cmc);
   if (c.comparison) {
     const ComparisonResult& r = *c.comparison;
     v1::ShardComparison* p = out->mutable_comparison();
@@ -128,6 +130,8 @@ Candidate CandidateFromProto(const v1::ShardCandidate& p) {
   c.coarse_rank = p.coarse_rank();
   c.coarse_score = p.coarse_score();
   c.score = p.score();
+  c.screen_rank = p.screen_rank();
+  c.screen_cmc = p.screen_rank() > 0 ? p.screen_cmc() : -1;
   if (p.has_comparison()) {
     const v1::ShardComparison& q = p.comparison();
     ComparisonResult r;
@@ -148,7 +152,8 @@ double OverallFraction(SearchStage s, double f) {
   switch (s) {
     case SearchStage::kDescriptor: return 0.02 * f;
     case SearchStage::kCoarse: return 0.02 + 0.18 * f;
-    case SearchStage::kRerank: return 0.20 + 0.78 * f;
+    case SearchStage::kScreen: return 0.20 + 0.30 * f;
+    case SearchStage::kRerank: return 0.50 + 0.48 * f;
     case SearchStage::kMerge: return 0.98 + 0.02 * f;
   }
   return 0;
@@ -158,7 +163,8 @@ std::pair<SearchStage, double> StageOfOverall(double o) {
   o = std::clamp(o, 0.0, 1.0);
   if (o < 0.02) return {SearchStage::kDescriptor, o / 0.02};
   if (o < 0.20) return {SearchStage::kCoarse, (o - 0.02) / 0.18};
-  if (o < 0.98) return {SearchStage::kRerank, (o - 0.20) / 0.78};
+  if (o < 0.50) return {SearchStage::kScreen, (o - 0.20) / 0.30};
+  if (o < 0.98) return {SearchStage::kRerank, (o - 0.50) / 0.48};
   return {SearchStage::kMerge, (o - 0.98) / 0.02};
 }
 
@@ -227,6 +233,9 @@ void HitToProto(const CoarseHit& h, v1::ShardHit* out) {
   out->set_shard(h.shard);
   out->set_score(h.score);
   out->set_rank(h.rank);
+  out->set_screen_cmc(h.screen_cmc);
+  out->set_screen_ccf(h.screen_ccf);
+  out->set_screen_rank(h.screen_rank);
 }
 
 CoarseHit HitFromProto(const v1::ShardHit& p) {
@@ -236,6 +245,10 @@ CoarseHit HitFromProto(const v1::ShardHit& p) {
   h.shard = p.shard();
   h.score = p.score();
   h.rank = p.rank();
+  // Screened in phase 2 of a three-phase search: the worker sets all three.
+  h.screen_cmc = p.screen_rank() > 0 || p.screen_cmc() > 0 ? p.screen_cmc() : -1;
+  h.screen_ccf = p.screen_ccf();
+  h.screen_rank = p.screen_rank();
   return h;
 }
 

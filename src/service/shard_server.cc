@@ -85,6 +85,8 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     r.rerank_k = req->rerank_k();
     if (req->has_max_rotation_deg()) r.max_rotation_deg = req->max_rotation_deg();
     r.coarse_only = req->coarse_only();
+    r.screen_k = req->screen_k();
+    r.screen_only = req->screen_given();
     if (req->rerank_given()) {
       r.rerank_hits.emplace();
       for (const auto& h : req->rerank()) r.rerank_hits->push_back(HitFromProto(h));
@@ -124,6 +126,8 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     out->set_reranked(res.reranked);
     out->set_coarse_seconds(res.coarse_seconds);
     out->set_rerank_seconds(res.rerank_seconds);
+    out->set_screened(res.screened);
+    out->set_screen_seconds(res.screen_seconds);
     for (const CoarseHit& h : res.coarse_breech_face) HitToProto(h, out->add_coarse_breech_face());
     for (const CoarseHit& h : res.coarse_firing_pin) HitToProto(h, out->add_coarse_firing_pin());
     if (!writer->Write(u)) return grpc::Status(grpc::StatusCode::CANCELLED, "coordinator went away");

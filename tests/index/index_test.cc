@@ -394,6 +394,7 @@ TEST(SearchEngineTest, TwoPhasesGiveTheOnePhaseLists) {
   req.query.casing_id = 3;  // gun 301, shot 0; its mate is casing 4
   req.top_n = 5;
   req.rerank_k = 5;
+  req.screen_k = -1;  // two phases (ThreePhasesGiveTheOnePhaseLists: with screening)
   auto one = engine->Search(req);
   ASSERT_TRUE(one.ok()) << one.status().ToString();
 
@@ -429,6 +430,128 @@ TEST(SearchEngineTest, TwoPhasesGiveTheOnePhaseLists) {
   SearchRequest both = p2;
   both.coarse_only = true;
   EXPECT_EQ(engine->Search(both).status().code(), StatusCode::kInvalidArgument);
+}
+
+// The screening stage finds a mate the coarse stage ranks low: the mate's
+// entry carries another gun's descriptor (its coarse score is a non-mate's),
+// its signature is the real one. Without screening the rerank never sees it;
+// with it the cell vote puts it into the rerank (screen rank 1) and the full
+// CMC ranks it first. The coarse top ceil(K / 2) are kept as they were.
+TEST(SearchEngineTest, ScreeningFindsAMateTheCoarseStageRanksLow) {
+  auto index = std::shared_ptr<SignatureIndex>(MakeShardedIndex(4, 2));
+  auto source = std::make_shared<MapSource>();
+  std::vector<Signature> sigs;
+  for (int g = 0; g < 15; ++g) {
+    for (int s = 0; s < 2; ++s) sigs.push_back(Shot(400 + g, s));
+  }
+  for (std::size_t i = 0; i < sigs.size(); ++i) {
+    const std::int64_t id = static_cast<std::int64_t>(i) + 1;
+    // Casing 2 (gun 400, shot 1: the query's mate) is indexed under the
+    // descriptor of casing 30 (gun 414, shot 1).
+    const Signature& described = id == 2 ? sigs[29] : sigs[i];
+    ASSERT_TRUE(index->Add(Record(id, id, static_cast<int>(id % 4)), ComputeDescriptor(described).value()).ok());
+    source->sigs[id] = sigs[i];
+  }
+  auto engine = SearchEngine::Create(index, source).value();
+  SearchRequest req;
+  req.query.breech_face = Turned(sigs[0], 63.0);
+  req.query.casing_id = 1;
+  req.top_n = 4;
+  req.rerank_k = 4;
+
+  SearchRequest coarse_req = req;
+  coarse_req.coarse_only = true;
+  coarse_req.screen_k = -1;
+  auto coarse = engine->Search(coarse_req);
+  ASSERT_TRUE(coarse.ok()) << coarse.status().ToString();
+  for (const CoarseHit& h : coarse->coarse_breech_face) EXPECT_NE(h.casing_id, 2) << "the coarse top 4 holds the mate";
+
+  req.screen_k = -1;
+  auto plain = engine->Search(req);
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  for (const Candidate& c : plain->breech_face) EXPECT_NE(c.casing_id, 2);
+  EXPECT_EQ(plain->screened, 0);
+
+  req.screen_k = 40;  // more than the index holds: every other casing is screened
+  std::vector<SearchStage> stages;
+  std::mutex mu;
+  auto screened = engine->Search(req, [&](SearchStage s, double) {
+    std::lock_guard<std::mutex> lock(mu);
+    stages.push_back(s);
+  });
+  ASSERT_TRUE(screened.ok()) << screened.status().ToString();
+  EXPECT_TRUE(std::find(stages.begin(), stages.end(), SearchStage::kScreen) != stages.end());
+  EXPECT_EQ(screened->screened, 29 - 2);  // all but the query and the coarse top 2
+  EXPECT_EQ(screened->reranked, 4);
+  ASSERT_FALSE(screened->breech_face.empty());
+  const Candidate& top = screened->breech_face[0];
+  EXPECT_EQ(top.casing_id, 2);
+  ASSERT_TRUE(top.comparison.has_value());
+  EXPECT_TRUE(top.comparison->identification);
+  EXPECT_EQ(top.screen_rank, 1);
+  EXPECT_GT(top.coarse_rank, 4);
+  // The coarse top 2 are reranked as well, unscreened.
+  int coarse_kept = 0;
+  for (const Candidate& c : screened->breech_face) {
+    if (c.screen_rank == 0) {
+      ++coarse_kept;
+      EXPECT_LE(c.coarse_rank, 2);
+      EXPECT_EQ(c.screen_cmc, -1);
+    }
+  }
+  EXPECT_EQ(coarse_kept, 2);
+
+  SearchRequest bad = req;
+  bad.screen_k = -2;
+  EXPECT_EQ(engine->Search(bad).status().code(), StatusCode::kInvalidArgument);
+  bad = req;
+  bad.screen_only = true;  // without the hits to screen
+  EXPECT_EQ(engine->Search(bad).status().code(), StatusCode::kInvalidArgument);
+  SearchEngineConfig cfg;
+  cfg.screen_coarse_share = 1.5;
+  EXPECT_EQ(SearchEngine::Create(index, source, cfg).status().code(), StatusCode::kInvalidArgument);
+  cfg = {};
+  cfg.breech_face_screen_k = cfg.max_screen_k + 1;
+  EXPECT_EQ(SearchEngine::Create(index, source, cfg).status().code(), StatusCode::kInvalidArgument);
+
+  // Three phases as a coordinator runs them give the one-process list:
+  // 1. the coarse top screen K; 2. the ranks below ceil(K / 2) screened in
+  // two shares (as two workers would), merged in ScreenedBefore order; 3. the
+  // rerank of the coarse-kept and the screened best.
+  SearchRequest p1 = req;
+  p1.coarse_only = true;
+  auto c1 = engine->Search(p1);
+  ASSERT_TRUE(c1.ok()) << c1.status().ToString();
+  ASSERT_EQ(c1->coarse_breech_face.size(), 29u);
+  const int kc = CoarseKeptBeforeScreen(4, SearchEngineConfig{}.screen_coarse_share);
+  ASSERT_EQ(kc, 2);
+  std::vector<CoarseHit> rest(c1->coarse_breech_face.begin() + kc, c1->coarse_breech_face.end());
+  std::vector<CoarseHit> merged;
+  for (int share = 0; share < 2; ++share) {
+    SearchRequest p2 = req;
+    p2.screen_only = true;
+    p2.rerank_hits.emplace();
+    for (std::size_t i = share; i < rest.size(); i += 2) p2.rerank_hits->push_back(rest[i]);
+    auto c2 = engine->Search(p2);
+    ASSERT_TRUE(c2.ok()) << c2.status().ToString();
+    EXPECT_EQ(c2->reranked, 0);
+    EXPECT_LE(c2->coarse_breech_face.size(), 2u);
+    merged.insert(merged.end(), c2->coarse_breech_face.begin(), c2->coarse_breech_face.end());
+  }
+  std::sort(merged.begin(), merged.end(), ScreenedBefore);
+  merged.resize(2);
+  SearchRequest p3 = req;
+  p3.rerank_hits.emplace(c1->coarse_breech_face.begin(), c1->coarse_breech_face.begin() + kc);
+  p3.rerank_hits->insert(p3.rerank_hits->end(), merged.begin(), merged.end());
+  auto c3 = engine->Search(p3);
+  ASSERT_TRUE(c3.ok()) << c3.status().ToString();
+  ASSERT_EQ(c3->breech_face.size(), screened->breech_face.size());
+  for (std::size_t i = 0; i < c3->breech_face.size(); ++i) {
+    EXPECT_EQ(c3->breech_face[i].signature_id, screened->breech_face[i].signature_id) << i;
+    EXPECT_EQ(c3->breech_face[i].coarse_rank, screened->breech_face[i].coarse_rank) << i;
+    ASSERT_TRUE(c3->breech_face[i].comparison && screened->breech_face[i].comparison);
+    EXPECT_EQ(c3->breech_face[i].comparison->cmc, screened->breech_face[i].comparison->cmc) << i;
+  }
 }
 
 // The engine's coarse stage: without the outer ring it is the index scan of
