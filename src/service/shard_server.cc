@@ -29,12 +29,13 @@ class ShardServiceImpl final : public v1::ShardService::Service {
       : backend_(backend), metrics_(metrics), free_(max_concurrent) {}
 
   // The searches answered, by phase (docs/search.md, "Two-phase merge"):
-  // coarse (phase 1), rerank (phase 2), full (one-phase call).
+  // coarse (phase 1), screen (the middle phase with screening), rerank (the
+  // last phase), full (one-phase call).
   std::string PhaseMetrics() const {
     std::string out =
         "# HELP ballistics_shard_searches_total Searches this worker answered (OK), by phase.\n"
         "# TYPE ballistics_shard_searches_total counter\n";
-    for (int p = 0; p < 3; ++p) {
+    for (int p = 0; p < 4; ++p) {
       out += "ballistics_shard_searches_total{phase=\"" + std::string(kPhases[p]) + "\"} " +
              std::to_string(served_[p].load()) + "\n";
     }
@@ -57,12 +58,12 @@ class ShardServiceImpl final : public v1::ShardService::Service {
     const grpc::Status s = Serve(sc, req, writer);
     metrics_.RecordRpc(kSearchShardsMethod, std::string(StatusCodeName(static_cast<StatusCode>(s.error_code()))),
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    if (s.ok()) ++served_[req->coarse_only() ? 0 : req->rerank_given() ? 1 : 2];
+    if (s.ok()) ++served_[req->coarse_only() ? 0 : req->screen_given() ? 3 : req->rerank_given() ? 1 : 2];
     return s;
   }
 
  private:
-  static constexpr const char* kPhases[3] = {"coarse", "rerank", "full"};
+  static constexpr const char* kPhases[4] = {"coarse", "rerank", "full", "screen"};
 
   grpc::Status Serve(grpc::ServerContext* sc, const v1::ShardSearchRequest* req,
                      grpc::ServerWriter<v1::ShardSearchUpdate>* writer) {
@@ -151,7 +152,7 @@ class ShardServiceImpl final : public v1::ShardService::Service {
 
   const LocalSearchBackend& backend_;
   Metrics& metrics_;
-  std::atomic<std::int64_t> served_[3] = {};
+  std::atomic<std::int64_t> served_[4] = {};
   std::mutex slots_mu_;
   std::condition_variable slots_cv_;
   int free_;

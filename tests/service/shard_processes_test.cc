@@ -224,7 +224,7 @@ class ShardProcessesTest : public ::testing::Test {
   // A search; `on_first_update` runs when the first streamed message arrives
   // (with `stage`: the first progress message of that stage).
   SearchRun Search(std::int64_t casing, int deadline_ms, const std::function<void()>& on_first_update = {},
-                   const std::string& stage = "") {
+                   const std::string& stage = "", int rerank_k = 0) {
     auto stub = v1::SearchService::NewStub(channel_);
     grpc::ClientContext ctx;
     Authorize(&ctx, tokens_.examiner_a);
@@ -232,6 +232,7 @@ class ShardProcessesTest : public ::testing::Test {
     v1::SearchRequest req;
     req.set_casing_id(casing);
     req.set_top_n(10);
+    req.set_rerank_k(rerank_k);
     const auto t0 = Clock::now();
     auto reader = stub->Search(&ctx, req);
     SearchRun run;
@@ -377,6 +378,25 @@ TEST_F(ShardProcessesTest, MergesWorkersFlagsPartialWhenOneIsDownAndRecovers) {
     EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_hits_total"), static_cast<double>(candidates)) << body;
     EXPECT_EQ(MetricValue(body, "ballistics_rerank_cache_misses_total"), 0.0) << body;
     EXPECT_EQ(MetricValue(body, "ballistics_searches_running"), 0.0) << body;
+  }
+
+  // 1b. Three phases (docs/search.md, "Screening"): with K = 2 the coarse top
+  //     1 is kept and the workers screen their shares of coarse ranks 2-7;
+  //     the screen's best joins the rerank. Both mates of fadul-1-1 lead the
+  //     list of 2, and the low worker answered one screen call (it holds at
+  //     least two of the other casings, so at least one of ranks 2-7).
+  {
+    SearchRun run = Search(id["fadul-1-1"], 120000, {}, "", 2);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message() << "\n" << coordinator_->Log();
+    EXPECT_FALSE(run.result.partial());
+    EXPECT_EQ(run.result.breech_face_size(), 2);
+    ExpectMatesFirst(run.result, id["fadul-1-1"], Range(0, 15));
+    int low_others = 0;
+    for (const auto& [n, c] : id) low_others += n != "fadul-1-1" && ShardOf(c) <= 7;
+    const std::string body = HttpGet(low_->metrics_port(), "/metrics");
+    EXPECT_EQ(MetricValue(body, "ballistics_shard_searches_total{phase=\"screen\"}"), low_others >= 2 ? 1.0 : 0.0)
+        << body;
+    std::printf("[ measure ] three-phase search (K = 2): %.2f s\n", run.seconds);
   }
 
   // 2. Worker 8-15 killed during a query: the call still ends OK and in time.
