@@ -185,10 +185,6 @@ struct CoarseHit {
 
 // Higher score first; ties by signature id (deterministic across shardings).
 bool HitBefore(const CoarseHit& a, const CoarseHit& b);
-// How many of the rerank K the coarse order fills when screening (the rest
-// come from the screen): ceil(k * share), at most k.
-int CoarseKeptBeforeScreen(int rerank_k, double screen_coarse_share);
-
 // The order of the screened list: screen CMC, then screen CCF, then the
 // coarse rank, then signature id. Shared by the engine and a coordinator
 // merging shard workers' screened shares.
@@ -467,8 +463,8 @@ struct SearchEngineConfig {
   // Screening stage between the coarse stage and the rerank (docs/search.md,
   // "Screening"): the coarse top screen K of a kind get a cheap registration
   // and cell vote (ScreenCorrelationConfig of the kind's correlation config,
-  // ~4 ms a candidate against ~20 for the rerank), and its top rerank K go to
-  // the full rerank. Where the coarse descriptor ranks a true mate low (a
+  // ~4 ms a candidate against ~20 for the rerank); its best fill the part of
+  // the rerank K that the coarse order does not (screen_coarse_share). Where the coarse descriptor ranks a true mate low (a
   // pair that agrees in a few cells only: the DFSC K002 pair, coarse rank
   // 362 of 100,053), the cell vote still finds it. BF: 500, from the measured
   // recall (docs/search.md); FP: off (no firing-pin mate was lost by the
@@ -494,6 +490,14 @@ struct SearchEngineConfig {
 // their own angle only, no centre search for the polar profile. It orders
 // candidates; it decides nothing (docs/search.md, "Screening").
 CorrelationConfig ScreenCorrelationConfig(const CorrelationConfig& rerank);
+
+// How many of the rerank K the coarse order fills when screening (the rest
+// come from the screen): ceil(k * share), at most k.
+int CoarseKeptBeforeScreen(int rerank_k, double screen_coarse_share);
+// The screen K of a request for a kind: request.screen_k, or the config's
+// default for the kind when 0; 0 (no screening) when -1 or not above rerank_k.
+// Shared by the engine and a coordinator.
+int ScreenKFor(const SearchRequest& request, SignatureKind kind, int rerank_k, const SearchEngineConfig& config);
 
 // The order of the ranked lists: compared candidates first, then CMC count,
 // whole-signature CCF at the registration, coarse score, signature id. Shared

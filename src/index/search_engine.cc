@@ -38,14 +38,7 @@ struct SearchEngine::Impl {
   const Correlator& ScreenCorrelatorFor(SignatureKind k) const {
     return k == SignatureKind::kBreechFace ? *bf_screen : *fp_screen;
   }
-  // The screen K of a request for a kind (0 = no screening).
-  int ScreenK(const SearchRequest& request, SignatureKind kind, int rerank_k) const {
-    const int k1 = request.screen_k < 0    ? 0
-                   : request.screen_k > 0 ? request.screen_k
-                   : kind == SignatureKind::kBreechFace ? config.breech_face_screen_k
-                                                         : config.firing_pin_screen_k;
-    return k1 > rerank_k ? k1 : 0;
-  }
+
   const DescriptorConfig& DescriptorFor(SignatureKind k) const {
     return k == SignatureKind::kBreechFace ? config.breech_face_descriptor : config.firing_pin_descriptor;
   }
@@ -157,6 +150,14 @@ CorrelationConfig ScreenCorrelationConfig(const CorrelationConfig& rerank) {
   c.cell_angle_steps = 0;
   c.polar_center_search_um = 0;
   return c;
+}
+
+int ScreenKFor(const SearchRequest& request, SignatureKind kind, int rerank_k, const SearchEngineConfig& config) {
+  const int k1 = request.screen_k < 0                  ? 0
+                 : request.screen_k > 0                ? request.screen_k
+                 : kind == SignatureKind::kBreechFace ? config.breech_face_screen_k
+                                                       : config.firing_pin_screen_k;
+  return k1 > rerank_k ? k1 : 0;
 }
 
 int CoarseKeptBeforeScreen(int rerank_k, double screen_coarse_share) {
@@ -342,7 +343,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     if (progress) {
       control.progress = [&, base](double fr) { report(SearchStage::kCoarse, base + fr / queries.size()); };
     }
-    const int k1 = im.ScreenK(request, kq.kind, k);
+    const int k1 = ScreenKFor(request, kq.kind, k, cfg);
     StatusOr<CoarseSearchResult> coarse = CoarseSearchResult{};
     if (request.rerank_hits) {
       // Phase 2 or 3 of a multi-phase search: the coordinator chose the candidates.

@@ -259,14 +259,8 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
   const SearchEngineConfig defaults;
   const int k = request.rerank_k > 0 ? request.rerank_k : defaults.default_rerank_k;
   const int kc = CoarseKeptBeforeScreen(k, defaults.screen_coarse_share);
-  int screen_k[2];
-  for (int kind = 0; kind < 2; ++kind) {
-    const int k1 = request.screen_k < 0   ? 0
-                   : request.screen_k > 0 ? request.screen_k
-                   : kind == 0            ? defaults.breech_face_screen_k
-                                          : defaults.firing_pin_screen_k;
-    screen_k[kind] = k1 > k ? k1 : 0;
-  }
+  const int screen_k[2] = {ScreenKFor(request, SignatureKind::kBreechFace, k, defaults),
+                           ScreenKFor(request, SignatureKind::kFiringPin, k, defaults)};
   std::vector<bool> ok(workers_.size());
   for (std::size_t i = 0; i < workers_.size(); ++i) ok[i] = first[i].result.has_value();
   // Each hit goes to the first worker still answering that holds its shard.
