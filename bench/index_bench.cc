@@ -490,7 +490,7 @@ int Recall(const Args& a) {
   for (std::size_t i = 0; i < rs.real.size(); ++i) real_sigs[static_cast<std::int64_t>(i) + 1] = rs.real[i].bf;
   auto generator = std::make_shared<BenchSource>(std::move(real_sigs),
                                                  static_cast<int>(std::min<std::int64_t>(a.distinct, a.synthetic)));
-  auto held = std::make_shared<RerankCache>(RerankCacheConfig{},
+  auto held = std::make_shared<RerankCache>(RerankCacheConfigFor(EngineConfig()),
                                             [generator](std::int64_t id) { return generator->Load(id); });
   auto searcher = SearchEngine::Create(index, held, EngineConfig()).value();
   const int rerank_k = a.rerank_k > 0 ? a.rerank_k : searcher->config().default_rerank_k;
@@ -890,10 +890,10 @@ int Scale(const Args& a) {
   // The screen's and the rerank's signatures are held compact, as a shard
   // worker holds them (RerankCache); the first (cold) search generates them.
   auto generator = std::make_shared<BenchSource>(std::map<std::int64_t, Signature>{}, distinct);
-  auto source = std::make_shared<RerankCache>(RerankCacheConfig{},
-                                              [generator](std::int64_t id) { return generator->Load(id); });
   SearchEngineConfig cfg = EngineConfig();
   cfg.rerank_threads = a.threads;
+  auto source = std::make_shared<RerankCache>(RerankCacheConfigFor(cfg),
+                                              [generator](std::int64_t id) { return generator->Load(id); });
   auto engine = SearchEngine::Create(index, source, cfg).value();
   const int k = a.rerank_k ? a.rerank_k : cfg.default_rerank_k;
   std::printf("| signatures | RAM bytes/signature | fill s | coarse scan s, 1 descriptor (median of 3) | sweep s | "

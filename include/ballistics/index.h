@@ -265,6 +265,13 @@ class SignatureSource {
   virtual ~SignatureSource() = default;
   // NOT_FOUND for an unknown id.
   virtual StatusOr<Signature> Load(std::int64_t signature_id) const = 0;
+  // The signature for the screening stage, whose correlator resamples it to
+  // pixel_um anyway: a source holding a coarse form at that grid returns it
+  // (RerankCache's screen forms); the default is Load.
+  virtual StatusOr<Signature> LoadForScreen(std::int64_t signature_id, double pixel_um) const {
+    (void)pixel_um;
+    return Load(signature_id);
+  }
 };
 
 // ---------------------------------------------------------------------------
@@ -322,7 +329,19 @@ struct RerankCacheConfig {
   std::size_t budget_bytes = std::numeric_limits<std::size_t>::max();
   double breech_face_pixel_um = 12.5;  // hold grids (RerankPixelUm of the rerank's configs)
   double firing_pin_pixel_um = 6.25;
+  // Screen forms (docs/search.md, "Screening"): every signature Put or fetched
+  // is also held at the screening stage's cell grid, heights int8 (~4.6 KB
+  // for a Fadul breech face at 50 µm), outside the budget, so that the screen
+  // of 500 candidates reads no database even when the budget holds no compact
+  // form. 0 = none for that kind.
+  double breech_face_screen_pixel_um = 0.0;
+  double firing_pin_screen_pixel_um = 0.0;
 };
+
+// The cache config a search engine's worker uses: hold grids of its rerank
+// correlators, screen forms for the kinds it screens.
+struct SearchEngineConfig;
+RerankCacheConfig RerankCacheConfigFor(const SearchEngineConfig& config);
 
 class RerankCache final : public SignatureSource {
  public:
@@ -337,9 +356,15 @@ class RerankCache final : public SignatureSource {
   void Erase(std::int64_t signature_id);
   // Held: expanded; not held: fetched (NOT_FOUND without a fetch), kept, expanded.
   StatusOr<Signature> Load(std::int64_t signature_id) const override;
+  // The held screen form at pixel_um (made from the compact form, so the same
+  // whichever way the signature arrived); without one, Load, and a screen
+  // form made and kept when its kind has a screen grid equal to pixel_um.
+  StatusOr<Signature> LoadForScreen(std::int64_t signature_id, double pixel_um) const override;
 
   bool Holds(std::int64_t signature_id) const;
-  std::size_t bytes() const;
+  std::size_t bytes() const;         // compact and screen forms with their bookkeeping
+  std::size_t screen_bytes() const;  // the screen forms' share of bytes()
+  std::int64_t screen_held() const;
   std::int64_t held() const;
   std::int64_t hits() const;
   std::int64_t misses() const;     // Loads of a signature not held

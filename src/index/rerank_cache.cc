@@ -133,10 +133,110 @@ Signature ExpandSignature(const CompactSignature& c) {
   return s;
 }
 
+RerankCacheConfig RerankCacheConfigFor(const SearchEngineConfig& config) {
+  RerankCacheConfig c;
+  c.breech_face_pixel_um = RerankPixelUm(config.breech_face_correlation);
+  c.firing_pin_pixel_um = RerankPixelUm(config.firing_pin_correlation);
+  if (config.breech_face_screen_k > 0) {
+    c.breech_face_screen_pixel_um = ScreenCorrelationConfig(config.breech_face_correlation).cell_pixel_um;
+  }
+  if (config.firing_pin_screen_k > 0) {
+    c.firing_pin_screen_pixel_um = ScreenCorrelationConfig(config.firing_pin_correlation).cell_pixel_um;
+  }
+  return c;
+}
+
+namespace {
+
+// A screen form: the compact form's int16 heights requantized to int8
+// (q8 = q16 / 258, kScreenInvalid the NaN sentinel) at the screening grid.
+// 255 levels over a signature's own range: ~0.05 µm for a 12 µm band-passed
+// range, far below what a 50 µm cell's NCC can tell apart.
+constexpr std::int8_t kScreenInvalid = std::numeric_limits<std::int8_t>::min();
+constexpr int kScreenRequantize = 258;  // 32767 / 127, rounded up
+
+struct ScreenForm {
+  SignatureKind kind = SignatureKind::kBreechFace;
+  Modality modality = Modality::kTopography3d;
+  double pixel_um = 0.0;
+  int rows = 0, cols = 0;
+  float offset = 0.0f, step = 0.0f;
+  std::vector<std::int8_t> heights;
+  std::size_t bytes() const { return sizeof(*this) + heights.capacity(); }
+};
+
+StatusOr<ScreenForm> ScreenFormOf(const CompactSignature& compact, double screen_pixel_um) {
+  BALLISTICS_ASSIGN_OR_RETURN(CompactSignature c, CompactSignatureOf(ExpandSignature(compact), screen_pixel_um));
+  ScreenForm f;
+  f.kind = c.kind;
+  f.modality = c.modality;
+  f.pixel_um = c.pixel_um;
+  f.rows = c.rows;
+  f.cols = c.cols;
+  f.offset = c.offset;
+  f.step = c.step * kScreenRequantize;
+  f.heights.resize(c.heights.size());
+  for (std::size_t i = 0; i < c.heights.size(); ++i) {
+    const std::int16_t q = c.heights[i];
+    f.heights[i] = q == kCompactInvalid
+                       ? kScreenInvalid
+                       : static_cast<std::int8_t>(std::clamp<long>(std::lround(static_cast<double>(q) / kScreenRequantize), -127, 127));
+  }
+  return f;
+}
+
+Signature ExpandScreenForm(const ScreenForm& f) {
+  Signature s;
+  s.kind = f.kind;
+  s.modality = f.modality;
+  s.pixel_um = f.pixel_um;
+  s.values = cv::Mat1f(f.rows, f.cols);
+  std::size_t i = 0;
+  for (int y = 0; y < f.rows; ++y) {
+    float* row = s.values.ptr<float>(y);
+    for (int x = 0; x < f.cols; ++x, ++i) {
+      const std::int8_t q = f.heights[i];
+      row[x] = q == kScreenInvalid ? std::numeric_limits<float>::quiet_NaN() : f.offset + f.step * q;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
 struct RerankCache::Impl {
   RerankCacheConfig config;
   Fetch fetch;
   mutable std::mutex mu;
+  // Screen forms, held for every signature Put or fetched (no budget).
+  std::unordered_map<std::int64_t, std::shared_ptr<const ScreenForm>> screen;
+  std::size_t screen_bytes = 0;
+
+  double ScreenPixel(SignatureKind k) const {
+    return k == SignatureKind::kBreechFace ? config.breech_face_screen_pixel_um : config.firing_pin_screen_pixel_um;
+  }
+  // The screen form of a compact signature when its kind has one (else null).
+  std::shared_ptr<const ScreenForm> MakeScreen(const CompactSignature& c) const {
+    const double px = ScreenPixel(c.kind);
+    if (!(px > 0)) return nullptr;
+    auto f = ScreenFormOf(c, px);
+    return f.ok() ? std::make_shared<const ScreenForm>(std::move(f).value()) : nullptr;
+  }
+  // Caller holds mu.
+  void PutScreenLocked(std::int64_t id, std::shared_ptr<const ScreenForm> f) {
+    EraseScreenLocked(id);
+    if (!f) return;
+    screen_bytes += f->bytes() + kScreenEntryOverheadBytes;
+    screen[id] = std::move(f);
+  }
+  void EraseScreenLocked(std::int64_t id) {
+    auto it = screen.find(id);
+    if (it == screen.end()) return;
+    screen_bytes -= it->second->bytes() + kScreenEntryOverheadBytes;
+    screen.erase(it);
+  }
+  static constexpr std::size_t kScreenEntryOverheadBytes = 48;  // hash node, bucket, shared_ptr control block
+  StatusOr<std::shared_ptr<const CompactSignature>> Compact(std::int64_t signature_id);
   // Most recently used first.
   using Entry = std::pair<std::int64_t, std::shared_ptr<const CompactSignature>>;
   mutable std::list<Entry> lru;
@@ -184,41 +284,67 @@ RerankCache::~RerankCache() = default;
 Status RerankCache::Put(std::int64_t signature_id, const Signature& signature) {
   BALLISTICS_ASSIGN_OR_RETURN(CompactSignature c, CompactSignatureOf(signature, impl_->HoldPixel(signature.kind)));
   auto shared = std::make_shared<const CompactSignature>(std::move(c));
+  std::shared_ptr<const ScreenForm> screen = impl_->MakeScreen(*shared);
   std::lock_guard<std::mutex> l(impl_->mu);
   impl_->InsertLocked(signature_id, std::move(shared));
+  impl_->PutScreenLocked(signature_id, std::move(screen));
   return Status::Ok();
 }
 
 void RerankCache::Erase(std::int64_t signature_id) {
   std::lock_guard<std::mutex> l(impl_->mu);
   impl_->EraseLocked(signature_id);
+  impl_->EraseScreenLocked(signature_id);
+}
+
+// The compact form: held (most recently used now), or fetched and kept.
+StatusOr<std::shared_ptr<const CompactSignature>> RerankCache::Impl::Compact(std::int64_t signature_id) {
+  {
+    std::lock_guard<std::mutex> l(mu);
+    auto it = where.find(signature_id);
+    if (it != where.end()) {
+      lru.splice(lru.begin(), lru, it->second);  // most recently used
+      ++hits;
+      return it->second->second;
+    }
+    ++misses;
+  }
+  if (!fetch) return NotFound("signature " + std::to_string(signature_id) + " is not held for the rerank");
+  BALLISTICS_ASSIGN_OR_RETURN(Signature full, fetch(signature_id));
+  BALLISTICS_ASSIGN_OR_RETURN(CompactSignature c, CompactSignatureOf(full, HoldPixel(full.kind)));
+  auto shared = std::make_shared<const CompactSignature>(std::move(c));
+  std::lock_guard<std::mutex> l(mu);
+  InsertLocked(signature_id, shared);
+  return shared;
 }
 
 StatusOr<Signature> RerankCache::Load(std::int64_t signature_id) const {
-  std::shared_ptr<const CompactSignature> held;
-  {
-    std::lock_guard<std::mutex> l(impl_->mu);
-    auto it = impl_->where.find(signature_id);
-    if (it != impl_->where.end()) {
-      impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second);  // most recently used
-      held = it->second->second;
-      ++impl_->hits;
-    } else {
-      ++impl_->misses;
-    }
-  }
-  if (held) return ExpandSignature(*held);  // outside the lock: ~0.1 ms for 75k points
-  if (!impl_->fetch) return NotFound("signature " + std::to_string(signature_id) + " is not held for the rerank");
-  BALLISTICS_ASSIGN_OR_RETURN(Signature full, impl_->fetch(signature_id));
-  BALLISTICS_ASSIGN_OR_RETURN(CompactSignature c, CompactSignatureOf(full, impl_->HoldPixel(full.kind)));
-  auto shared = std::make_shared<const CompactSignature>(std::move(c));
   // What the rerank gets is the compact form in every case, so that a score
-  // does not depend on whether the candidate happened to be held.
-  Signature out = ExpandSignature(*shared);
+  // does not depend on whether the candidate happened to be held. Expanded
+  // outside the lock: ~0.1 ms for 75k points.
+  BALLISTICS_ASSIGN_OR_RETURN(std::shared_ptr<const CompactSignature> c, impl_->Compact(signature_id));
+  return ExpandSignature(*c);
+}
+
+StatusOr<Signature> RerankCache::LoadForScreen(std::int64_t signature_id, double pixel_um) const {
+  std::shared_ptr<const ScreenForm> held;
   {
     std::lock_guard<std::mutex> l(impl_->mu);
-    impl_->InsertLocked(signature_id, std::move(shared));
+    if (auto it = impl_->screen.find(signature_id); it != impl_->screen.end()) held = it->second;
   }
+  auto same_grid = [&](SignatureKind kind) {
+    const double px = impl_->ScreenPixel(kind);
+    return px > 0 && std::abs(px - pixel_um) <= 0.01 * pixel_um;
+  };
+  if (held && same_grid(held->kind)) return ExpandScreenForm(*held);
+  // Not held (a cache of another config, or dropped): made from the compact
+  // form, as Put makes it, and kept.
+  BALLISTICS_ASSIGN_OR_RETURN(std::shared_ptr<const CompactSignature> c, impl_->Compact(signature_id));
+  std::shared_ptr<const ScreenForm> made = same_grid(c->kind) ? impl_->MakeScreen(*c) : nullptr;
+  if (!made) return ExpandSignature(*c);
+  Signature out = ExpandScreenForm(*made);
+  std::lock_guard<std::mutex> l(impl_->mu);
+  impl_->PutScreenLocked(signature_id, std::move(made));
   return out;
 }
 
@@ -228,7 +354,15 @@ bool RerankCache::Holds(std::int64_t signature_id) const {
 }
 std::size_t RerankCache::bytes() const {
   std::lock_guard<std::mutex> l(impl_->mu);
-  return impl_->bytes;
+  return impl_->bytes + impl_->screen_bytes;
+}
+std::size_t RerankCache::screen_bytes() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return impl_->screen_bytes;
+}
+std::int64_t RerankCache::screen_held() const {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  return static_cast<std::int64_t>(impl_->screen.size());
 }
 std::int64_t RerankCache::held() const {
   std::lock_guard<std::mutex> l(impl_->mu);

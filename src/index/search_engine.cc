@@ -396,7 +396,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
       std::atomic<std::size_t> done{0};
       ParallelFor(hits.size(), cfg.rerank_threads, cancelled, [&](std::size_t i) {
         CoarseHit& h = hits[i];
-        if (auto sig = im.source->Load(h.signature_id); sig.ok()) {
+        if (auto sig = im.source->LoadForScreen(h.signature_id, screen.config().cell_pixel_um); sig.ok()) {
           if (auto prepared = screen.Prepare(*sig); prepared.ok()) {
             if (auto r = screen.Compare(**screen_query, **prepared, options); r.ok()) {
               h.screen_cmc = r->cmc;

@@ -83,8 +83,11 @@ std::string SearchIndexMetrics(const SearchBackend& b) {
   if (local == nullptr) return out;  // a coordinator holds no rerank cache
   const RerankCache& c = local->rerank_cache();
   return out +
-         MetricGauge("ballistics_rerank_cache_bytes", "Bytes of compact signatures held for the rerank.", "",
+         MetricGauge("ballistics_rerank_cache_bytes",
+                     "Bytes of compact signatures held for the rerank and of screen forms held for the screen.", "",
                      static_cast<double>(c.bytes())) +
+         MetricGauge("ballistics_screen_forms_bytes", "Bytes of screen forms (the share of the rerank cache bytes).",
+                     "", static_cast<double>(c.screen_bytes())) +
          MetricGauge("ballistics_rerank_cache_entries", "Signatures held for the rerank.", "",
                      static_cast<double>(c.held())) +
          MetricCounter("ballistics_rerank_cache_hits_total", "Rerank candidates found held.", c.hits()) +
@@ -166,10 +169,8 @@ StatusOr<std::unique_ptr<LocalSearchBackend>> LocalSearchBackend::Load(const std
   b->index_ = MakeShardedIndex(store::kSignatureShards, b->threads_);
   SearchEngineConfig config;
   config.rerank_threads = b->threads_;
-  RerankCacheConfig cache;
+  RerankCacheConfig cache = RerankCacheConfigFor(config);
   if (rerank_cache_mb >= 0) cache.budget_bytes = static_cast<std::size_t>(rerank_cache_mb) << 20;
-  cache.breech_face_pixel_um = RerankPixelUm(config.breech_face_correlation);
-  cache.firing_pin_pixel_um = RerankPixelUm(config.firing_pin_correlation);
   // Two searches at once (the server's default) with their rerank threads.
   b->fetch_pool_ = std::make_unique<FetchPool>(url, 2 * b->threads_);
   b->source_ = std::make_shared<RerankCache>(cache, [p = b.get()](std::int64_t id) { return p->Fetch(id); });

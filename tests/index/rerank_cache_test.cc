@@ -208,5 +208,67 @@ TEST(RerankCacheTest, FetchesWhatItDoesNotHoldAndKeepsIt) {
   EXPECT_GT(cache.evictions(), 0);
 }
 
+// Screen forms (docs/search.md, "Screening"): held for every Put signature
+// even when the budget holds no compact form, at the screening grid, int8;
+// the same values whether the signature was Put or fetched; a source without
+// them (the default LoadForScreen) hands out Load.
+TEST(RerankCacheTest, ScreenFormsOutsideTheBudgetSameHeldOrFetched) {
+  const Signature full = Annulus(160, 6.25, 8);
+  RerankCacheConfig cfg = RerankCacheConfigFor(SearchEngineConfig{});
+  EXPECT_DOUBLE_EQ(cfg.breech_face_screen_pixel_um, 50.0);  // 4 x the 12.5 µm cell grid
+  EXPECT_DOUBLE_EQ(cfg.firing_pin_screen_pixel_um, 0.0);    // firing pins are not screened by default
+  cfg.budget_bytes = 0;  // no compact form fits
+  std::atomic<int> fetches{0};
+  RerankCache put(cfg, [&](std::int64_t) -> StatusOr<Signature> {
+    ++fetches;
+    return full;
+  });
+  ASSERT_TRUE(put.Put(7, full).ok());
+  EXPECT_FALSE(put.Holds(7));
+  EXPECT_EQ(put.screen_held(), 1);
+  EXPECT_GT(put.screen_bytes(), 20u * 20u);  // 20 x 20 points at 50 µm
+  EXPECT_LT(put.screen_bytes(), 20u * 20u + 256u);  // one byte each and the bookkeeping
+  EXPECT_EQ(put.bytes(), put.screen_bytes());
+  auto a = put.LoadForScreen(7, 50.0);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(fetches.load(), 0);  // no database read for the screen
+  EXPECT_EQ(a->values.size(), cv::Size(20, 20));
+  EXPECT_DOUBLE_EQ(a->pixel_um, 50.0);
+
+  // The same signature fetched on a miss: the same screen form, then held.
+  RerankCache fetched(cfg, [&](std::int64_t) -> StatusOr<Signature> {
+    ++fetches;
+    return full;
+  });
+  auto b = fetched.LoadForScreen(7, 50.0);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(fetches.load(), 1);
+  EXPECT_EQ(cv::norm(a->values != b->values, cv::NORM_L1), cv::norm(a->values != a->values, cv::NORM_L1))
+      << "Put and fetched screen forms differ";  // NaN != NaN on both sides, equal elsewhere
+  ASSERT_TRUE(fetched.LoadForScreen(7, 50.0).ok());
+  EXPECT_EQ(fetches.load(), 1);
+  // Within one int8 step of the 50 µm area average of the compact form.
+  auto compact = put.Load(7);  // fetched: budget 0 holds nothing
+  ASSERT_TRUE(compact.ok());
+  auto reference = CompactSignatureOf(*compact, 50.0);
+  ASSERT_TRUE(reference.ok());
+  const Signature r = ExpandSignature(*reference);
+  const double step = 12.0 / 254;  // heights span about [-6, 6]
+  for (int y = 0; y < r.values.rows; ++y) {
+    for (int x = 0; x < r.values.cols; ++x) {
+      const float u = r.values(y, x), v = a->values(y, x);
+      ASSERT_EQ(std::isnan(u), std::isnan(v)) << y << "," << x;
+      if (!std::isnan(u)) ASSERT_NEAR(u, v, step) << y << "," << x;
+    }
+  }
+  // Another grid asked for: not the screen form.
+  auto other = put.LoadForScreen(7, 25.0);
+  ASSERT_TRUE(other.ok());
+  EXPECT_DOUBLE_EQ(other->pixel_um, 12.5);
+  put.Erase(7);
+  EXPECT_EQ(put.screen_held(), 0);
+  EXPECT_EQ(put.bytes(), 0u);
+}
+
 }  // namespace
 }  // namespace ballistics

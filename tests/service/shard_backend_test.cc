@@ -174,7 +174,12 @@ TEST_F(ShardBackendTest, RerankReadsCandidatesNotHeldFromTheDatabase) {
   ASSERT_TRUE(held.ok()) << held.status().ToString();
   EXPECT_EQ((*none)->size(), 4);
   EXPECT_EQ((*none)->rerank_cache().held(), 0);
-  EXPECT_EQ((*none)->signature_bytes(), 0u);
+  // Budget 0 still holds the screen forms (docs/search.md, "Screening"): int8
+  // at 50 µm, ~4.7 KB for a Fadul breech face, no compact form.
+  EXPECT_EQ((*none)->rerank_cache().screen_held(), 4);
+  EXPECT_EQ((*none)->signature_bytes(), (*none)->rerank_cache().screen_bytes());
+  EXPECT_GT((*none)->signature_bytes(), 4u * 3000u);
+  EXPECT_LT((*none)->signature_bytes(), 4u * 6000u);
   EXPECT_EQ((*held)->rerank_cache().held(), 4);
 
   SearchRequest req;
