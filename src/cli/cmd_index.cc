@@ -179,7 +179,11 @@ void Run(const Args& a) {
   req.max_rotation_deg = a.max_rotation_deg;
   SearchEngineConfig cfg;
   cfg.rerank_threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
-  auto engine = SearchEngine::Create(index, source, cfg);
+  // As a server worker holds them: compact forms for the rerank, screen forms
+  // for the screen, each signature read (or generated) once.
+  auto held = std::make_shared<RerankCache>(RerankCacheConfigFor(cfg),
+                                            [source](std::int64_t id) { return source->Load(id); });
+  auto engine = SearchEngine::Create(index, held, cfg);
   if (!engine.ok()) Fail(engine.status(), "search engine", kExitInternal);
   std::optional<ProgressBar> bar;
   std::mutex bar_mu;
