@@ -115,21 +115,32 @@ StatusOr<CompactSignature> CompactSignatureOf(const Signature& sig, double hold_
   return c;
 }
 
+namespace {
+
+// Heights offset + step * q, NaN where q is the sentinel (compact and screen forms).
+template <typename Q>
+cv::Mat1f ExpandHeights(int rows, int cols, float offset, float step, const std::vector<Q>& heights, Q invalid) {
+  cv::Mat1f v(rows, cols);
+  std::size_t i = 0;
+  for (int y = 0; y < rows; ++y) {
+    float* row = v.ptr<float>(y);
+    for (int x = 0; x < cols; ++x, ++i) {
+      const Q q = heights[i];
+      row[x] = q == invalid ? std::numeric_limits<float>::quiet_NaN() : offset + step * q;
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
 Signature ExpandSignature(const CompactSignature& c) {
   Signature s;
   s.kind = c.kind;
   s.modality = c.modality;
   s.pipeline_version = c.pipeline_version;
   s.pixel_um = c.pixel_um;
-  s.values = cv::Mat1f(c.rows, c.cols);
-  std::size_t i = 0;
-  for (int y = 0; y < c.rows; ++y) {
-    float* row = s.values.ptr<float>(y);
-    for (int x = 0; x < c.cols; ++x, ++i) {
-      const std::int16_t q = c.heights[i];
-      row[x] = q == kCompactInvalid ? std::numeric_limits<float>::quiet_NaN() : c.offset + c.step * q;
-    }
-  }
+  s.values = ExpandHeights(c.rows, c.cols, c.offset, c.step, c.heights, kCompactInvalid);
   return s;
 }
 
@@ -190,15 +201,7 @@ Signature ExpandScreenForm(const ScreenForm& f) {
   s.kind = f.kind;
   s.modality = f.modality;
   s.pixel_um = f.pixel_um;
-  s.values = cv::Mat1f(f.rows, f.cols);
-  std::size_t i = 0;
-  for (int y = 0; y < f.rows; ++y) {
-    float* row = s.values.ptr<float>(y);
-    for (int x = 0; x < f.cols; ++x, ++i) {
-      const std::int8_t q = f.heights[i];
-      row[x] = q == kScreenInvalid ? std::numeric_limits<float>::quiet_NaN() : f.offset + f.step * q;
-    }
-  }
+  s.values = ExpandHeights(f.rows, f.cols, f.offset, f.step, f.heights, kScreenInvalid);
   return s;
 }
 

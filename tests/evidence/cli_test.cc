@@ -3,9 +3,7 @@
 // JSON fields, plot files, model file, and clear errors for bad input.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,29 +13,20 @@
 #include <nlohmann/json.hpp>
 
 #include "ballistics/evidence.h"
+#include "run_command.h"
 
 namespace ballistics {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string out;
-};
+using testing::CommandRun;
 
-CtlRun Ctl(const std::string& args) {
-  CtlRun r;
+CommandRun Ctl(const std::string& args) {
   // Without BALLISTICS_DATABASE_URL (scripts/test.sh exports it, and
   // build-reference would then also store into that database, which other
   // tests reset concurrently): these tests exercise the files only.
-  const std::string cmd = "env -u BALLISTICS_DATABASE_URL " + std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  while (p && fgets(buf, sizeof(buf), p)) r.out += buf;
-  const int status = p ? pclose(p) : -1;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::RunCommand("env -u BALLISTICS_DATABASE_URL " + std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1");
 }
 
 class EvidenceCliTest : public ::testing::Test {
@@ -66,7 +55,7 @@ class EvidenceCliTest : public ::testing::Test {
 };
 
 TEST_F(EvidenceCliTest, ValidateWritesMetricsAndPlots) {
-  const CtlRun r = Ctl("evidence validate " + P("pairs.csv") + " --truth " + P("truth.csv") + " --name syn --out-dir " +
+  const CommandRun r = Ctl("evidence validate " + P("pairs.csv") + " --truth " + P("truth.csv") + " --name syn --out-dir " +
                     P("img") + " --lr-csv " + P("lr.csv") + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
@@ -86,7 +75,7 @@ TEST_F(EvidenceCliTest, ValidateWritesMetricsAndPlots) {
 }
 
 TEST_F(EvidenceCliTest, BuildReferenceWritesALoadableModel) {
-  const CtlRun r = Ctl("evidence build-reference " + P("pairs.csv") + " --source-regex '^s([0-9])' --name syn --out " +
+  const CommandRun r = Ctl("evidence build-reference " + P("pairs.csv") + " --source-regex '^s([0-9])' --name syn --out " +
                     P("model.json"));
   // --source-regex '^s([0-9])' groups by the first digit: a different grouping than the truth file, still valid.
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -101,7 +90,7 @@ TEST_F(EvidenceCliTest, BuildReferenceWritesALoadableModel) {
 
 TEST_F(EvidenceCliTest, BadInputIsRefusedClearly) {
   std::ofstream(P("short_truth.csv")) << "scan,gun\ns0,g0\n";
-  CtlRun r = Ctl("evidence validate " + P("pairs.csv") + " --truth " + P("short_truth.csv"));
+  CommandRun r = Ctl("evidence validate " + P("pairs.csv") + " --truth " + P("short_truth.csv"));
   EXPECT_EQ(r.exit_code, 3) << r.out;
   EXPECT_NE(r.out.find("'s1' is not in the --truth file"), std::string::npos) << r.out;
   r = Ctl("evidence validate " + P("pairs.csv"));

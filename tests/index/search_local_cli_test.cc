@@ -2,10 +2,9 @@
 // a few Fadul scans and synthetic shots in a directory index, fadul-1-1 as
 // the query; its two mates lead the breech-face list, with the screening
 // stage on (the default) and off; a bad --screen-k is refused with its value.
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <string>
@@ -13,6 +12,7 @@
 
 #include <gtest/gtest.h>
 
+#include "run_command.h"
 #include "test_paths.h"
 
 namespace ballistics {
@@ -20,21 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string output;
-};
-
-CtlRun Ctl(const std::string& args) {
-  const std::string cmd = std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1";
-  CtlRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof(buf), p)) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+testing::CommandRun Ctl(const std::string& args) {
+  return testing::RunCommand(std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1");
 }
 
 // The casing names of the breech-face list's rows, in order.
@@ -81,32 +68,32 @@ class SearchLocalCli : public ::testing::Test {
 
 TEST_F(SearchLocalCli, MatesLeadWithAndWithoutScreening) {
   // K = 4: the coarse top 2 are kept, the screen orders the other 34 breech faces.
-  const CtlRun screened = Ctl("search-local " + query_ + " --scans " + dir_.string() +
+  const testing::CommandRun screened = Ctl("search-local " + query_ + " --scans " + dir_.string() +
                               " --synthetic 60 --top 4 --rerank-k 4 --threads 2");
-  ASSERT_EQ(screened.exit_code, 0) << screened.output;
-  EXPECT_NE(screened.output.find("screening of 34 in"), std::string::npos) << screened.output;
-  EXPECT_NE(screened.output.find("CMC rerank of 4 in"), std::string::npos) << screened.output;
-  std::vector<std::string> list = BreechFaceList(screened.output);
-  ASSERT_GE(list.size(), 2u) << screened.output;
+  ASSERT_EQ(screened.exit_code, 0) << screened.out;
+  EXPECT_NE(screened.out.find("screening of 34 in"), std::string::npos) << screened.out;
+  EXPECT_NE(screened.out.find("CMC rerank of 4 in"), std::string::npos) << screened.out;
+  std::vector<std::string> list = BreechFaceList(screened.out);
+  ASSERT_GE(list.size(), 2u) << screened.out;
   std::vector<std::string> top2(list.begin(), list.begin() + 2);
   std::sort(top2.begin(), top2.end());
-  EXPECT_EQ(top2, (std::vector<std::string>{"fadul-1-2.x3p (id)", "fadul-F.x3p (id)"})) << screened.output;
+  EXPECT_EQ(top2, (std::vector<std::string>{"fadul-1-2.x3p (id)", "fadul-F.x3p (id)"})) << screened.out;
 
-  const CtlRun plain = Ctl("search-local " + query_ + " --scans " + dir_.string() +
+  const testing::CommandRun plain = Ctl("search-local " + query_ + " --scans " + dir_.string() +
                            " --synthetic 60 --top 4 --rerank-k 4 --screen-k -1 --threads 2");
-  ASSERT_EQ(plain.exit_code, 0) << plain.output;
-  EXPECT_NE(plain.output.find("screening of 0 in"), std::string::npos) << plain.output;
-  list = BreechFaceList(plain.output);
-  ASSERT_GE(list.size(), 2u) << plain.output;
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  EXPECT_NE(plain.out.find("screening of 0 in"), std::string::npos) << plain.out;
+  list = BreechFaceList(plain.out);
+  ASSERT_GE(list.size(), 2u) << plain.out;
   top2.assign(list.begin(), list.begin() + 2);
   std::sort(top2.begin(), top2.end());
-  EXPECT_EQ(top2, (std::vector<std::string>{"fadul-1-2.x3p (id)", "fadul-F.x3p (id)"})) << plain.output;
+  EXPECT_EQ(top2, (std::vector<std::string>{"fadul-1-2.x3p (id)", "fadul-F.x3p (id)"})) << plain.out;
 }
 
 TEST_F(SearchLocalCli, BadScreenKIsRefusedWithItsValue) {
-  const CtlRun r = Ctl("search-local " + query_ + " --scans " + dir_.string() + " --screen-k -2");
+  const testing::CommandRun r = Ctl("search-local " + query_ + " --scans " + dir_.string() + " --screen-k -2");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("-2"), std::string::npos) << r.output;
+  EXPECT_NE(r.out.find("-2"), std::string::npos) << r.out;
 }
 
 }  // namespace

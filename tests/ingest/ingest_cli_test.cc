@@ -2,37 +2,24 @@
 // a corrupt one is rejected with a clear message and a non-zero exit code, a
 // second run stores nothing new, bad flags store nothing.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "ballistics/io.h"
 #include "store/test_database.h"
+#include "run_command.h"
 #include "test_paths.h"
 
 namespace ballistics {
 namespace {
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr
-};
+using testing::CommandRun;
 
-CtlRun Ctl(const std::string& args, const std::string& url) {
+CommandRun Ctl(const std::string& args, const std::string& url) {
   // The connection string contains single quotes; pass it through the environment.
   setenv("BALLISTICS_DATABASE_URL", url.c_str(), 1);
-  const std::string cmd = std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1";
-  CtlRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return testing::RunCommand(std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1");
 }
 
 class IngestCliTest : public ::testing::Test {
@@ -41,7 +28,7 @@ class IngestCliTest : public ::testing::Test {
     ASSERT_FALSE(db_.url().empty());
     tmp_ = std::filesystem::temp_directory_path() / ("ballistics_cli_test_" + std::to_string(getpid()));
     std::filesystem::create_directories(tmp_);
-    const CtlRun m = Ctl("db migrate", db_.url());
+    const CommandRun m = Ctl("db migrate", db_.url());
     ASSERT_EQ(m.exit_code, 0) << m.out;
   }
   void TearDown() override { std::filesystem::remove_all(tmp_); }
@@ -60,7 +47,7 @@ TEST_F(IngestCliTest, CorruptFileIsRejectedOthersStored) {
   const std::string files = (fadul / "fadul-4-1.x3p").string() + " " + corrupt.string() + " " +
                             (fadul / "fadul-4-2.x3p").string();
   const std::string flags = " --agency 'Test PD' --case C1 --calibre 9mm --source test-fire --threads 2";
-  CtlRun r = Ctl("ingest " + files + flags, db_.url());
+  CommandRun r = Ctl("ingest " + files + flags, db_.url());
   EXPECT_EQ(r.exit_code, 3) << r.out;
   EXPECT_NE(r.out.find("rejected: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("corrupt.x3p"), std::string::npos) << r.out;
@@ -90,7 +77,7 @@ TEST_F(IngestCliTest, CorruptFileIsRejectedOthersStored) {
 
 TEST_F(IngestCliTest, BadFlagsStoreNothing) {
   const auto file = (testing::SharedDataDir() / "fadul" / "fadul-5-1.x3p").string();
-  CtlRun r = Ctl("ingest " + file + " --agency A --case C --calibre 9mm --pixel-um nan", db_.url());
+  CommandRun r = Ctl("ingest " + file + " --agency A --case C --calibre 9mm --pixel-um nan", db_.url());
   EXPECT_NE(r.exit_code, 0) << r.out;
   r = Ctl("ingest " + file + " --agency A --case C --calibre ' '", db_.url());
   EXPECT_EQ(r.exit_code, 2) << r.out;
@@ -104,7 +91,7 @@ TEST_F(IngestCliTest, BadFlagsStoreNothing) {
 
 TEST_F(IngestCliTest, UnreachableDatabaseIsADatabaseError) {
   const auto file = (testing::SharedDataDir() / "fadul" / "fadul-5-1.x3p").string();
-  CtlRun r = Ctl("ingest " + file + " --agency A --case C --calibre 9mm --database-url "
+  CommandRun r = Ctl("ingest " + file + " --agency A --case C --calibre 9mm --database-url "
               "'postgresql://x@127.0.0.1:1/x?connect_timeout=2'", db_.url());
   EXPECT_EQ(r.exit_code, 4) << r.out;
   EXPECT_NE(r.out.find("UNAVAILABLE"), std::string::npos) << r.out;

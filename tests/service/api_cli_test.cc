@@ -2,13 +2,11 @@
 // directly on the database, tokens through the API, upload, casing get, and
 // `audit verify` passing and then failing after a row is edited by SQL.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "api_server.h"
+#include "run_command.h"
 
 namespace ballistics {
 namespace {
@@ -24,13 +22,10 @@ CtlRun Ctl(const std::string& args, const std::string& url, const std::filesyste
   setenv("BALLISTICS_DATABASE_URL", url.c_str(), 1);
   const std::string err_file = (tmp / "stderr").string();
   const std::string cmd = std::string(BALLISTICSCTL_PATH) + " " + args + " 2>" + err_file;
+  const testing::CommandRun run = testing::RunCommand(cmd);
   CtlRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int st = pclose(p);
-  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.exit_code = run.exit_code;
+  r.out = run.out;
   std::ifstream f(err_file);
   std::stringstream ss;
   ss << f.rdbuf();

@@ -1,5 +1,4 @@
 // `ballisticsctl synth` end to end: files, ground truth, and bad flags.
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -14,25 +13,15 @@
 
 #include "ballistics/io.h"
 #include "ballistics/synth.h"
+#include "run_command.h"
 
 namespace ballistics::synth {
 namespace {
 
-struct CtlRun {
-  int exit_code = -1;
-  std::string output;
-};
+using ballistics::testing::CommandRun;
 
-CtlRun Ctl(const std::string& args) {
-  const std::string cmd = std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1";
-  CtlRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof(buf), p)) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+CommandRun Ctl(const std::string& args) {
+  return ballistics::testing::RunCommand(std::string(BALLISTICSCTL_PATH) + " " + args + " 2>&1");
 }
 
 class SynthCli : public ::testing::Test {
@@ -62,8 +51,8 @@ std::vector<std::vector<std::string>> ReadCsv(const std::filesystem::path& path)
 }
 
 TEST_F(SynthCli, WritesScansThatMatchTheLibraryAndTheirTruth) {
-  const CtlRun r = Ctl("synth --firearms 2 --shots-per-firearm 2 --seed 3 --threads 2 --out " + dir_.string());
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const CommandRun r = Ctl("synth --firearms 2 --shots-per-firearm 2 --seed 3 --threads 2 --out " + dir_.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   const auto rows = ReadCsv(dir_ / "ground_truth.csv");
   ASSERT_EQ(rows.size(), 5u);
   EXPECT_EQ(rows[0][0], "scan");
@@ -102,8 +91,8 @@ TEST_F(SynthCli, WritesScansThatMatchTheLibraryAndTheirTruth) {
 }
 
 TEST_F(SynthCli, WritesSignatures) {
-  const CtlRun r = Ctl("synth --firearms 1 --shots-per-firearm 2 --seed 4 --signatures --out " + dir_.string());
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const CommandRun r = Ctl("synth --firearms 1 --shots-per-firearm 2 --seed 4 --signatures --out " + dir_.string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   auto read = ReadScanFile(dir_ / "synth-f0000-s02.x3p");
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   const double missing = read->MissingFraction();
@@ -112,15 +101,15 @@ TEST_F(SynthCli, WritesSignatures) {
 }
 
 TEST_F(SynthCli, BadFlagsAreRejected) {
-  CtlRun r = Ctl("synth --firearms 0 --shots-per-firearm 2 --seed 1 --out " + dir_.string());
-  EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("--firearms=0"), std::string::npos) << r.output;
+  CommandRun r = Ctl("synth --firearms 0 --shots-per-firearm 2 --seed 1 --out " + dir_.string());
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_NE(r.out.find("--firearms=0"), std::string::npos) << r.out;
   r = Ctl("synth --firearms 1 --shots-per-firearm 1 --seed 1 --mark-transfer 2 --out " + dir_.string());
-  EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("mark_transfer"), std::string::npos) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.out;
+  EXPECT_NE(r.out.find("mark_transfer"), std::string::npos) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir_ / "ground_truth.csv"));
   r = Ctl("synth --firearms 1 --seed 1 --out " + dir_.string());  // missing --shots-per-firearm
-  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, 0) << r.out;
 }
 
 }  // namespace
