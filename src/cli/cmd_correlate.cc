@@ -20,6 +20,7 @@
 
 #include "ballistics/correlate.h"
 #include "ballistics/io.h"
+#include "ballistics/parallel.h"
 #include "ballistics/preprocess.h"
 #include "commands.h"
 #include "evidence_cli.h"
@@ -220,19 +221,6 @@ bool IsScanFile(const fs::path& p) {
   std::string ext = p.extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return ext == ".x3p" || ext == ".png" || ext == ".tif" || ext == ".tiff";
-}
-
-// Runs fn(i) for i in [0, n) on `threads` workers.
-template <typename Fn>
-void ParallelFor(std::size_t n, int threads, Fn fn) {
-  std::atomic<std::size_t> next{0};
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&] {
-      for (std::size_t i; (i = next++) < n;) fn(i);
-    });
-  }
-  for (auto& t : pool) t.join();
 }
 
 void RegisterScorePairs(CLI::App& app) {

@@ -7,11 +7,11 @@
 #include <chrono>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "ballistics/index.h"
+#include "ballistics/parallel.h"
 
 namespace ballistics {
 
@@ -118,24 +118,6 @@ struct KindQuery {
 double CmcShare(const Candidate& c) {
   if (!c.comparison.has_value() || c.comparison->cells <= 0) return 0.0;
   return static_cast<double>(c.comparison->cmc) / c.comparison->cells;
-}
-
-// Runs fn(i) for i in [0, n) on `threads` threads (the calling one included);
-// stops handing out work once *cancelled.
-template <typename Fn>
-void ParallelFor(std::size_t n, int threads, const std::atomic<bool>* cancelled, const Fn& fn) {
-  std::atomic<std::size_t> next{0};
-  auto work = [&] {
-    for (std::size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-      if (IsCancelled(cancelled)) return;
-      fn(i);
-    }
-  };
-  const int t = std::min<int>(threads, static_cast<int>(std::max<std::size_t>(n, 1)));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < t; ++i) pool.emplace_back(work);
-  work();
-  for (auto& th : pool) th.join();
 }
 
 }  // namespace
@@ -379,8 +361,9 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     //    orders the coarse ranks kc+1..screen K and its top K - kc go on too
     //    (in one process; a coordinator merges the workers' screened shares
     //    and sends the global top K back for the rerank).
-    if ((k1 > 0 && !request.rerank_hits) || request.screen_only) {
-      const int kc = CoarseKeptBeforeScreen(k, cfg.screen_coarse_share);
+    const int kc = CoarseKeptBeforeScreen(k, cfg.screen_coarse_share);
+    // (Nothing below the coarse-kept ranks: nothing to screen, as a coordinator decides too.)
+    if (request.screen_only || (k1 > 0 && !request.rerank_hits && static_cast<int>(hits.size()) > kc)) {
       std::vector<CoarseHit> kept;
       if (!request.screen_only) {
         const std::size_t n = std::min<std::size_t>(kc, hits.size());
@@ -394,7 +377,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
                                                  std::string(SignatureKindName(kq.kind)));
       }
       std::atomic<std::size_t> done{0};
-      ParallelFor(hits.size(), cfg.rerank_threads, cancelled, [&](std::size_t i) {
+      ParallelFor(hits.size(), cfg.rerank_threads, [&](std::size_t i) {
         CoarseHit& h = hits[i];
         if (auto sig = im.source->LoadForScreen(h.signature_id, screen.config().cell_pixel_um); sig.ok()) {
           if (auto prepared = screen.Prepare(*sig); prepared.ok()) {
@@ -405,7 +388,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
           }
         }
         report(SearchStage::kScreen, base + static_cast<double>(done.fetch_add(1) + 1) / hits.size() / queries.size());
-      });
+      }, cancelled);
       if (IsCancelled(cancelled)) return Cancelled("search cancelled");
       std::sort(hits.begin(), hits.end(), ScreenedBefore);
       if (static_cast<int>(hits.size()) > k - kc) hits.resize(k - kc);
@@ -430,7 +413,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
     std::vector<Candidate>& list = lists[qi];
     list.resize(hits.size());
     std::atomic<std::size_t> done{0};
-    ParallelFor(hits.size(), cfg.rerank_threads, cancelled, [&](std::size_t i) {
+    ParallelFor(hits.size(), cfg.rerank_threads, [&](std::size_t i) {
       Candidate& c = list[i];
       c.casing_id = hits[i].casing_id;
       c.signature_id = hits[i].signature_id;
@@ -448,7 +431,7 @@ StatusOr<SearchResults> SearchEngine::Search(const SearchRequest& request, const
         }
       }
       report(SearchStage::kRerank, base + static_cast<double>(done.fetch_add(1) + 1) / hits.size() / queries.size());
-    });
+    }, cancelled);
     if (IsCancelled(cancelled)) return Cancelled("search cancelled");
     out.reranked += static_cast<int>(hits.size());
     out.rerank_seconds += Seconds(t2, Clock::now());

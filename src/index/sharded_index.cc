@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "ballistics/index.h"
+#include "ballistics/parallel.h"
 
 namespace ballistics {
 
@@ -70,40 +70,32 @@ class ShardedIndex final : public SignatureIndex {
     const int n = static_cast<int>(shards_.size());
     std::vector<CoarseSearchResult> results(n);
     std::vector<Status> errors(n);
-    std::atomic<int> next{0};
     std::atomic<std::int64_t> done_rows{0};
     std::int64_t total_rows = 0;
     std::vector<std::int64_t> rows(n);
     for (int i = 0; i < n; ++i) total_rows += rows[i] = shards_[i]->Size();
     std::mutex progress_mu;
-    auto work = [&] {
-      for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-        ScanControl sub;
-        sub.cancelled = control.cancelled;
-        if (control.progress && total_rows > 0) {
-          // Shard progress in rows, reported as the share of all rows.
-          sub.progress = [&, i, last = std::int64_t{0}](double f) mutable {
-            const auto now = static_cast<std::int64_t>(f * rows[i]);
-            const std::int64_t sum = done_rows.fetch_add(now - last) + (now - last);
-            last = now;
-            std::lock_guard<std::mutex> lock(progress_mu);
-            control.progress(static_cast<double>(sum) / total_rows);
-          };
-        }
-        auto r = shards_[i]->SearchCoarse(query, filter, k, sub);
-        if (r.ok()) {
-          results[i] = std::move(r).value();
-        } else {
-          errors[i] = r.status();
-          results[i].shards_total = 1;  // answered nothing
-        }
+    ParallelFor(static_cast<std::size_t>(n), threads_, [&](std::size_t i) {
+      ScanControl sub;
+      sub.cancelled = control.cancelled;
+      if (control.progress && total_rows > 0) {
+        // Shard progress in rows, reported as the share of all rows.
+        sub.progress = [&, i, last = std::int64_t{0}](double f) mutable {
+          const auto now = static_cast<std::int64_t>(f * rows[i]);
+          const std::int64_t sum = done_rows.fetch_add(now - last) + (now - last);
+          last = now;
+          std::lock_guard<std::mutex> lock(progress_mu);
+          control.progress(static_cast<double>(sum) / total_rows);
+        };
       }
-    };
-    const int t = std::min(threads_, n);
-    std::vector<std::thread> pool;
-    for (int i = 1; i < t; ++i) pool.emplace_back(work);
-    work();
-    for (auto& th : pool) th.join();
+      auto r = shards_[i]->SearchCoarse(query, filter, k, sub);
+      if (r.ok()) {
+        results[i] = std::move(r).value();
+      } else {
+        errors[i] = r.status();
+        results[i].shards_total = 1;  // answered nothing
+      }
+    });
     for (const Status& e : errors) {
       // Cancellation and bad queries are the caller's; any other shard error
       // leaves a partial result (flagged by shards_answered < shards_total).

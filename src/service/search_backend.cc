@@ -7,6 +7,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "ballistics/parallel.h"
 #include "ballistics/store.h"
 #include "context.h"
 #include "metrics.h"
@@ -58,16 +59,7 @@ SignatureRecord RecordFor(const store::SearchableSignature& s) {
 std::vector<StatusOr<CoarseDescriptor>> Descriptors(const std::vector<store::SearchableSignature>& batch,
                                                     int threads) {
   std::vector<StatusOr<CoarseDescriptor>> out(batch.size(), Internal("not computed"));
-  std::atomic<std::size_t> next{0};
-  auto work = [&] {
-    for (std::size_t i = next.fetch_add(1); i < batch.size(); i = next.fetch_add(1)) {
-      out[i] = ComputeDescriptor(batch[i].stored.signature);
-    }
-  };
-  std::vector<std::thread> pool;
-  for (int t = 1; t < std::min<int>(threads, static_cast<int>(batch.size())); ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+  ParallelFor(batch.size(), threads, [&](std::size_t i) { out[i] = ComputeDescriptor(batch[i].stored.signature); });
   return out;
 }
 

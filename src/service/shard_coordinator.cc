@@ -307,8 +307,10 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
   // each worker screens its share of the ranks below and returns its best
   // K - kc; the global best K - kc of those join the kc.
   std::vector<std::optional<v1::ShardSearchRequest>> screening(workers_.size());
+  bool screens[2];  // a kind screens when it has ranks below the coarse-kept ones
   for (int kind = 0; kind < 2; ++kind) {
-    if (screen_k[kind] == 0 || static_cast<int>(global[kind].size()) <= kc) continue;
+    screens[kind] = screen_k[kind] > 0 && static_cast<int>(global[kind].size()) > kc;
+    if (!screens[kind]) continue;
     share_out(std::vector<CoarseHit>(global[kind].begin() + kc, global[kind].end()), true, &screening);
   }
   if (std::any_of(screening.begin(), screening.end(), [](const auto& r) { return r.has_value(); })) {
@@ -331,7 +333,7 @@ StatusOr<SearchResults> ShardCoordinator::Search(const SearchRequest& request, c
       for (const auto& h : screened[i].result->coarse_firing_pin()) by_screen[1].push_back(HitFromProto(h));
     }
     for (int kind = 0; kind < 2; ++kind) {
-      if (screen_k[kind] == 0 || static_cast<int>(global[kind].size()) <= kc) continue;
+      if (!screens[kind]) continue;
       std::vector<CoarseHit>& s = by_screen[kind];
       std::sort(s.begin(), s.end(), ScreenedBefore);
       if (static_cast<int>(s.size()) > k - kc) s.resize(k - kc);
